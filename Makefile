@@ -1,0 +1,36 @@
+# One-command entry points.  `make all`: set up and run the whole study (runs -> figures -> paper);
+# `make test`: set up and run the test suite.  Both create ./.venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch is installed first, pinned: on CPU-only machines this is the small CPU build.
+TORCH_SPEC ?= torch==2.13.0
+PROFILE ?= full
+
+.PHONY: all setup study figures paper test clean-venv
+
+all: study figures paper
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e ".[dask,test]"
+	touch $@
+
+study: setup
+	$(BIN)/study run-all --profile $(PROFILE)
+
+figures: setup
+	$(BIN)/study figures
+
+paper: setup
+	$(BIN)/study paper
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean-venv:
+	rm -rf $(VENV)

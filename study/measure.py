@@ -1,0 +1,124 @@
+"""Measurements that do not depend on training: saved-tensor bytes, environment, timing helpers."""
+from __future__ import annotations
+
+import functools
+import os
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+
+def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Sum over ensemble members of each member's mean cross-entropy.
+
+    Members are independent, so the gradient of this sum with respect to
+    member ``s``'s weights is exactly that member's own gradient.
+    """
+    s, b, c = logits.shape
+    return F.cross_entropy(logits.reshape(s * b, c), y.reshape(s * b), reduction="none").view(s, b).mean(1).sum()
+
+
+def activation_bytes(model, x: torch.Tensor, y: torch.Tensor) -> int:
+    """Bytes of the tensors autograd saves for backward in one training step.
+
+    Counted exactly with ``saved_tensors_hooks`` during the forward pass
+    (the bytes of each saved tensor, one count per storage however many ops
+    save it; parameters and views of them excluded), then the step's
+    backward is run to release the graph.  For ``odeint_adjoint`` this is what
+    the forward keeps; its backward re-solves the ODE and holds one solver
+    step's graph at a time.
+    """
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    seen: dict[int, int] = {}  # storage -> bytes of the largest tensor saved from it
+
+    def pack(t: torch.Tensor):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen[ptr] = max(seen.get(ptr, 0), t.numel() * t.element_size())
+        return t
+
+    model.zero_grad(set_to_none=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = loss_fn(model(x), y)
+    loss.backward()
+    model.zero_grad(set_to_none=True)
+    return int(sum(seen.values()))
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """The package's git commit (with ``+dirty`` when the tree has changes), or None outside git."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "study"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment(device: str) -> dict:
+    """What a record needs to say about where it ran."""
+    from . import __version__
+
+    try:
+        import torchdiffeq
+
+        tdq = torchdiffeq.__version__
+    except Exception:  # pragma: no cover - torchdiffeq is a core dependency
+        tdq = None
+    env = {
+        "study": __version__,
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchdiffeq": tdq,
+        "numpy": __import__("numpy").__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": device,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
+        env["cuda"] = torch.version.cuda
+    return env
+
+
+def sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_spread(samples: list[float]) -> tuple[float, float]:
+    """Median and the half-width of the interquartile range."""
+    if len(samples) < 2:
+        return samples[0], 0.0
+    q = statistics.quantiles(samples, n=4)
+    return statistics.median(samples), (q[2] - q[0]) / 2
+
+
+def time_repeated(fn, device, warmup: int = 3, repeats: int = 15, min_time: float = 0.0) -> list[float]:
+    """Seconds per call of ``fn``, repeated after warm-up, synchronised on CUDA."""
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    out = []
+    start_all = time.perf_counter()
+    while len(out) < repeats or (time.perf_counter() - start_all) < min_time:
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        out.append(time.perf_counter() - t0)
+        if len(out) >= 10 * repeats:
+            break
+    return out

@@ -1,0 +1,311 @@
+"""Models of the study: the ODE classifier and the ResNet MLP.
+
+Every model is an *ensemble* of ``S`` independent members with stacked
+weights (``S = 1`` is a plain model).  Inputs have shape ``(S, B, features)``;
+each layer is one batched matrix multiply over the members.  Members never
+interact: member ``s`` computes exactly what a single model with its weights
+computes, so several seeds of a fixed-step variant can be trained as one model
+(the training protocol uses this to amortise per-op dispatch cost).
+
+Initialisation is PyTorch's ``nn.Linear`` default (``U(-1/sqrt(fan_in),
+1/sqrt(fan_in))`` for weights and biases), drawn for each member from a
+generator seeded by that member's seed, in a fixed layer order, so a member's
+initial weights do not depend on which other members share its ensemble.
+The last layer of the ODE dynamics and of every ResNet block is zero (identity
+map at the start of training) unless ``zero_init`` is off.
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from . import solvers
+
+FIXED_METHODS = tuple(solvers.TABLEAUS)
+ADAPTIVE_METHODS = ("dopri5",)
+BACKENDS = ("hand", "torchdiffeq", "torchdiffeq-adjoint")
+# Our counters are also torchdiffeq step callbacks, which its fixed-grid solvers do not call.
+warnings.filterwarnings("ignore", message=r"Solver '.*' does not support callbacks")
+# Our method names -> torchdiffeq's.  torchdiffeq's "rk4" is the 3/8 rule.
+TORCHDIFFEQ_NAMES = {"euler": "euler", "midpoint": "midpoint", "rk4-38": "rk4", "dopri5": "dopri5"}
+
+
+class ELinear(nn.Module):
+    """``S`` independent linear layers applied member-wise: ``(S, B, i) -> (S, B, o)``."""
+
+    def __init__(self, members: int, fan_in: int, fan_out: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(members, fan_out, fan_in))
+        self.bias = nn.Parameter(torch.empty(members, fan_out))
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        b = self.bias if bias is None else bias
+        return torch.baddbmm(b.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
+class Counter:
+    """Function-evaluation counter with phases (forward / backward / eval)."""
+
+    def __init__(self) -> None:
+        self.phase = "forward"
+        self.counts = {"forward": 0, "backward": 0, "eval": 0}
+        self.accepted = 0
+        self.rejected = 0
+
+    def reset(self) -> None:
+        self.counts = dict.fromkeys(self.counts, 0)
+        self.accepted = self.rejected = 0
+
+
+class Dynamics(nn.Module):
+    """``f(t, y)``: Linear(d+1, H) - Tanh - Linear(H, H) - Tanh - Linear(H, d) on ``[t ; y]``.
+
+    The first layer's weight is stored as its time column ``w_t`` and its state
+    columns ``w_y``; ``W [t; y] + b = w_y y + (b + t w_t)`` is the same map with
+    the same parameter count and one op fewer per call.  Each call on a batch
+    counts as one function evaluation (NFE) per member.
+    """
+
+    def __init__(self, members: int, dim: int, hidden: int = 128, time_input: bool = True):
+        super().__init__()
+        self.time_input = time_input
+        self.l1 = ELinear(members, dim, hidden)
+        self.w_t = nn.Parameter(torch.empty(members, hidden)) if time_input else None
+        self.l2 = ELinear(members, hidden, hidden)
+        self.l3 = ELinear(members, hidden, dim)
+        self.counter = Counter()
+
+    def forward(self, t, y: torch.Tensor) -> torch.Tensor:
+        self.counter.counts[self.counter.phase] += 1
+        bias = None
+        if self.w_t is not None:
+            if isinstance(t, torch.Tensor):
+                bias = self.l1.bias + t.to(y.dtype) * self.w_t
+            else:
+                bias = torch.add(self.l1.bias, self.w_t, alpha=float(t))
+        h = torch.tanh(self.l1(y, bias))
+        h = torch.tanh(self.l2(h))
+        return self.l3(h)
+
+    # torchdiffeq callbacks (adaptive solvers): accepted / rejected steps.
+    def callback_accept_step(self, t0, y0, dt):
+        if self.counter.phase != "backward":
+            self.counter.accepted += 1
+
+    def callback_reject_step(self, t0, y0, dt):
+        if self.counter.phase != "backward":
+            self.counter.rejected += 1
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines a model (plain data; see ``study.variants``)."""
+
+    model: str = "ode"  # "ode" | "resnet"
+    backend: str = "hand"  # "hand" | "torchdiffeq" | "torchdiffeq-adjoint"
+    method: str = "euler"  # a fixed-step tableau name or "dopri5"
+    steps: int = 20  # fixed-step solvers; ResNet blocks
+    rtol: float | None = None  # adaptive solvers
+    atol: float | None = None
+    adjoint_norm: str | None = None  # None | "seminorm"
+    lift_dim: int = 6
+    hidden: int = 128
+    head_hidden: int = 64
+    time_input: bool = True
+    zero_init: bool = True
+    max_num_steps: int = 1000  # cap of adaptive steps per solve
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def validate(self) -> None:
+        def bad(msg):
+            raise ValueError(msg)
+
+        if self.model not in ("ode", "resnet"):
+            bad(f"model must be 'ode' or 'resnet', got {self.model!r}")
+        if self.backend not in BACKENDS:
+            bad(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            bad(f"steps must be a positive integer, got {self.steps!r}")
+        if self.lift_dim < 1 or self.hidden < 1 or self.head_hidden < 1:
+            bad("lift_dim, hidden and head_hidden must be positive")
+        if self.model == "resnet":
+            return
+        if self.method in ADAPTIVE_METHODS:
+            if self.backend == "hand":
+                bad(f"the hand backend has fixed-step methods only ({', '.join(FIXED_METHODS)}); use torchdiffeq for {self.method}")
+            if not (self.rtol and self.atol and self.rtol > 0 and self.atol > 0):
+                bad(f"{self.method} needs positive rtol and atol")
+        elif self.method not in FIXED_METHODS:
+            bad(f"unknown method {self.method!r}; choose one of {', '.join(FIXED_METHODS + ADAPTIVE_METHODS)}")
+        if self.backend != "hand" and self.method not in TORCHDIFFEQ_NAMES:
+            bad(f"torchdiffeq has no {self.method!r} (its 'rk4' is the 3/8 rule: method 'rk4-38')")
+        if self.adjoint_norm not in (None, "seminorm"):
+            bad(f"adjoint_norm must be null or 'seminorm', got {self.adjoint_norm!r}")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.model == "ode" and self.method in ADAPTIVE_METHODS
+
+
+class ODEBlock(nn.Module):
+    """Integrates the dynamics over ``[0, 1]`` with the configured backend and method."""
+
+    def __init__(self, cfg: ModelConfig, members: int):
+        super().__init__()
+        self.cfg = cfg
+        self.func = Dynamics(members, cfg.lift_dim, cfg.hidden, cfg.time_input)
+
+    def _tdq_kwargs(self) -> dict:
+        cfg = self.cfg
+        kw: dict = {"method": TORCHDIFFEQ_NAMES[cfg.method]}
+        if cfg.adaptive:
+            kw.update(rtol=cfg.rtol, atol=cfg.atol, options={"max_num_steps": cfg.max_num_steps})
+            if cfg.backend == "torchdiffeq-adjoint":
+                aopts = {"max_num_steps": cfg.max_num_steps}
+                if cfg.adjoint_norm == "seminorm":
+                    aopts["norm"] = "seminorm"
+                kw["adjoint_options"] = aopts
+        else:
+            # The uniform N-step grid, given explicitly: torchdiffeq's step_size option can add a
+            # zero-length step when 1/step_size rounds up, and passing the grid as output times
+            # would make odeint keep (and the adjoint save) all N+1 states.
+            n = cfg.steps
+            # (The adjoint's backward solve calls it on the reversed, negated interval.)
+            kw["options"] = {"grid_constructor": lambda f, y0, t: torch.linspace(
+                float(t[0]), float(t[-1]), n + 1, dtype=t.dtype, device=t.device)}
+        return kw
+
+    def forward(self, y0: torch.Tensor, trajectory_points: int | None = None) -> torch.Tensor:
+        """State at t = 1, or with ``trajectory_points=K`` the states at ``K`` equally spaced times.
+
+        Fixed-step trajectories are read off the solver grid (K - 1 should divide the steps);
+        adaptive ones are torchdiffeq's dense output at the K times.
+        """
+        cfg = self.cfg
+        if cfg.backend == "hand":
+            if trajectory_points is None:
+                return solvers.odeint_fixed(self.func, y0, 0.0, 1.0, cfg.steps, cfg.method)
+            traj = solvers.odeint_fixed(self.func, y0, 0.0, 1.0, cfg.steps, cfg.method, trajectory=True)
+            return traj[torch.linspace(0, cfg.steps, trajectory_points).round().long()]
+        import torchdiffeq
+
+        solve = torchdiffeq.odeint_adjoint if cfg.backend == "torchdiffeq-adjoint" else torchdiffeq.odeint
+        if trajectory_points is None:
+            t = torch.tensor([0.0, 1.0], device=y0.device, dtype=y0.dtype)
+            return solve(self.func, y0, t, **self._tdq_kwargs())[-1]
+        if cfg.adaptive:
+            t = torch.linspace(0.0, 1.0, trajectory_points, device=y0.device, dtype=y0.dtype)
+            return solve(self.func, y0, t, **self._tdq_kwargs())
+        t = torch.linspace(0.0, 1.0, cfg.steps + 1, device=y0.device, dtype=y0.dtype)
+        out = solve(self.func, y0, t, **self._tdq_kwargs())
+        return out[torch.linspace(0, cfg.steps, trajectory_points).round().long()]
+
+
+class ResNetStack(nn.Module):
+    """``N`` residual blocks with their own weights: ``h <- h + (1/N) block_i(h)``.
+
+    Each block is Linear(d, H) - Tanh - Linear(H, H) - Tanh - Linear(H, d), i.e.
+    the ODE's dynamics without the time input.  It is forward Euler with step
+    ``1/N`` on a depth-dependent vector field.
+    """
+
+    def __init__(self, cfg: ModelConfig, members: int):
+        super().__init__()
+        self.cfg = cfg
+        self.blocks = nn.ModuleList(Dynamics(members, cfg.lift_dim, cfg.hidden, time_input=False) for _ in range(cfg.steps))
+        for b in self.blocks[1:]:  # one counter: a block evaluation counts like one NFE of Euler
+            b.counter = self.blocks[0].counter
+
+    def forward(self, h: torch.Tensor, trajectory_points: int | None = None) -> torch.Tensor:
+        n = len(self.blocks)
+        grid = solvers.time_grid(0.0, 1.0, n)
+        states = [h]
+        for t, block in zip(grid, self.blocks):  # block i sits at time t_i (its input ignores it)
+            h = torch.add(h, block(t, h), alpha=1.0 / n)
+            states.append(h)
+        if trajectory_points is None:
+            return h
+        idx = torch.linspace(0, n, trajectory_points).round().long()
+        return torch.stack(states)[idx]
+
+    @property
+    def counter(self) -> Counter:
+        return self.blocks[0].counter
+
+
+class Classifier(nn.Module):
+    """Lift Linear(2, d) -> core (ODE block or ResNet stack) -> head Linear(d, 64) - ReLU - Linear(64, 2)."""
+
+    def __init__(self, cfg: ModelConfig, seeds: Sequence[int]):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.seeds = list(seeds)
+        m = len(self.seeds)
+        self.lift = ELinear(m, 2, cfg.lift_dim)
+        self.core = ODEBlock(cfg, m) if cfg.model == "ode" else ResNetStack(cfg, m)
+        self.head1 = ELinear(m, cfg.lift_dim, cfg.head_hidden)
+        self.head2 = ELinear(m, cfg.head_hidden, 2)
+        self.reset_parameters()
+
+    @property
+    def members(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def counter(self) -> Counter:
+        return self.core.func.counter if self.cfg.model == "ode" else self.core.counter
+
+    def _last_layers(self) -> set[int]:
+        if self.cfg.model == "ode":
+            return {id(self.core.func.l3)}
+        return {id(b.l3) for b in self.core.blocks}
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        gens = [torch.Generator().manual_seed(int(s) * 7919 + 17) for s in self.seeds]
+        zero = self._last_layers() if self.cfg.zero_init else set()
+        for mod in self.modules():
+            if isinstance(mod, ELinear):
+                owner_time = isinstance(self.core, ODEBlock) and mod is self.core.func.l1 and self.cfg.time_input
+                fan_in = mod.weight.shape[-1] + (1 if owner_time else 0)
+                if id(mod) in zero:
+                    mod.weight.zero_()
+                    mod.bias.zero_()
+                    continue
+                bound = 1.0 / math.sqrt(fan_in)
+                for s, g in enumerate(gens):
+                    if owner_time:  # draw the d+1 columns of Linear(d+1, H) in their natural order
+                        full = torch.empty(mod.weight.shape[1], fan_in).uniform_(-bound, bound, generator=g)
+                        self.core.func.w_t[s].copy_(full[:, 0])
+                        mod.weight[s].copy_(full[:, 1:])
+                    else:
+                        mod.weight[s].uniform_(-bound, bound, generator=g)
+                    mod.bias[s].uniform_(-bound, bound, generator=g)
+
+    def forward(self, x: torch.Tensor, trajectory_points: int | None = None) -> torch.Tensor:
+        h = self.core(self.lift(x), trajectory_points)
+        if trajectory_points is not None:
+            return h
+        return self.head2(torch.relu(self.head1(h)))
+
+    def param_count(self) -> int:
+        """Parameters of one member."""
+        return sum(p.numel() for p in self.parameters()) // self.members
+
+    @torch.no_grad()
+    def member(self, s: int) -> "Classifier":
+        """A single-member copy of member ``s`` (same weights)."""
+        single = Classifier(ModelConfig.from_dict(self.cfg.__dict__), [self.seeds[s]]).to(next(self.parameters()).device)
+        for p_one, p_all in zip(single.parameters(), self.parameters()):
+            p_one.copy_(p_all[s : s + 1])
+        return single

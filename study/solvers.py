@@ -1,0 +1,152 @@
+"""Hand-written explicit Runge-Kutta solvers.
+
+A solver is data: a Butcher tableau ``(c, A, b)``.  One generic stepping loop
+(:func:`rk_step`) integrates any of them.  Registering a new fixed-step method
+is one entry in :data:`TABLEAUS`.
+
+The time grid is uniform, ``t_i = t0 + i (t1 - t0) / n``, the same grid
+torchdiffeq builds from ``t = linspace(t0, t1, n + 1)``, so on the same network
+hand ``euler`` equals torchdiffeq ``euler`` and hand ``rk4-38`` equals
+torchdiffeq ``rk4`` (which is Kutta's 3/8 rule, *not* the classic RK4) to
+float32 rounding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction as F
+from typing import Callable, Sequence
+
+import torch
+
+Dynamics = Callable[[float, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Tableau:
+    """Explicit Runge-Kutta Butcher tableau.
+
+    ``a[i]`` holds the coefficients of stage ``i`` on stages ``0..i-1`` (so
+    ``a[0]`` is empty), ``b`` the weights, ``c`` the nodes and ``order`` the
+    classical order of accuracy (checked by the convergence tests).
+    """
+
+    name: str
+    c: tuple[float, ...]
+    a: tuple[tuple[float, ...], ...]
+    b: tuple[float, ...]
+    order: int
+
+    def __post_init__(self) -> None:
+        s = len(self.b)
+        if len(self.c) != s or len(self.a) != s:
+            raise ValueError(f"tableau {self.name}: c, a and b must have {s} stages")
+        for i, row in enumerate(self.a):
+            if len(row) != i:
+                raise ValueError(f"tableau {self.name}: row {i} of a must have {i} entries (explicit method)")
+            if abs(sum(row) - self.c[i]) > 1e-12:
+                raise ValueError(f"tableau {self.name}: row sums of a must equal c")
+        if abs(sum(self.b) - 1.0) > 1e-12:
+            raise ValueError(f"tableau {self.name}: weights b must sum to 1")
+
+    @property
+    def stages(self) -> int:
+        """Function evaluations per step."""
+        return len(self.b)
+
+
+def _tableau(name: str, c, a, b, order: int) -> Tableau:
+    f = lambda xs: tuple(float(x) for x in xs)  # noqa: E731 - exact fractions to floats once
+    return Tableau(name, f(c), tuple(f(row) for row in a), f(b), order)
+
+
+TABLEAUS: dict[str, Tableau] = {
+    t.name: t
+    for t in (
+        _tableau("euler", [0], [[]], [1], order=1),
+        _tableau("midpoint", [0, F(1, 2)], [[], [F(1, 2)]], [0, 1], order=2),
+        _tableau(
+            "rk4",  # the classic Runge-Kutta method
+            [0, F(1, 2), F(1, 2), 1],
+            [[], [F(1, 2)], [0, F(1, 2)], [0, 0, 1]],
+            [F(1, 6), F(1, 3), F(1, 3), F(1, 6)],
+            order=4,
+        ),
+        _tableau(
+            "rk4-38",  # Kutta's 3/8 rule: torchdiffeq's "rk4"
+            [0, F(1, 3), F(2, 3), 1],
+            [[], [F(1, 3)], [F(-1, 3), 1], [1, -1, 1]],
+            [F(1, 8), F(3, 8), F(3, 8), F(1, 8)],
+            order=4,
+        ),
+    )
+}
+
+
+def get_tableau(method: str) -> Tableau:
+    try:
+        return TABLEAUS[method]
+    except KeyError:
+        raise ValueError(f"unknown fixed-step method {method!r}; choose one of {', '.join(TABLEAUS)}") from None
+
+
+def _combine(y: torch.Tensor, coeffs: Sequence[float], ks: Sequence[torch.Tensor], dt: float) -> torch.Tensor:
+    """``y + dt * sum_j coeffs[j] * ks[j]`` (zero coefficients skipped).
+
+    The increments are summed first and added to the state once: adding each
+    stage into the O(1) state separately rounds at the state's magnitude every
+    time and, over 20 RK4 steps, lands three times further from the float64
+    solution than torchdiffeq does.
+    """
+    terms = [(a, k) for a, k in zip(coeffs, ks) if a != 0.0]
+    if not terms:
+        return y
+    if len(terms) == 1:
+        a, k = terms[0]
+        return torch.add(y, k, alpha=dt * a)
+    a0, k0 = terms[0]
+    acc = k0 * a0
+    for a, k in terms[1:]:
+        acc = acc.add_(k, alpha=a)  # acc is our own temporary: in place is safe for autograd
+    return torch.add(y, acc, alpha=dt)
+
+
+def rk_step(f: Dynamics, tableau: Tableau, t: float, y: torch.Tensor, dt: float) -> torch.Tensor:
+    """One explicit Runge-Kutta step of size ``dt`` from ``(t, y)``."""
+    ks: list[torch.Tensor] = []
+    for ci, ai in zip(tableau.c, tableau.a):
+        ks.append(f(t + ci * dt, _combine(y, ai, ks, dt)))
+    return _combine(y, tableau.b, ks, dt)
+
+
+def time_grid(t0: float, t1: float, steps: int) -> list[float]:
+    """The uniform grid ``t0 + i * (t1 - t0) / steps`` as Python floats."""
+    if steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}")
+    h = (t1 - t0) / steps
+    return [t0 + i * h for i in range(steps)] + [t1]
+
+
+def odeint_fixed(
+    f: Dynamics,
+    y0: torch.Tensor,
+    t0: float = 0.0,
+    t1: float = 1.0,
+    steps: int = 20,
+    method: str = "euler",
+    trajectory: bool = False,
+):
+    """Integrate ``dy/dt = f(t, y)`` from ``t0`` to ``t1`` in ``steps`` equal steps.
+
+    Returns the state at ``t1``, or, with ``trajectory=True``, a tensor of shape
+    ``(steps + 1, *y0.shape)`` holding the state at every grid point.
+    """
+    tab = get_tableau(method)
+    grid = time_grid(t0, t1, steps)
+    dt = (t1 - t0) / steps
+    y = y0
+    states = [y0] if trajectory else None
+    for t in grid[:-1]:
+        y = rk_step(f, tab, t, y, dt)
+        if trajectory:
+            states.append(y)
+    return torch.stack(states) if trajectory else y

@@ -1,0 +1,108 @@
+"""The run store: one JSON record per run, at a path derived from its config.
+
+``runs/<experiment>/<hash>.json`` where ``hash`` is a stable digest of the
+run's config.  Records are written to a temporary file in the same directory,
+flushed, fsynced and atomically renamed, so a reader (or a restart after
+kill -9) sees either no record or a complete one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+
+STATUSES = ("ok", "diverged", "error")
+REQUIRED = {"schema": int, "kind": str, "config": dict, "status": str, "env": dict, "metrics": dict}
+
+
+class CorruptRecord(Exception):
+    """A file in the store that is not a valid record; the message says what is wrong."""
+
+
+def _canonical(obj) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def config_hash(config: dict) -> str:
+    """Stable 16-hex-digit digest of a config (key order does not matter)."""
+    return hashlib.sha256(_canonical(config).encode()).hexdigest()[:16]
+
+
+def record_path(runs_dir: Path | str, experiment: str, config: dict) -> Path:
+    return Path(runs_dir) / experiment / f"{config_hash(config)}.json"
+
+
+def _clean(obj):
+    """JSON has no NaN/inf: store them as null."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    return obj
+
+
+def write_atomic(path: Path | str, record: dict) -> Path:
+    """Write ``record`` as JSON to ``path`` atomically (temp file, fsync, rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(_clean(record), indent=1, sort_keys=True, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+    return path
+
+
+def validate(record) -> None:
+    """Raise :class:`CorruptRecord` naming what is wrong with ``record``."""
+    if not isinstance(record, dict):
+        raise CorruptRecord("not a JSON object")
+    for key, typ in REQUIRED.items():
+        if key not in record:
+            raise CorruptRecord(f"missing field {key!r}")
+        if not isinstance(record[key], typ):
+            raise CorruptRecord(f"field {key!r} should be {typ.__name__}, is {type(record[key]).__name__}")
+    if record["status"] not in STATUSES:
+        raise CorruptRecord(f"status {record['status']!r} is not one of {', '.join(STATUSES)}")
+    if record["status"] == "ok" and record["kind"] == "train":
+        for m in ("params", "train_acc", "test_acc", "nfe_forward"):
+            if m not in record["metrics"]:
+                raise CorruptRecord(f"ok training record without metrics.{m}")
+
+
+def read_record(path: Path | str) -> dict:
+    """Read and validate one record; :class:`CorruptRecord` if it is not one."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise CorruptRecord(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CorruptRecord(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    validate(rec)
+    return rec

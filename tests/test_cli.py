@@ -1,0 +1,77 @@
+"""The command line: one-line errors with exit code 2, and a record from `study run`."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def study(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["run", "nope"], "unknown variant 'nope'; choose one of: euler, rk4"),
+        (["run", "euler", "--epochs", "0"], "--epochs must be a positive integer"),
+        (["run", "euler", "--epochs", "-3"], "--epochs must be a positive integer"),
+        (["run", "euler", "--steps", "0"], "--steps must be a positive integer"),
+        (["run", "euler", "--device", "tpu"], "unknown device 'tpu'"),
+        (["run", "euler", "--epochs", "x"], "'x' is not a valid integer"),
+        (["run", "euler", "--frobnicate"], "No such option"),
+        (["frobnicate"], "No such command"),
+        (["dataset", "--sigma", "-1"], "--sigma must be positive"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
+    r = study(*args, "--runs-dir", str(tmp_path / "r")) if args[0] == "run" and "--frobnicate" not in args else study(*args)
+    assert r.returncode == 2, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("study: error:") and needle in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.json"))
+
+
+def test_unwritable_runs_dir(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = study("run", "euler", "--epochs", "1", "--runs-dir", str(blocker / "runs"))
+    assert r.returncode == 2 and "not writable" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_cuda_when_absent_is_a_clear_error(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    r = study("run", "euler", "--device", "cuda", "--runs-dir", str(tmp_path))
+    assert r.returncode == 2 and "CUDA is not available" in r.stderr
+
+
+@pytest.mark.parametrize("variant,params,nfe", [("euler", 18906, 320), ("resnet", 364236, 320)])
+def test_run_writes_a_record(variant, params, nfe, tmp_path):
+    r = study("run", variant, "--epochs", "2", "--runs-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    (path,) = list(tmp_path.rglob("*.json"))
+    rec = json.loads(path.read_text())
+    assert rec["metrics"]["params"] == params and rec["metrics"]["nfe_forward"] == nfe
+    assert rec["status"] == "ok" and rec["config"]["variant"] == variant
+    assert str(path) in r.stdout and f"{params:,}" in r.stdout
+    assert r.stderr == ""  # no progress bar when not on a terminal
+
+
+def test_variants_and_dataset():
+    r = study("variants")
+    assert r.returncode == 0
+    for name in ("euler", "rk4", "rk4-38", "resnet", "tdq-euler", "tdq-rk4", "tdq-dopri5", "adjoint-euler",
+                 "adjoint-rk4", "adjoint-dopri5", "adjoint-dopri5-seminorm"):
+        assert name in r.stdout
+    assert "364236" in r.stdout and "18906" in r.stdout
+    r = study("dataset")
+    assert r.returncode == 0 and "Bayes-optimal accuracy: 87." in r.stdout

@@ -1,0 +1,104 @@
+"""Models: parameter counts, identity at init, ResNet = Euler, ensemble members, saved-tensor counts."""
+import pytest
+import torch
+
+from study import solvers
+from study.measure import activation_bytes
+from study.models import Classifier, ModelConfig, ResNetStack
+from study.variants import VARIANTS, variant_config
+
+
+def test_parameter_counts_match_the_article():
+    assert Classifier(variant_config("euler"), [0]).param_count() == 18_906
+    assert Classifier(variant_config("resnet"), [0]).param_count() == 364_236
+    for name in VARIANTS:  # every ODE variant is the same network
+        cfg = variant_config(name)
+        assert Classifier(cfg, [0]).param_count() == (364_236 if cfg.model == "resnet" else 18_906)
+
+
+@pytest.mark.parametrize("variant", ["euler", "rk4", "resnet", "tdq-dopri5"])
+def test_zero_init_is_the_identity_flow(variant):
+    m = Classifier(variant_config(variant), [3])
+    x = torch.randn(1, 50, 2)
+    with torch.no_grad():
+        lifted = m.lift(x)
+        # dopri5's dense output at t = 1 is an interpolant: exact up to rounding
+        assert (m.core(lifted) - lifted).abs().max() <= (2e-6 if variant == "tdq-dopri5" else 0.0)
+
+
+def test_random_init_is_not_the_identity():
+    m = Classifier(variant_config("euler", zero_init=False), [3])
+    x = torch.randn(1, 50, 2)
+    with torch.no_grad():
+        lifted = m.lift(x)
+        assert (m.core(lifted) - lifted).abs().max() > 1e-3
+
+
+def test_resnet_with_shared_blocks_is_exactly_euler():
+    """The article's identity: h <- h + (1/N) f(t_i, h) with one shared f *is* forward Euler, bit for bit."""
+    ode = Classifier(variant_config("euler", zero_init=False), [0])
+    f = ode.core.func
+    stack = ResNetStack(ModelConfig(model="resnet", steps=20), members=1)
+    stack.blocks = torch.nn.ModuleList([f] * 20)  # every block is the same dynamics network, fed t_i
+    y0 = torch.randn(1, 128, 6)
+    with torch.no_grad():
+        euler = solvers.odeint_fixed(f, y0, 0.0, 1.0, 20, "euler")
+        res = stack(y0)
+    assert (euler - y0).abs().max() > 1e-2
+    assert torch.equal(res, euler)
+
+
+def test_ensemble_members_are_independent_models():
+    cfg = variant_config("euler", zero_init=False)
+    ens = Classifier(cfg, [0, 1, 2])
+    alone = Classifier(cfg, [1])
+    for a, b in zip(ens.member(1).parameters(), alone.parameters()):
+        assert torch.equal(a, b)  # initialisation does not depend on the other members
+    x = torch.randn(3, 40, 2)
+    with torch.no_grad():
+        out = ens(x)
+        assert (out[1] - alone(x[1:2])[0]).abs().max() < 1e-5
+        assert (out[0] - out[1]).abs().max() > 1e-3
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="torchdiffeq has no 'rk4'"):
+        variant_config("tdq-euler", method="rk4")
+    with pytest.raises(ValueError, match="fixed-step methods only"):
+        variant_config("euler", method="dopri5", rtol=1e-3, atol=1e-3)
+    with pytest.raises(ValueError, match="steps must be a positive integer"):
+        variant_config("euler", steps=0)
+    with pytest.raises(KeyError, match="unknown variant"):
+        variant_config("rk5")
+    with pytest.raises(ValueError, match="unknown model option"):
+        variant_config("euler", step=3)
+
+
+def hand_count(steps: int, stages: int, B=128, d=6, H=128, head=64) -> int:
+    """Saved-tensor bytes of one training step, counted by hand (float32, int64 targets).
+
+    Lift saves its input x (B x 2).  Every dynamics evaluation saves its input
+    state (B x d) and its two tanh outputs (B x H each; the next linear layer
+    saves the same tensor).  The head saves the final state (B x d) and the
+    ReLU output (B x head); cross-entropy saves the log-softmax (B x 2), the
+    int64 targets (B) and a scalar total weight.
+    """
+    per_eval = B * d + 2 * B * H
+    floats = B * 2 + steps * stages * per_eval + B * d + B * head + B * 2
+    return 4 * floats + 8 * B + 4
+
+
+@pytest.mark.parametrize("variant,stages", [("euler", 1), ("rk4", 4), ("rk4-38", 4), ("midpoint", 2), ("resnet", 1)])
+@pytest.mark.parametrize("steps", [5, 20])
+def test_activation_bytes_match_a_hand_count(variant, stages, steps):
+    m = Classifier(variant_config(variant, steps=steps, zero_init=False), [0])
+    x, y = torch.randn(1, 128, 2), torch.randint(0, 2, (1, 128))
+    assert activation_bytes(m, x, y) == hand_count(steps, stages)
+
+
+def test_adjoint_activation_bytes_do_not_grow_with_steps():
+    x, y = torch.randn(1, 128, 2), torch.randint(0, 2, (1, 128))
+    direct = [activation_bytes(Classifier(variant_config("tdq-euler", steps=n), [0]), x, y) for n in (5, 10, 40)]
+    adjoint = [activation_bytes(Classifier(variant_config("adjoint-euler", steps=n), [0]), x, y) for n in (5, 10, 40)]
+    assert direct[0] < direct[1] < direct[2]
+    assert adjoint[0] == adjoint[1] == adjoint[2] < direct[0]

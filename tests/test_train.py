@@ -1,0 +1,88 @@
+"""The training protocol: NFE counts, determinism, divergence, batched seeds, the record."""
+import math
+
+import pytest
+import torch
+
+from study.train import Protocol, train
+from study.variants import variant_config
+
+SMALL = dict(n_train=256, n_test=500, curve_test_points=200, eval_every=1)
+
+
+def strip(rec):
+    """A record without what legitimately differs between identical runs (timing)."""
+    m = {k: v for k, v in rec["metrics"].items() if k != "wall_time_s"}
+    return rec["config"], rec["status"], m, rec["curves"]
+
+
+@pytest.mark.parametrize("variant,per_pass", [("euler", 20), ("rk4", 80), ("tdq-rk4", 80), ("resnet", 20)])
+def test_nfe_counts_are_the_articles(variant, per_pass):
+    # 1000 points, batch 128 -> 8 batches per epoch, as in the article (500 x 8 x 20 = 80,000 for Euler)
+    (rec,) = train(variant_config(variant), Protocol(epochs=2, n_test=200, curve_test_points=100), [0])
+    m = rec["metrics"]
+    assert m["nfe_forward"] == 2 * 8 * per_pass
+    assert rec["curves"]["nfe_forward"] == [8 * per_pass, 8 * per_pass]
+    assert m["nfe_backward"] == 0
+    assert m["nfe_eval"] == 3 * per_pass  # test curve at the last epoch, then final train and test accuracy
+    assert m["params"] == (364_236 if variant == "resnet" else 18_906)
+
+
+def test_adjoint_counts_backward_evaluations_apart():
+    (rec,) = train(variant_config("adjoint-rk4", steps=5), Protocol(epochs=1, **SMALL), [0])
+    m = rec["metrics"]
+    assert m["nfe_forward"] == 2 * 5 * 4  # 256 points = 2 batches
+    assert m["nfe_backward"] == 2 * 5 * 4  # one vjp of the dynamics per stage, per step, per batch
+    (rec,) = train(variant_config("tdq-dopri5"), Protocol(epochs=1, **SMALL), [0])
+    m = rec["metrics"]
+    assert m["accepted_steps"] >= 2 and m["nfe_forward"] >= 6 * (m["accepted_steps"] + m["rejected_steps"])
+
+
+def test_same_seed_same_record():
+    a = train(variant_config("rk4", steps=4), Protocol(epochs=3, **SMALL), [5])[0]
+    b = train(variant_config("rk4", steps=4), Protocol(epochs=3, **SMALL), [5])[0]
+    assert strip(a) == strip(b)
+    c = train(variant_config("rk4", steps=4), Protocol(epochs=3, **SMALL), [6])[0]
+    assert a["metrics"]["final_loss"] != c["metrics"]["final_loss"]
+
+
+@pytest.mark.parametrize("variant", ["euler", "resnet", "adjoint-euler"])
+def test_batched_seeds_equal_seeds_trained_alone(variant):
+    cfg = variant_config(variant, steps=5)
+    together = train(cfg, Protocol(epochs=3, **SMALL), [0, 1, 2])
+    for rec in together:
+        (alone,) = train(cfg, Protocol(epochs=3, **SMALL), [rec["config"]["seed"]])
+        assert rec["config"] == alone["config"]
+        for key in ("loss", "train_acc", "test_acc"):
+            assert rec["curves"][key] == pytest.approx(alone["curves"][key], abs=1e-5), key
+        assert rec["metrics"]["nfe_forward"] == alone["metrics"]["nfe_forward"]
+        assert rec["metrics"]["activation_bytes"] == alone["metrics"]["activation_bytes"]
+        assert rec["timing"]["ensemble_members"] == 3
+
+
+def test_non_finite_loss_is_a_diverged_record():
+    (rec,) = train(variant_config("euler", steps=3, zero_init=False), Protocol(epochs=4, lr=1e30, **SMALL), [0])
+    assert rec["status"] == "diverged"
+    assert "non-finite" in rec["reason"]
+
+
+def test_adaptive_step_cap_is_a_diverged_record_not_a_hang():
+    (rec,) = train(variant_config("tdq-dopri5", max_num_steps=1, zero_init=False), Protocol(epochs=2, **SMALL), [0])
+    assert rec["status"] == "diverged"
+    assert "max_num_steps" in rec["reason"]
+
+
+def test_record_contents():
+    (rec,) = train(variant_config("euler", steps=2), Protocol(epochs=2, **SMALL), [0], extra_config={"variant": "euler"})
+    assert rec["config"]["variant"] == "euler" and rec["config"]["epochs"] == 2 and rec["config"]["seed"] == 0
+    assert rec["env"]["torch"] == torch.__version__ and rec["env"]["device"] == "cpu"
+    m = rec["metrics"]
+    for key in ("params", "train_acc", "test_acc", "final_loss", "nfe_forward", "nfe_backward", "nfe_eval",
+                "wall_time_s", "activation_bytes"):
+        assert key in m
+    assert 0 <= m["test_acc"] <= 1 and math.isfinite(m["final_loss"])
+    assert len(rec["curves"]["loss"]) == 2 and rec["curves"]["test_epoch"] == [1, 2]
+    with pytest.raises(ValueError, match="share one step-size controller"):
+        train(variant_config("tdq-dopri5"), Protocol(epochs=1), [0, 1])
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        train(variant_config("euler"), Protocol(epochs=0), [0])
