@@ -68,6 +68,8 @@ def cli():
     study dataset            the data set and its Bayes-optimal accuracy
     study variants           the registered variants
     study run VARIANT        train one run and write its record
+    study run-all            run every experiment (resumable; local processes or Dask)
+    study status             what is done, missing, diverged, failed or corrupt
     """
 
 
@@ -153,6 +155,130 @@ def run(variant, seed, epochs, steps, runs_dir, device, threads):
     click.echo(f"  NFE forward {m['nfe_forward']:,}   backward {m['nfe_backward']:,}   eval {m['nfe_eval']:,}   "
                f"wall {m['wall_time_s']:.1f} s   activations {m['activation_bytes'] or 0:,} B")
     click.echo(f"  record: {path}")
+
+
+def _profile_option(f):
+    return click.option("--profile", default="full", show_default=True, help="full or quick.")(f)
+
+
+def _experiments(profile: str, names: str | None) -> list[str] | None:
+    from .experiments import PROFILES, build
+
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    if not names:
+        return None
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    known = list(build(profile))
+    bad = [n for n in chosen if n not in known]
+    if bad:
+        raise UserError(f"unknown experiment(s) {', '.join(bad)}; choose from: {', '.join(known)}")
+    return chosen
+
+
+@cli.command("run-all")
+@_profile_option
+@click.option("--experiments", default=None, help="Comma-separated subset (default: all).")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--workers", type=int, default=None, help="Local worker processes (default: one per core).")
+@click.option("--scheduler", default=None, help="Address of a Dask scheduler (tcp://host:port) to run on instead.")
+@click.option("--force", is_flag=True, help="Rerun runs whose record exists.")
+def run_all(profile, experiments, runs_dir, workers, scheduler, force):
+    """Run every experiment of a profile; finished runs are skipped, so it resumes after any interruption."""
+    from . import executor
+    from .experiments import plan
+
+    names = _experiments(profile, experiments)
+    workers = _positive("--workers", workers) or (os.cpu_count() or 1)
+    if scheduler is not None and "://" not in scheduler:
+        raise UserError(f"--scheduler needs an address like tcp://host:8786, got {scheduler!r}")
+    if scheduler is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise UserError("--scheduler needs Dask: pip install 'study[dask]'") from None
+    _check_writable(runs_dir)
+    jobs = plan(profile, names)
+    total = sum(len(j.seeds) for j in jobs)
+    pre = executor.Summary()
+    todo_runs = sum(len(j.seeds) for j in executor.pending(jobs, runs_dir, force, pre))
+    for q in pre.quarantined:
+        click.echo(f"corrupt record moved aside and rerun: {q}", err=True)
+    click.echo(f"run-all: profile {profile}, {len(jobs)} jobs, {total} runs, {total - todo_runs} already done, "
+               f"{todo_runs} to run on " + (f"Dask at {scheduler}" if scheduler else f"{workers} local worker(s)"))
+    tty = sys.stderr.isatty()
+    bar = None
+    if tty:
+        from tqdm import tqdm
+
+        bar = tqdm(total=todo_runs, unit="run", desc="run-all", dynamic_ncols=True)
+    done = [0]
+
+    def log(event, job, res):
+        n = len(job.seeds) if res is None else len(res["done"]) + len(res["skipped"])
+        done[0] += n
+        desc = executor._describe(job)
+        statuses = sorted({s for _, s in res["done"]}) if res else ["worker failed"]
+        msg = f"[{done[0]}/{todo_runs}] {desc}: {', '.join(statuses) or 'skipped'}" + (
+            f" ({res['seconds']:.1f} s)" if res and res["done"] else "")
+        if bar is not None:
+            bar.update(n)
+            bar.set_postfix_str(desc[:40])
+            if event == "failed" or (res and "error" in statuses):
+                bar.write(msg)
+        else:
+            click.echo(msg)
+
+    try:
+        summary = executor.run_jobs(jobs, runs_dir, workers=workers, scheduler=scheduler, force=force, log=log)
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        _fail("interrupted: finished runs are stored; run the same command again to resume", 130)
+    except OSError as exc:
+        raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    finally:
+        if bar is not None:
+            bar.close()
+    for q in summary.quarantined:
+        click.echo(f"corrupt record moved aside and rerun: {q}", err=True)
+    click.echo(f"run-all: {summary.done} run, {summary.skipped} skipped (already done), "
+               f"{len(summary.diverged)} diverged, {len(summary.failed)} failed, {summary.seconds:.0f} s wall")
+    if summary.failed:
+        for f in summary.failed:
+            click.echo(f"failed: {f}: {executor.failure_detail(f) if f.endswith('.json') else ''}", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@_profile_option
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+def status(profile, runs_dir):
+    """Per experiment: runs done / missing / diverged / failed, and corrupt files."""
+    from . import store
+    from .experiments import build
+
+    _experiments(profile, None)
+    records, corrupt = {}, []
+    if runs_dir.exists():
+        for path, rec, problem in store.scan(runs_dir):
+            if problem:
+                corrupt.append((path, problem))
+            else:
+                records[path.stem] = rec
+    corrupt_hashes = {p.stem for p, _ in corrupt}
+    rows = []
+    for name, jobs in build(profile).items():
+        cfgs = [c for j in jobs for c in j.run_configs()]
+        hashes = [store.config_hash(c) for c in cfgs]
+        st = [records[h]["status"] if h in records else ("corrupt" if h in corrupt_hashes else "missing") for h in hashes]
+        rows.append((name, len(st), sum(s in ("ok", "diverged") for s in st), st.count("missing"),
+                     st.count("diverged"), st.count("error"), st.count("corrupt")))
+    click.echo(f"{'experiment':<14}{'runs':>6}{'done':>6}{'missing':>9}{'diverged':>10}{'failed':>8}{'corrupt':>9}")
+    for r in rows:
+        click.echo(f"{r[0]:<14}" + "".join(f"{v:>{w}}" for v, w in zip(r[1:], (6, 6, 9, 10, 8, 9))))
+    for path, problem in corrupt:
+        click.echo(f"corrupt: {path}: {problem}", err=True)
 
 
 def main(argv=None):

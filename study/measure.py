@@ -7,6 +7,7 @@ import platform
 import statistics
 import subprocess
 import time
+import weakref
 from pathlib import Path
 
 import torch
@@ -26,25 +27,34 @@ def loss_fn(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def activation_bytes(model, x: torch.Tensor, y: torch.Tensor) -> int:
     """Bytes of the tensors autograd saves for backward in one training step.
 
-    Counted exactly with ``saved_tensors_hooks`` during the forward pass
-    (the bytes of each saved tensor, one count per storage however many ops
-    save it; parameters and views of them excluded), then the step's
-    backward is run to release the graph.  For ``odeint_adjoint`` this is what
+    Counted exactly with ``saved_tensors_hooks`` during the forward pass: the
+    bytes of each saved tensor the finished graph still holds, one count per
+    storage however many ops save it, parameters and views of them excluded.
+    Then the step's backward is run to release the graph.  For ``odeint_adjoint`` this is what
     the forward keeps; its backward re-solves the ODE and holds one solver
     step's graph at a time.
     """
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    seen: dict[int, int] = {}  # storage -> bytes of the largest tensor saved from it
+    saved: list = []
 
     def pack(t: torch.Tensor):
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in params:
-            seen[ptr] = max(seen.get(ptr, 0), t.numel() * t.element_size())
+        saved.append(weakref.ref(t))
         return t
 
     model.zero_grad(set_to_none=True)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         loss = loss_fn(model(x), y)
+    # Only what the finished graph still holds: graphs of discarded work (dopri5's rejected
+    # steps) are freed already, and their addresses may have been reused.
+    seen: dict[int, int] = {}  # storage -> bytes of the largest live tensor saved from it
+    for ref in saved:
+        t = ref()
+        if t is None:
+            continue
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in params:
+            seen[ptr] = max(seen.get(ptr, 0), t.numel() * t.element_size())
+    del saved
     loss.backward()
     model.zero_grad(set_to_none=True)
     return int(sum(seen.values()))

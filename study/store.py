@@ -106,3 +106,61 @@ def read_record(path: Path | str) -> dict:
         raise CorruptRecord(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
     validate(rec)
     return rec
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on one run (``<record>.lock``), held while the run executes.
+
+    It is an ``flock`` on the lock file, so the kernel releases it when its
+    holder dies, kill -9 included: a lock is never stale.  The record is
+    written before the lock is released, and whoever takes a lock checks for
+    the record first, so a run is never executed twice.  (``flock`` needs a
+    local or lock-aware shared file system.)
+    """
+
+    def __init__(self, record: Path | str):
+        self.path = Path(record).with_suffix(".lock")
+        self._fh = None
+
+    def acquire(self) -> bool:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(self.path, "a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            return False
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        if self._fh is None:
+            return
+        try:
+            self.path.unlink()
+        except FileNotFoundError:
+            pass
+        self._fh.close()  # closing releases the flock
+        self._fh = None
+
+
+def quarantine(path: Path | str) -> Path:
+    """Move a corrupt file aside (``<name>.corrupt``) so that its run is redone and the evidence kept."""
+    path = Path(path)
+    dest = path.with_name(path.name + ".corrupt")
+    os.replace(path, dest)
+    return dest
+
+
+def scan(runs_dir: Path | str):
+    """Yield ``(path, record or None, problem or None)`` for every ``*.json`` under ``runs_dir``."""
+    for path in sorted(Path(runs_dir).rglob("*.json")):
+        try:
+            rec = read_record(path)
+            if path.stem != config_hash(rec["config"]):
+                raise CorruptRecord(f"its config hashes to {config_hash(rec['config'])}, not to its file name")
+            yield path, rec, None
+        except CorruptRecord as exc:
+            yield path, None, str(exc)

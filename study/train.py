@@ -77,6 +77,11 @@ def _stack(arrays: Sequence[np.ndarray], device) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays)).to(device)
 
 
+def run_config(model_cfg: ModelConfig, protocol: Protocol, seed: int, device: str = "cpu", extra: dict | None = None) -> dict:
+    """The full config a training record stores (and its store path is hashed from)."""
+    return {"kind": "train", **(extra or {}), "seed": int(seed), "device": device, **asdict(model_cfg), **asdict(protocol)}
+
+
 def train(
     model_cfg: ModelConfig,
     protocol: Protocol,
@@ -84,8 +89,10 @@ def train(
     device: str = "cpu",
     progress: Callable[[int, float], None] | None = None,
     extra_config: dict | None = None,
-) -> list[dict]:
-    """Train one model per seed (as one ensemble) and return one record per seed.
+    return_model: bool = False,
+):
+    """Train one model per seed (as one ensemble) and return one record per seed
+    (and, with ``return_model``, the trained ensemble).
 
     ``progress(epoch, mean_loss)`` is called after every epoch.  Exceptions
     other than divergence propagate (the executor stores them as ``error``).
@@ -197,8 +204,7 @@ def train(
                     raise
         status = "diverged" if s in diverged else "ok"
         final_loss = curves["loss"][-1][s] if curves["loss"] else float("nan")
-        config = {"kind": "train", **(extra_config or {}), "seed": seed, "device": device,
-                  **asdict(model_cfg), **asdict(P)}
+        config = run_config(model_cfg, P, seed, device, extra_config)
         records.append({
             "schema": SCHEMA_VERSION,
             "kind": "train",
@@ -240,7 +246,7 @@ def train(
                 "test_acc": [row[s] for row in test_curve],
             },
         })
-    return records
+    return (records, model) if return_model else records
 
 
 def error_record(config: dict, exc: BaseException) -> dict:

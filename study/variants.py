@@ -22,7 +22,6 @@ VARIANTS: dict[str, dict] = {
     "euler": {"model": "ode", "backend": "hand", "method": "euler", "steps": 20},
     "rk4": {"model": "ode", "backend": "hand", "method": "rk4", "steps": 20},
     "rk4-38": {"model": "ode", "backend": "hand", "method": "rk4-38", "steps": 20},
-    "midpoint": {"model": "ode", "backend": "hand", "method": "midpoint", "steps": 20},
     # 20 residual blocks with independent weights
     "resnet": {"model": "resnet", "steps": 20},
     # torchdiffeq, direct backpropagation through the solver

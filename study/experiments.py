@@ -1,0 +1,185 @@
+"""The experiment registry: every experiment of the study as plain data.
+
+An experiment is a name and a list of runs.  Each run is a config dict (no
+code per run): its ``kind`` says which runner executes it (``train``,
+``memory``, ``convergence``, ``gradients``, ``trajectories``, ``timing``,
+``bench``), the rest says what to run.  A run's record lives at
+``runs/<kind>/<hash of its config>.json``, so a run that two experiments share
+(the 20-step Euler of ``main`` and ``steps``) is one record.
+
+Two profiles: ``full`` (what the paper needs) and ``quick`` (the same
+experiments and code paths, tiny; CI and smoke tests use it).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+
+from .train import Protocol, run_config
+from .variants import VARIANTS, variant_config
+
+PROFILES = ("full", "quick")
+
+# Plain-data description of each profile.  Sweeps list (variant, overrides) pairs.
+SPEC: dict[str, dict] = {
+    "full": {
+        "protocol": {},  # the article's: 500 epochs, Adam 0.01, cosine, batch 128
+        "main_seeds": 5,
+        "sweep_seeds": 3,
+        "steps": {"euler": [2, 5, 10, 20, 40, 80], "rk4": [1, 2, 5, 10, 20]},
+        "tolerances": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
+        "tolerance_protocol": {},
+        "lift_dims": [2, 3, 4, 6, 8],
+        "memory_steps": [5, 10, 20, 40, 80, 160],
+        "memory_repeats": 15,
+        "convergence_steps": [4, 8, 16, 32, 64, 128, 256],
+        "gradient_epochs": 100,
+        "gradient_steps": [5, 10, 20, 40, 80],
+        "gradient_tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6],
+        "trajectory_variants": ["euler", "rk4", "resnet", "tdq-dopri5"],
+        "timing_repeats": 30,
+    },
+    "quick": {
+        "protocol": {"epochs": 3, "n_test": 2000, "curve_test_points": 500, "eval_every": 1},
+        "main_seeds": 1,
+        "sweep_seeds": 1,
+        "steps": {"euler": [2, 20], "rk4": [1, 5]},
+        "tolerances": [1e-2, 1e-3],
+        "tolerance_protocol": {},
+        "lift_dims": [2, 6],
+        "memory_steps": [5, 10, 20],
+        "memory_repeats": 3,
+        "convergence_steps": [8, 16, 32, 64],
+        "gradient_epochs": 2,
+        "gradient_steps": [5, 20],
+        "gradient_tolerances": [1e-3, 1e-5],
+        "trajectory_variants": ["euler", "rk4", "resnet", "tdq-dopri5"],
+        "timing_repeats": 3,
+    },
+}
+
+MEMORY_SOLVERS = [  # (label, variant, overrides) measured against the number of steps
+    ("hand-euler", "euler", {}),
+    ("hand-rk4", "rk4", {}),
+    ("resnet", "resnet", {}),
+    ("tdq-euler", "tdq-euler", {}),
+    ("tdq-rk4", "tdq-rk4", {}),
+    ("adjoint-euler", "adjoint-euler", {}),
+    ("adjoint-rk4", "adjoint-rk4", {}),
+    ("adjoint-dopri5", "adjoint-dopri5", {}),  # tolerance-controlled: does not depend on N
+]
+CONVERGENCE_SOLVERS = ["hand-euler", "hand-midpoint", "hand-rk4", "hand-rk4-38", "tdq-euler", "tdq-midpoint", "tdq-rk4"]
+
+
+@dataclass
+class Job:
+    """One unit of work: a run config with the seeds it is run for.
+
+    Training jobs of fixed-step variants carry several seeds (they train as one
+    batched model); every other job carries one seed (or none).
+    """
+
+    kind: str
+    config: dict  # the run config without its seed
+    seeds: list
+    experiments: list[str] = field(default_factory=list)
+
+    def run_configs(self) -> list[dict]:
+        return [self.config if s is None else {**self.config, "seed": s} for s in self.seeds]
+
+    @property
+    def exclusive(self) -> bool:
+        """Jobs that time things run alone, after everything else."""
+        return self.kind in ("timing", "bench", "memory")
+
+
+def _train_jobs(spec: dict, runs: list[tuple[str, dict]], seeds: int, protocol: dict) -> list[Job]:
+    jobs = []
+    proto = Protocol(**{**spec["protocol"], **protocol})
+    for variant, overrides in runs:
+        cfg = variant_config(variant, **overrides)
+        base = run_config(cfg, proto, 0, "cpu", {"variant": variant})
+        base.pop("seed")
+        seed_list = list(range(seeds))
+        if cfg.adaptive:  # one step-size controller per seed
+            jobs += [Job("train", base, [s]) for s in seed_list]
+        else:
+            jobs.append(Job("train", base, seed_list))
+    return jobs
+
+
+def _memory_jobs(spec: dict) -> list[Job]:
+    jobs = []
+    for label, variant, overrides in MEMORY_SOLVERS:
+        for n in spec["memory_steps"]:
+            cfg = variant_config(variant, steps=n, zero_init=False, **overrides)
+            jobs.append(Job("memory", {"kind": "memory", "solver": label, "variant": variant, "device": "cpu",
+                                       "batch_size": 128, "repeats": spec["memory_repeats"], **asdict(cfg)}, [0]))
+    return jobs
+
+
+def build(profile: str) -> dict[str, list[Job]]:
+    """Every experiment of ``profile`` as a list of jobs."""
+    if profile not in SPEC:
+        raise KeyError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
+    spec = copy.deepcopy(SPEC[profile])
+    ex: dict[str, list[Job]] = {}
+    ex["main"] = _train_jobs(spec, [(v, {}) for v in VARIANTS], spec["main_seeds"], {})
+    ex["steps"] = _train_jobs(spec, [(m, {"steps": n}) for m, ns in spec["steps"].items() for n in ns], spec["sweep_seeds"], {})
+    ex["tolerance"] = _train_jobs(
+        spec, [(v, {"rtol": t, "atol": t}) for v in ("tdq-dopri5", "adjoint-dopri5") for t in spec["tolerances"]],
+        spec["sweep_seeds"], spec["tolerance_protocol"])
+    ablate = [("euler", {"lift_dim": d}) for d in spec["lift_dims"]]
+    ablate += [("euler", {"time_input": False}), ("euler", {"zero_init": False}), ("resnet", {"zero_init": False})]
+    ex["ablations"] = _train_jobs(spec, ablate, spec["sweep_seeds"], {})
+    ex["memory"] = _memory_jobs(spec)
+    ex["convergence"] = [Job("convergence", {"kind": "convergence", "solver": s, "steps": spec["convergence_steps"],
+                                             "problem": "cos", "t1": 2.0}, [None]) for s in CONVERGENCE_SOLVERS]
+    proto = asdict(Protocol(**{**spec["protocol"], "epochs": spec["gradient_epochs"]}))
+    ex["gradients"] = [Job("gradients", {"kind": "gradients", "train_variant": "euler", "protocol": proto,
+                                         "steps": spec["gradient_steps"], "tolerances": spec["gradient_tolerances"],
+                                         "batch_size": 128, "device": "cpu"}, [0])]
+    proto = asdict(Protocol(**spec["protocol"]))
+    ex["trajectories"] = [Job("trajectories", {"kind": "trajectories", "variant": v, "protocol": proto,
+                                               "points": 400, "times": 21, "grid": 120, "device": "cpu"}, [0])
+                          for v in spec["trajectory_variants"]]
+    for name, jobs in ex.items():
+        for j in jobs:
+            j.experiments.append(name)
+    return ex
+
+
+EXPERIMENTS = tuple(build("quick"))
+
+
+def plan(profile: str, experiments: list[str] | None = None) -> list[Job]:
+    """The de-duplicated jobs of the chosen experiments (a run two experiments share is one job)."""
+    from .store import config_hash
+
+    ex = build(profile)
+    names = list(ex) if not experiments else experiments
+    unknown = [n for n in names if n not in ex]
+    if unknown:
+        raise KeyError(f"unknown experiment(s) {', '.join(unknown)}; choose from: {', '.join(ex)}")
+    merged: dict[str, Job] = {}
+    for name in names:
+        for job in ex[name]:
+            # Batched training jobs with the same config merge into one job over the union of seeds;
+            # any other job is identified by its config and seeds.
+            batched = job.kind == "train" and len(job.seeds) > 1
+            key = config_hash(job.config) if batched else config_hash({"c": job.config, "s": job.seeds})
+            if key not in merged:
+                merged[key] = Job(job.kind, job.config, list(job.seeds), [name])
+                continue
+            have = merged[key]
+            have.seeds = sorted(set(have.seeds) | set(job.seeds))
+            if name not in have.experiments:
+                have.experiments.append(name)
+    return list(merged.values())
+
+
+def experiment_hashes(profile: str) -> dict[str, set[str]]:
+    """Experiment name -> the config hashes of its runs (how the results view selects an experiment)."""
+    from .store import config_hash
+
+    return {name: {config_hash(c) for j in jobs for c in j.run_configs()} for name, jobs in build(profile).items()}

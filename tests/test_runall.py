@@ -1,0 +1,173 @@
+"""run-all: resume after kill -9, concurrent run-alls, corrupt records, divergence, errors, Dask, the quick profile."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from study import executor, store
+from study.experiments import Job, build, plan
+from study.results import load
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def study(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, env=ENV,
+                          timeout=600, **kw)
+
+
+def comparable(rec):
+    m = {k: v for k, v in rec["metrics"].items() if k not in ("wall_time_s",)}
+    return rec["config"], rec["status"], m, rec.get("curves")
+
+
+def records(runs_dir):
+    out = {}
+    for path, rec, problem in store.scan(runs_dir):
+        assert problem is None, (path, problem)
+        out[str(path.relative_to(runs_dir))] = rec
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The quick `main` experiment, uninterrupted."""
+    d = tmp_path_factory.mktemp("reference")
+    r = study("run-all", "--profile", "quick", "--experiments", "main", "--runs-dir", str(d), "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def test_plan_shares_runs_between_experiments():
+    jobs = plan("full")
+    euler20 = [j for j in jobs if j.kind == "train" and j.config["variant"] == "euler" and j.config["steps"] == 20
+               and j.config["lift_dim"] == 6 and j.config["time_input"] and j.config["zero_init"]]
+    assert len(euler20) == 1
+    assert euler20[0].seeds == [0, 1, 2, 3, 4] and set(euler20[0].experiments) == {"main", "steps", "ablations"}
+    configs = [store.config_hash(c) for j in jobs for c in j.run_configs()]
+    assert len(configs) == len(set(configs))  # no run planned twice
+    full = build("full")
+    assert sum(len(j.seeds) for j in full["main"]) == 11 * 5
+    assert {j.config["epochs"] for j in full["main"]} == {500}
+
+
+def test_resume_after_kill_9(tmp_path, reference):
+    d = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "study", "run-all", "--profile", "quick", "--experiments", "main",
+                             "--runs-dir", str(d), "--workers", "1"], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((d / "train").glob("*.json")) if d.exists() else time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)  # the run-all process; its workers die with it
+    proc.wait()
+    partial = records(d)
+    assert 1 <= len(partial) < 11  # stopped part-way; whatever is there is complete and valid
+    r = study("run-all", "--profile", "quick", "--experiments", "main", "--runs-dir", str(d), "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert f"{len(partial)} already done" in r.stdout
+    after, ref = records(d), records(reference)
+    assert sorted(after) == sorted(ref)  # every run present once, at the same path
+    for key in ref:
+        assert comparable(after[key]) == comparable(ref[key]), key
+    assert not list(d.rglob("*.tmp")) and not list(d.rglob("*.lock"))
+
+
+def test_two_concurrent_run_alls(tmp_path, reference):
+    d = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "study", "run-all", "--profile", "quick", "--experiments", "main",
+           "--runs-dir", str(d), "--workers", "1"]
+    a = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    b = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out_a, _ = a.communicate(timeout=600)
+    out_b, _ = b.communicate(timeout=600)
+    assert a.returncode == 0 and b.returncode == 0
+    ran = [int(line.split()[1]) for out in (out_a, out_b) for line in out.splitlines() if line.startswith("run-all:") and " run," in line]
+    assert sum(ran) == 11  # each run executed by exactly one of them
+    after, ref = records(d), records(reference)
+    assert sorted(after) == sorted(ref)
+    for key in ref:
+        assert comparable(after[key]) == comparable(ref[key]), key
+
+
+def test_corrupt_and_foreign_records_are_reported_and_redone(tmp_path, reference):
+    d = tmp_path / "runs"
+    subprocess.run(["cp", "-r", str(reference), str(d)], check=True)
+    victim = sorted((d / "train").glob("*.json"))[0]
+    victim.write_text('{"schema": 1, "kind": "tr')  # a torn write
+    (d / "train" / "0123456789abcdef.json").write_text(json.dumps({"hello": "world"}))  # foreign file
+    r = study("status", "--profile", "quick", "--runs-dir", str(d))
+    assert r.returncode == 0
+    assert f"corrupt: {victim}: not valid JSON" in r.stderr
+    assert "0123456789abcdef.json: missing field 'schema'" in r.stderr
+    main_row = next(line for line in r.stdout.splitlines() if line.startswith("main"))
+    assert main_row.split()[1:] == ["11", "10", "0", "0", "0", "1"]
+    view = load(d, "quick")
+    assert len(view.problems) == 2 and len(view.runs("main")) == 10  # corrupt files are never used
+    r = study("run-all", "--profile", "quick", "--experiments", "main", "--runs-dir", str(d))
+    assert r.returncode == 0 and "corrupt record moved aside and rerun" in r.stderr
+    assert comparable(store.read_record(victim)) == comparable(store.read_record(reference / victim.relative_to(d)))
+    assert victim.with_name(victim.name + ".corrupt").exists()
+
+
+def _job(variant, seeds, **over):
+    from study.train import Protocol, run_config
+    from study.variants import variant_config
+
+    proto = Protocol(epochs=2, n_train=256, n_test=200, curve_test_points=100, **over.pop("protocol", {}))
+    cfg = run_config(variant_config(variant, **over), proto, 0, "cpu", {"variant": variant})
+    cfg.pop("seed")
+    return Job("train", cfg, seeds, ["test"])
+
+
+def test_diverged_runs_are_stored_and_errors_fail_loudly(tmp_path):
+    diverging = _job("euler", [0, 1], steps=3, zero_init=False, protocol={"lr": 1e30})
+    failing = _job("euler", [0], steps=3)
+    failing.config["method"] = "no-such-method"  # raises inside the run
+    summary = executor.run_jobs([diverging, failing], tmp_path, workers=2)
+    assert len(summary.diverged) == 2 and len(summary.failed) == 1 and summary.done == 3
+    rec = store.read_record(summary.failed[0])
+    assert rec["status"] == "error" and "no-such-method" in rec["reason"] and "Traceback" in rec["traceback"]
+    for p in summary.diverged:
+        assert store.read_record(p)["status"] == "diverged"
+
+
+def test_run_all_exit_code_names_failures(tmp_path):
+    r = study("run-all", "--profile", "quick", "--experiments", "nope", "--runs-dir", str(tmp_path))
+    assert r.returncode == 2 and "unknown experiment(s) nope" in r.stderr
+    r = study("run-all", "--profile", "huge", "--runs-dir", str(tmp_path))
+    assert r.returncode == 2 and "unknown profile" in r.stderr
+    r = study("run-all", "--workers", "0", "--runs-dir", str(tmp_path))
+    assert r.returncode == 2
+
+
+def test_dask_local_cluster(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        jobs = [_job("euler", [0, 1], steps=2), _job("euler", [2], steps=2), _job("tdq-dopri5", [0])]
+        summary = executor.run_jobs(jobs, tmp_path, scheduler=cluster.scheduler_address)
+    assert summary.done == 4 and not summary.failed
+    recs = records(tmp_path)
+    assert len(recs) == 4 and all(r["status"] == "ok" for r in recs.values())
+    assert {r["env"]["torch_threads"] for r in recs.values()} == {1}
+
+
+def test_quick_profile_end_to_end(tmp_path):
+    t0 = time.time()
+    r = study("run-all", "--profile", "quick", "--runs-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert time.time() - t0 < 180
+    r = study("status", "--profile", "quick", "--runs-dir", str(tmp_path))
+    for line in r.stdout.splitlines()[1:]:
+        cols = line.split()
+        assert cols[1] == cols[2] and cols[3] == "0", line  # everything done, nothing missing
+    r = study("run-all", "--profile", "quick", "--runs-dir", str(tmp_path))
+    assert "0 run," in r.stdout and "0 to run" in r.stdout
