@@ -29,12 +29,22 @@ def activation_bytes(model, x: torch.Tensor, y: torch.Tensor) -> int:
 
     Counted exactly with ``saved_tensors_hooks`` during the forward pass: the
     bytes of each saved tensor the finished graph still holds, one count per
-    storage however many ops save it, parameters and views of them excluded.
+    storage however many ops save it.  Parameters, views of them and the
+    weights the dynamics prepares from them once per solve are excluded: they
+    are model state, not activations.
     Then the step's backward is run to release the graph.  For ``odeint_adjoint`` this is what
     the forward keeps; its backward re-solves the ODE and holds one solver
     step's graph at a time.
     """
+    from .models import Dynamics
+
     params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    # Weights prepared from the parameters (scaled, transposed copies); held until the end so
+    # that their addresses cannot be reused by activations.
+    derived: list[torch.Tensor] = []
+    dynamics = [m for m in model.modules() if isinstance(m, Dynamics)]
+    for m in dynamics:
+        m.track_derived = derived
     saved: list = []
 
     def pack(t: torch.Tensor):
@@ -42,8 +52,13 @@ def activation_bytes(model, x: torch.Tensor, y: torch.Tensor) -> int:
         return t
 
     model.zero_grad(set_to_none=True)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = loss_fn(model(x), y)
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = loss_fn(model(x), y)
+    finally:
+        for m in dynamics:
+            m.track_derived = None
+    params |= {d.untyped_storage().data_ptr() for d in derived}
     # Only what the finished graph still holds: graphs of discarded work (dopri5's rejected
     # steps) are freed already, and their addresses may have been reused.
     seen: dict[int, int] = {}  # storage -> bytes of the largest live tensor saved from it
@@ -54,7 +69,7 @@ def activation_bytes(model, x: torch.Tensor, y: torch.Tensor) -> int:
         ptr = t.untyped_storage().data_ptr()
         if ptr not in params:
             seen[ptr] = max(seen.get(ptr, 0), t.numel() * t.element_size())
-    del saved
+    del saved, derived
     loss.backward()
     model.zero_grad(set_to_none=True)
     return int(sum(seen.values()))

@@ -111,7 +111,7 @@ def train(
     shufflers = [data.rng(s, data.STREAM_SHUFFLE) for s in seeds]
 
     model = Classifier(model_cfg, seeds).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=P.lr)
+    opt = torch.optim.Adam(model.parameters(), lr=P.lr, fused=True)  # one kernel for all parameters
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.epochs)
     counter = model.counter
     counter.reset()

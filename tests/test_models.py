@@ -95,13 +95,14 @@ def hand_count(steps: int, stages: int, B=128, d=6, H=128, head=64) -> int:
 def test_activation_bytes_match_a_hand_count(variant, method, stages, steps):
     m = Classifier(variant_config(variant, method=method, steps=steps, zero_init=False), [0])
     x, y = torch.randn(1, 128, 2), torch.randint(0, 2, (1, 128))
-    extra = 0
+    got = activation_bytes(m, x, y)
     if variant.startswith("tdq"):
-        # torchdiffeq's times are float32 tensors that the dynamics' t * w_t saves: the N+1-point
-        # grid, plus one 0-d tensor per intermediate stage time (c strictly between 0 and 1).
+        # torchdiffeq passes times as float32 tensors, which the dynamics' t * w_t saves: at most
+        # the N+1 grid values and one 0-d tensor per intermediate stage time (0 < c < 1).
         inner = sum(0 < c < 1 for c in solvers.get_tableau(method).c)
-        extra = 4 * (steps + 1) + 4 * steps * inner
-    assert activation_bytes(m, x, y) == hand_count(steps, stages) + extra
+        assert 0 < got - hand_count(steps, stages) <= 4 * (steps + 1) + 4 * steps * inner
+    else:
+        assert got == hand_count(steps, stages)
 
 
 def test_adjoint_activation_bytes_do_not_grow_with_steps():
@@ -110,3 +111,23 @@ def test_adjoint_activation_bytes_do_not_grow_with_steps():
     adjoint = [activation_bytes(Classifier(variant_config("adjoint-euler", steps=n), [0]), x, y) for n in (5, 10, 40)]
     assert direct[0] < direct[1] < direct[2]
     assert adjoint[0] == adjoint[1] == adjoint[2] < direct[0]
+
+
+def test_sigmoid_evaluation_equals_the_tanh_network():
+    """f uses tanh(z) = 2 sigmoid(2z) - 1 with folded biases: the same function and gradients up to rounding."""
+    torch.manual_seed(0)
+    m = Classifier(variant_config("euler", zero_init=False), [0, 1])
+    f = m.core.func
+    y = torch.randn(2, 64, 6, requires_grad=True)
+    for t in (0.0, 0.35, 1.0):
+        fast, ref = f(t, y), f.reference(t, y)
+        assert (fast - ref).abs().max() < 1e-6 * max(1.0, float(ref.abs().max()))
+        w = torch.randn_like(ref)
+        g_fast = torch.autograd.grad((fast * w).sum(), [y, *f.parameters()])
+        g_ref = torch.autograd.grad((ref * w).sum(), [y, *f.parameters()])
+        for a, b in zip(g_fast, g_ref):
+            assert (a - b).abs().max() < 1e-5 * max(1.0, float(b.abs().max()))
+    per_call = f(0.5, y)
+    with f.prepared():  # weights prepared once per solve give the same values as per call
+        assert torch.equal(f(0.5, y), per_call)
+    assert f._prepared is None
