@@ -70,6 +70,7 @@ def cli():
     study run VARIANT        train one run and write its record
     study run-all            run every experiment (resumable; local processes or Dask)
     study status             what is done, missing, diverged, failed or corrupt
+    study bench              solver cost against the bare PyTorch loop
     """
 
 
@@ -155,6 +156,49 @@ def run(variant, seed, epochs, steps, runs_dir, device, threads):
     click.echo(f"  NFE forward {m['nfe_forward']:,}   backward {m['nfe_backward']:,}   eval {m['nfe_eval']:,}   "
                f"wall {m['wall_time_s']:.1f} s   activations {m['activation_bytes'] or 0:,} B")
     click.echo(f"  record: {path}")
+
+
+@cli.command()
+@click.option("--steps", type=int, default=20, show_default=True, help="Solver steps per solve.")
+@click.option("--batch", type=int, default=128, show_default=True)
+@click.option("--rounds", type=int, default=15, show_default=True, help="Interleaved measurement rounds.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--no-store", is_flag=True, help="Do not write the record to RUNS_DIR/bench/.")
+def bench(steps, batch, rounds, device, as_json, runs_dir, no_store):
+    """Per-step cost of the solvers against a bare PyTorch loop, measured in one process."""
+    import json
+
+    from . import store
+    from .bench import run_bench
+
+    for name, v in (("--steps", steps), ("--batch", batch), ("--rounds", rounds)):
+        _positive(name, v)
+    device = _check_device(device)
+    _set_threads(1)
+    if not no_store:
+        _check_writable(runs_dir)
+    config = {"kind": "bench", "steps": steps, "batch_size": batch, "rounds": rounds, "device": device, "torchode": True}
+    if not as_json and sys.stderr.isatty():
+        click.echo(f"measuring {rounds} interleaved rounds per mode ...", err=True)
+    (rec,) = run_bench(config)
+    rows = rec["metrics"]["rows"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    else:
+        click.echo(f"per solver step, batch {batch}, {steps} steps, 1 thread, {rec['env']['device']}; "
+                   f"median +- half-IQR over {rounds} rounds; ratio to the bare loop of the same method and mode")
+        click.echo(f"{'solver':<16}{'mode':<9}{'median_us':>10}{'spread_us':>10}{'ratio':>7}{'floor_us':>10}")
+        for r in rows:
+            click.echo(f"{r['solver']:<16}{r['mode']:<9}{r['median_us']:>10.1f}{r['spread_us']:>10.1f}"
+                       f"{r['ratio_to_bare']:>7.2f}{r['floor_us']:>10.1f}")
+        click.echo(f"matrix multiply (128 x 128 x 128): {rec['metrics']['matmul_gflops_128']:.1f} GFLOP/s; "
+                   "floor_us = the step's matmul FLOPs at that rate; -xN rows: per seed, N seeds batched")
+    if not no_store:
+        path = store.write_atomic(store.record_path(runs_dir, "bench", config), rec)
+        if not as_json:
+            click.echo(f"record: {path}")
 
 
 def _profile_option(f):

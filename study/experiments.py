@@ -28,7 +28,10 @@ SPEC: dict[str, dict] = {
         "sweep_seeds": 3,
         "steps": {"euler": [2, 5, 10, 20, 40, 80], "rk4": [1, 2, 5, 10, 20]},
         "tolerances": [1e-1, 1e-2, 1e-3, 1e-4, 1e-5],
-        "tolerance_protocol": {},
+        # dopri5 at 1e-4 and 1e-5 costs several times the 1e-3 runs: 2 seeds x 100 epochs keep the
+        # sweep inside the profile's time budget (main has the 1e-3 runs at the full protocol).
+        "tolerance_seeds": 2,
+        "tolerance_protocol": {"epochs": 100},
         "lift_dims": [2, 3, 4, 6, 8],
         "memory_steps": [5, 10, 20, 40, 80, 160],
         "memory_repeats": 15,
@@ -38,6 +41,7 @@ SPEC: dict[str, dict] = {
         "gradient_tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6],
         "trajectory_variants": ["euler", "rk4", "resnet", "tdq-dopri5"],
         "timing_repeats": 30,
+        "bench_rounds": 15,
     },
     "quick": {
         "protocol": {"epochs": 3, "n_test": 2000, "curve_test_points": 500, "eval_every": 1},
@@ -45,6 +49,7 @@ SPEC: dict[str, dict] = {
         "sweep_seeds": 1,
         "steps": {"euler": [2, 20], "rk4": [1, 5]},
         "tolerances": [1e-2, 1e-3],
+        "tolerance_seeds": 1,
         "tolerance_protocol": {},
         "lift_dims": [2, 6],
         "memory_steps": [5, 10, 20],
@@ -55,6 +60,7 @@ SPEC: dict[str, dict] = {
         "gradient_tolerances": [1e-3, 1e-5],
         "trajectory_variants": ["euler", "rk4", "resnet", "tdq-dopri5"],
         "timing_repeats": 3,
+        "bench_rounds": 2,
     },
 }
 
@@ -128,7 +134,7 @@ def build(profile: str) -> dict[str, list[Job]]:
     ex["steps"] = _train_jobs(spec, [(m, {"steps": n}) for m, ns in spec["steps"].items() for n in ns], spec["sweep_seeds"], {})
     ex["tolerance"] = _train_jobs(
         spec, [(v, {"rtol": t, "atol": t}) for v in ("tdq-dopri5", "adjoint-dopri5") for t in spec["tolerances"]],
-        spec["sweep_seeds"], spec["tolerance_protocol"])
+        spec["tolerance_seeds"], spec["tolerance_protocol"])
     ablate = [("euler", {"lift_dim": d}) for d in spec["lift_dims"]]
     ablate += [("euler", {"time_input": False}), ("euler", {"zero_init": False}), ("resnet", {"zero_init": False})]
     ex["ablations"] = _train_jobs(spec, ablate, spec["sweep_seeds"], {})
@@ -143,6 +149,11 @@ def build(profile: str) -> dict[str, list[Job]]:
     ex["trajectories"] = [Job("trajectories", {"kind": "trajectories", "variant": v, "protocol": proto,
                                                "points": 400, "times": 21, "grid": 120, "device": "cpu"}, [0])
                           for v in spec["trajectory_variants"]]
+    from .bench import timing_configs
+
+    ex["timing"] = [Job("timing", c, [None]) for c in timing_configs(spec["timing_repeats"])]
+    ex["bench"] = [Job("bench", {"kind": "bench", "steps": 20, "batch_size": 128, "rounds": spec["bench_rounds"],
+                                 "device": "cpu", "torchode": True}, [None])]
     for name, jobs in ex.items():
         for j in jobs:
             j.experiments.append(name)

@@ -59,6 +59,20 @@ class _Prepared:
         self.f._prepared = None
 
 
+class _ReleaseAfterBackward(torch.autograd.Function):
+    """Identity on the state; its backward drops the dynamics' prepared weights."""
+
+    @staticmethod
+    def forward(ctx, y, func):
+        ctx.func = func
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ctx.func._prepared = None
+        return grad, None
+
+
 class Counter:
     """Function-evaluation counter with phases (forward / backward / eval)."""
 
@@ -241,8 +255,18 @@ class ODEBlock(nn.Module):
         Fixed-step trajectories are read off the solver grid (K - 1 should divide the steps);
         adaptive ones are torchdiffeq's dense output at the K times.
         """
-        if self.cfg.backend == "torchdiffeq-adjoint":  # its backward re-evaluates f outside this call
-            return self._solve(y0, trajectory_points)
+        if self.cfg.backend == "torchdiffeq-adjoint":
+            # odeint_adjoint's backward re-evaluates f after this call returns: keep the prepared
+            # weights (with their graph to the parameters) until then.  _ReleaseAfterBackward sits
+            # below the solve in the graph, so its backward runs after the adjoint's and drops them.
+            self.func._prepared = self.func._prepare()
+            if torch.is_grad_enabled():
+                y0 = _ReleaseAfterBackward.apply(y0, self.func)
+            try:
+                return self._solve(y0, trajectory_points)
+            finally:
+                if not torch.is_grad_enabled():
+                    self.func._prepared = None
         with self.func.prepared():
             return self._solve(y0, trajectory_points)
 
