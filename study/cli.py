@@ -71,6 +71,8 @@ def cli():
     study run-all            run every experiment (resumable; local processes or Dask)
     study status             what is done, missing, diverged, failed or corrupt
     study bench              solver cost against the bare PyTorch loop
+    study figures            every figure, the paper's tables and numbers
+    study paper              compile paper/main.pdf
     """
 
 
@@ -272,6 +274,7 @@ def run_all(profile, experiments, runs_dir, workers, scheduler, force):
                 bar.write(msg)
         else:
             click.echo(msg)
+            sys.stdout.flush()  # line-oriented progress must reach a log file as it happens
 
     try:
         summary = executor.run_jobs(jobs, runs_dir, workers=workers, scheduler=scheduler, force=force, log=log)
@@ -286,12 +289,30 @@ def run_all(profile, experiments, runs_dir, workers, scheduler, force):
             bar.close()
     for q in summary.quarantined:
         click.echo(f"corrupt record moved aside and rerun: {q}", err=True)
+    _log_execution(runs_dir, profile, names, workers, scheduler, summary)
     click.echo(f"run-all: {summary.done} run, {summary.skipped} skipped (already done), "
                f"{len(summary.diverged)} diverged, {len(summary.failed)} failed, {summary.seconds:.0f} s wall")
     if summary.failed:
         for f in summary.failed:
             click.echo(f"failed: {f}: {executor.failure_detail(f) if f.endswith('.json') else ''}", err=True)
         sys.exit(1)
+
+
+def _log_execution(runs_dir: Path, profile, names, workers, scheduler, summary) -> None:
+    """Append this invocation to RUNS_DIR/run-all.log.jsonl (the profile's wall time is their sum)."""
+    import json
+    import platform
+    import time as _time
+
+    from .results import EXECUTION_LOG
+
+    entry = {"profile": profile, "experiments": names, "finished_at": _time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+             "seconds": round(summary.seconds, 1), "done": summary.done, "skipped": summary.skipped,
+             "diverged": len(summary.diverged), "failed": len(summary.failed), "workers": workers,
+             "scheduler": scheduler, "machine": platform.machine(), "cpu_count": os.cpu_count()}
+    if summary.done:
+        with open(runs_dir / EXECUTION_LOG, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
 
 
 @cli.command()
@@ -323,6 +344,86 @@ def status(profile, runs_dir):
         click.echo(f"{r[0]:<14}" + "".join(f"{v:>{w}}" for v, w in zip(r[1:], (6, 6, 9, 10, 8, 9))))
     for path, problem in corrupt:
         click.echo(f"corrupt: {path}: {problem}", err=True)
+
+
+@cli.command()
+@_profile_option
+@click.option("--runs-dir", type=click.Path(path_type=Path, exists=False), default=Path("runs"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("figures"), show_default=True)
+@click.option("--tables-out", type=click.Path(path_type=Path), default=Path("paper/generated"), show_default=True,
+              help="Where the LaTeX tables and numbers.tex go.")
+@click.option("--only", default=None, help="Comma-separated figure names (default: all).")
+def figures(profile, runs_dir, out, tables_out, only):
+    """Draw every figure (PDF + PNG) and write the paper's generated tables and numbers."""
+    from . import figures as figs
+    from . import results, tables
+
+    _experiments(profile, None)
+    if not runs_dir.is_dir():
+        raise UserError(f"runs directory {str(runs_dir)!r} does not exist; run 'study run-all' first")
+    chosen = None
+    if only:
+        chosen = [n.strip() for n in only.split(",")]
+        bad = [n for n in chosen if n not in figs.FIGURES]
+        if bad:
+            raise UserError(f"unknown figure(s) {', '.join(bad)}; choose from: {', '.join(figs.FIGURES)}")
+    for d in (out, tables_out):
+        _check_writable(d)
+    view = results.load(runs_dir, profile)
+    for path, problem in view.problems:
+        click.echo(f"corrupt (ignored): {path}: {problem}", err=True)
+    _, skipped = figs.draw_all(view, out, chosen, log=click.echo)
+    _, tskipped = tables.write_all(view, tables_out, log=click.echo)
+    if skipped or tskipped:
+        click.echo(f"figures: {len(skipped) + len(tskipped)} item(s) skipped for missing runs", err=True)
+        sys.exit(3)
+
+
+@cli.command("tables")
+@_profile_option
+@click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("paper/generated"), show_default=True)
+def tables_cmd(profile, runs_dir, out):
+    """Write the LaTeX tables and numbers.tex (also done by `study figures`)."""
+    from . import results, tables
+
+    _experiments(profile, None)
+    if not runs_dir.is_dir():
+        raise UserError(f"runs directory {str(runs_dir)!r} does not exist; run 'study run-all' first")
+    _check_writable(out)
+    _, skipped = tables.write_all(results.load(runs_dir, profile), out, log=click.echo)
+    if skipped:
+        sys.exit(3)
+
+
+TEX_PACKAGES = "latexmk texlive-latex-recommended texlive-latex-extra texlive-science texlive-fonts-recommended"
+
+
+@cli.command()
+@click.option("--paper-dir", type=click.Path(path_type=Path), default=Path("paper"), show_default=True)
+def paper(paper_dir):
+    """Compile PAPER_DIR/main.tex to main.pdf with latexmk."""
+    import re
+    import shutil
+    import subprocess
+
+    main_tex = paper_dir / "main.tex"
+    if not main_tex.exists():
+        raise UserError(f"{main_tex} does not exist")
+    if not (paper_dir / "generated" / "numbers.tex").exists():
+        raise UserError(f"{paper_dir / 'generated' / 'numbers.tex'} is missing; run 'study figures' first")
+    if shutil.which("latexmk") is None or shutil.which("pdflatex") is None:
+        raise UserError(f"latexmk/pdflatex not found; install them: apt-get install {TEX_PACKAGES}")
+    cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "main.tex"]
+    r = subprocess.run(cmd, cwd=paper_dir, capture_output=True, text=True)
+    if r.returncode != 0:
+        log = (paper_dir / "main.log").read_text(errors="replace") if (paper_dir / "main.log").exists() else r.stdout
+        missing = re.search(r"File `([^']+\.(?:sty|cls))' not found", log)
+        if missing:
+            raise UserError(f"LaTeX package file {missing.group(1)} is missing; install: apt-get install {TEX_PACKAGES}")
+        err = re.search(r"^(?:\S+:\d+: |! )(.+)$", log, re.M)
+        raise UserError(f"LaTeX failed: {err.group(1) if err else 'see ' + str(paper_dir / 'main.log')}")
+    click.echo(f"wrote {paper_dir / 'main.pdf'}")
 
 
 def main(argv=None):

@@ -38,6 +38,7 @@ class View:
     records: dict[str, dict]  # hash -> record
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, what is wrong)
     membership: dict[str, set[str]] = field(default_factory=dict)  # experiment -> hashes
+    execution_log: list[dict] = field(default_factory=list)  # run-all invocations (run-all.log.jsonl)
 
     def _select(self, experiment: str | None, kind: str | None = None) -> list[tuple[str, dict]]:
         if experiment is not None and experiment not in self.membership:
@@ -129,6 +130,14 @@ class View:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+    def executions(self) -> pd.DataFrame:
+        """One row per ``run-all`` invocation: profile, seconds, runs done, skipped, failed."""
+        return pd.DataFrame(self.execution_log)
+
+
+EXECUTION_LOG = "run-all.log.jsonl"
+
+
 def load(runs_dir: Path | str = "runs", profile: str = "full") -> View:
     """Scan and validate the store; experiment membership is that of ``profile``."""
     records, problems = {}, []
@@ -138,4 +147,14 @@ def load(runs_dir: Path | str = "runs", profile: str = "full") -> View:
                 problems.append((str(path), problem))
             else:
                 records[path.stem] = rec
-    return View(records, problems, experiment_hashes(profile))
+    log = []
+    log_path = Path(runs_dir) / EXECUTION_LOG
+    if log_path.exists():
+        import json
+
+        for i, line in enumerate(log_path.read_text().splitlines(), 1):
+            try:
+                log.append(json.loads(line))
+            except json.JSONDecodeError:
+                problems.append((f"{log_path}:{i}", "not valid JSON"))
+    return View(records, problems, experiment_hashes(profile), log)

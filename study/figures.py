@@ -1,0 +1,407 @@
+"""Every figure of the study, one function each, drawn from the pandas view (``study.results``).
+
+``draw_all(view, out)`` draws what the runs allow; a figure whose runs are
+missing is skipped with one line naming the experiment to run.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import style
+from .article import ARTICLE
+from .results import View
+
+
+class Missing(Exception):
+    """The runs a figure needs are not in the store; the message names the experiment."""
+
+
+def _need(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    if df is None or df.empty:
+        raise Missing(f"no runs of experiment '{experiment}' (study run-all --experiments {experiment})")
+    return df
+
+
+def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    return df[df["status"] == "ok"] if "status" in df else df
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    style.apply()
+    return plt
+
+
+def _ci95(values) -> tuple[float, float]:
+    """Mean and half-width of the t-based 95% confidence interval."""
+    from scipy import stats  # noqa: F401  (optional: fall back below)
+
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return (float(v.mean()) if len(v) else float("nan")), 0.0
+    return float(v.mean()), float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+
+
+# 1 --------------------------------------------------------------------------------------------------
+def fig_data(view: View, out: Path):
+    """The training set of seed 0 with the Bayes-optimal decision boundary."""
+    from . import data
+
+    plt = _plt()
+    sp = data.make_split(0, n_test=2)
+    g = np.linspace(-1.4, 1.4, 141)
+    gx, gy = np.meshgrid(g, g)
+    post = data.bayes_posterior(np.stack([gx.ravel(), gy.ravel()], 1), nodes=1000).reshape(gx.shape)
+    acc, se = data.bayes_accuracy()
+    fig, ax = plt.subplots(figsize=(style.COLUMN, style.COLUMN))
+    ax.contourf(gx, gy, post, levels=[0, 0.5, 1], colors=["#cfe3f2", "#f7dcc0"], alpha=0.8)
+    ax.contour(gx, gy, post, levels=[0.5], colors="k", linewidths=0.8)
+    for c, col, mk in ((0, style.METHOD_COLOURS["euler"], "o"), (1, style.METHOD_COLOURS["rk4-38"], "s")):
+        pts = sp.x_train[sp.y_train == c]
+        ax.scatter(pts[:, 0], pts[:, 1], s=4, c=col, marker=mk, linewidths=0, label=f"class {c}")
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", aspect="equal", xlim=(-1.4, 1.4), ylim=(-1.4, 1.4),
+           title=f"1,000 training points; Bayes boundary (acc. {100 * acc:.1f}%)")
+    ax.grid(False)
+    ax.legend(loc="lower right", markerscale=2)
+    return fig
+
+
+# 2 --------------------------------------------------------------------------------------------------
+def fig_main(view: View, out: Path):
+    """Train and held-out accuracy per variant, mean and 95% CI over seeds; Bayes ceiling; the article's values."""
+    from . import data
+
+    df = _ok(_need(view.runs("main"), "main"))
+    plt = _plt()
+    order = [v for v in style.VARIANT_ORDER if v in set(df["variant"])]
+    fig, ax = plt.subplots(figsize=(style.TEXT, 2.6))
+    y = np.arange(len(order))
+    for i, v in enumerate(order):
+        d = df[df["variant"] == v]
+        for key, off, fill in (("train_acc", -0.17, "none"), ("test_acc", 0.17, style.colour(v))):
+            m, h = _ci95(100 * d[key])
+            ax.errorbar(m, i + off, xerr=h, fmt=style.marker(v), color=style.colour(v), mfc=fill, capsize=2, ms=5)
+        if v in ARTICLE:
+            ax.plot(100 * ARTICLE[v]["accuracy"], i - 0.17, "x", color="0.3", ms=6, mew=1.2)
+    bayes = 100 * data.bayes_accuracy()[0]
+    ax.axvline(bayes, color="0.2", lw=1, ls="--")
+    ax.text(bayes, len(order) - 0.4, " Bayes-optimal", fontsize=7, va="bottom", ha="left")
+    ax.set_yticks(y, [style.label(v) for v in order])
+    ax.invert_yaxis()
+    ax.set_xlabel("accuracy (%)")
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker="o", mfc="none", color="0.3", label="train (1,000 points)"),
+               Line2D([], [], ls="", marker="o", color="0.3", label="held-out test (10,000 points)"),
+               Line2D([], [], ls="", marker="x", color="0.3", mew=1.2, label="article (reported)")]
+    ax.legend(handles=handles, loc="lower left", ncol=3, bbox_to_anchor=(0, 1.0))
+    n = df.groupby("variant").size().min()
+    ax.set_title(f"mean and 95% CI over {n} seeds, 500 epochs", loc="right")
+    return fig
+
+
+CURVE_VARIANTS = ["euler", "rk4", "resnet", "tdq-dopri5", "adjoint-euler", "adjoint-dopri5"]
+
+
+# 3 --------------------------------------------------------------------------------------------------
+def fig_curves(view: View, out: Path):
+    """Training loss and held-out accuracy against epoch, mean and 95% band over seeds."""
+    import seaborn as sns
+
+    cur = _need(view.curves("main"), "main")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5))
+    for v in [v for v in CURVE_VARIANTS if v in set(cur["variant"])]:
+        d = cur[cur["variant"] == v]
+        kw = dict(color=style.colour(v), linestyle=style.line(v), label=style.label(v), errorbar=("ci", 95),
+                  seed=0, n_boot=200, err_kws={"alpha": 0.15, "linewidth": 0})
+        sns.lineplot(data=d, x="epoch", y="loss", ax=axes[0], **kw)
+        t = d.dropna(subset=["test_acc"]).assign(test_acc=lambda x: 100 * x["test_acc"])
+        sns.lineplot(data=t, x="epoch", y="test_acc", ax=axes[1], legend=False, **kw)
+    axes[0].set(yscale="log", ylabel="training loss (cross-entropy)", xlabel="epoch")
+    axes[1].set(ylabel="held-out accuracy (%)", xlabel="epoch", ylim=(50, 90))
+    axes[0].legend(ncol=2, fontsize=6)
+    return fig
+
+
+# 4 --------------------------------------------------------------------------------------------------
+def fig_frontier(view: View, out: Path):
+    """Held-out accuracy against total training NFE: steps sweep (Euler, RK4) and dopri5 tolerance sweep."""
+    steps = _ok(_need(view.runs("steps"), "steps"))
+    tol = _ok(_need(view.runs("tolerance"), "tolerance"))
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5))
+    for v, d in steps.groupby("variant"):
+        d = d.assign(nfe=d["nfe_forward"] + d["nfe_backward"])
+        g = d.groupby("steps").agg(nfe=("nfe", "mean"), acc=("test_acc", list)).reset_index()
+        stats = np.array([_ci95(100 * np.asarray(a)) for a in g["acc"]])
+        axes[0].errorbar(g["nfe"], stats[:, 0], yerr=stats[:, 1], color=style.colour(v), marker=style.marker(v),
+                         ls=style.line(v), capsize=2, label=style.label(v))
+        for n, x, yv in zip(g["steps"], g["nfe"], stats[:, 0]):
+            axes[0].annotate(f"{n}", (x, yv), textcoords="offset points", xytext=(3, -8), fontsize=6, color=style.colour(v))
+    for v, d in tol.groupby("variant"):
+        d = d.assign(nfe=d["nfe_forward"] + d["nfe_backward"])
+        g = d.groupby("rtol").agg(nfe=("nfe", "mean"), acc=("test_acc", list)).reset_index()
+        stats = np.array([_ci95(100 * np.asarray(a)) for a in g["acc"]])
+        axes[1].errorbar(g["nfe"], stats[:, 0], yerr=stats[:, 1], color=style.colour(v), marker=style.marker(v),
+                         ls=style.line(v), capsize=2, label=style.label(v))
+        for r, x, yv in zip(g["rtol"], g["nfe"], stats[:, 0]):
+            axes[1].annotate(f"{r:.0e}", (x, yv), textcoords="offset points", xytext=(3, -8), fontsize=6, color=style.colour(v))
+    e0, e1 = int(steps["epochs"].iloc[0]), int(tol["epochs"].iloc[0])
+    axes[0].set(xscale="log", xlabel="training NFE (forward + backward)", ylabel="held-out accuracy (%)",
+                title=f"fixed steps (labels: N), {e0} epochs")
+    axes[1].set(xscale="log", xlabel="training NFE (forward + backward)", title=f"dopri5 tolerance (labels: rtol = atol), {e1} epochs")
+    for ax in axes:
+        ax.legend(loc="lower right")
+    return fig
+
+
+def _memory(view: View) -> pd.DataFrame:
+    return _ok(_need(view.runs("memory"), "memory"))
+
+
+MEM_LABELS = {"hand-euler": "euler", "hand-rk4": "rk4", "resnet": "resnet", "tdq-euler": "tdq-euler",
+              "tdq-rk4": "tdq-rk4", "adjoint-euler": "adjoint-euler", "adjoint-rk4": "adjoint-rk4",
+              "adjoint-dopri5": "adjoint-dopri5"}
+
+
+# 5 --------------------------------------------------------------------------------------------------
+def fig_memory(view: View, out: Path):
+    """Saved-tensor bytes of one training step against the number of steps (blocks for the ResNet)."""
+    df = _memory(view)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.6))
+    for solver, d in df.groupby("solver"):
+        v = MEM_LABELS[solver]
+        d = d.sort_values("steps")
+        ax.plot(d["steps"], d["activation_bytes"] / 2**20, color=style.colour(v), marker=style.marker(v),
+                ls=style.line(v), label=style.label(v))
+    ax.set(xscale="log", yscale="log", xlabel="steps N (ResNet: blocks)", ylabel="activation memory (MiB)",
+           title="saved tensors, one step at batch 128")
+    ax.legend(fontsize=6, ncol=2)
+    return fig
+
+
+# 6 --------------------------------------------------------------------------------------------------
+def fig_step_time(view: View, out: Path):
+    """Time of one training step (forward + backward) against the number of steps, per backend."""
+    df = _memory(view)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.6))
+    for solver, d in df.groupby("solver"):
+        v = MEM_LABELS[solver]
+        d = d.sort_values("steps")
+        ax.errorbar(d["steps"], 1e3 * d["step_time_s"], yerr=1e3 * d["step_time_spread_s"], color=style.colour(v),
+                    marker=style.marker(v), ls=style.line(v), label=style.label(v), capsize=1.5)
+    ax.set(xscale="log", yscale="log", xlabel="steps N (ResNet: blocks)", ylabel="time per training step (ms)",
+           title="median over repeats, measured alone, 1 thread")
+    ax.legend(fontsize=6, ncol=2)
+    return fig
+
+
+# 7 --------------------------------------------------------------------------------------------------
+def fig_dopri5_nfe(view: View, out: Path):
+    """dopri5 NFE per epoch over training: forward and adjoint backward, direct against adjoint, norm against seminorm."""
+    import seaborn as sns
+
+    cur = _need(view.curves("main"), "main")
+    cur = cur[cur["variant"].isin(["tdq-dopri5", "adjoint-dopri5", "adjoint-dopri5-seminorm"])]
+    _need(cur, "main")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.6))
+    for v, d in cur.groupby("variant"):
+        kw = dict(color=style.colour(v), errorbar=("ci", 95), seed=0, n_boot=200, err_kws={"alpha": 0.15, "linewidth": 0})
+        sns.lineplot(data=d, x="epoch", y="nfe_forward", ax=ax, linestyle="-", marker=None,
+                     label=f"{style.label(v)}: forward", **{**kw, "color": style.colour(v)})
+        if v != "tdq-dopri5":
+            sns.lineplot(data=d, x="epoch", y="nfe_backward", ax=ax, linestyle=":" if "seminorm" not in v else "-.",
+                         label=f"{style.label(v)}: backward", **{**kw, "color": "#56B4E9" if "seminorm" not in v else "#CC79A7"})
+    ax.set(xlabel="epoch", ylabel="NFE per epoch (8 mini-batches)", title="dopri5, rtol = atol = 1e-3")
+    ax.legend(fontsize=5.5)
+    return fig
+
+
+# 8 --------------------------------------------------------------------------------------------------
+def fig_convergence(view: View, out: Path):
+    """Global error against step size on y' = cos(t) y, with fitted slopes (the empirical order)."""
+    df = _need(view.convergence(), "convergence")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.8))
+    for solver, d in df.groupby("solver"):
+        backend, method = solver.split("-", 1)
+        v = method if backend == "hand" else f"tdq-{method}"
+        v = "tdq-rk4" if v == "tdq-rk4" else v
+        meth = d["tableau"].iloc[0]
+        col = style.METHOD_COLOURS[meth]
+        mk = "o" if backend == "hand" else "s"
+        ls = "-" if backend == "hand" else "--"
+        ax.plot(d["h"], d["error"], color=col, marker=mk, ls=ls, mfc="none" if backend == "tdq" else col,
+                label=f"{solver} (slope {d['slope'].iloc[0]:.2f})")
+    ax.set(xscale="log", yscale="log", xlabel="step size h", ylabel="max |error| at t = 2",
+           title="y' = cos(t) y, float64")
+    ax.legend(fontsize=5.5, loc="lower right")
+    return fig
+
+
+def _pca(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = states.mean(0)
+    _, _, vt = np.linalg.svd(states - mean, full_matrices=False)
+    return mean, vt[:2]
+
+
+TRAJ_VARIANTS = ["euler", "rk4", "resnet", "tdq-dopri5"]
+
+
+# 9 --------------------------------------------------------------------------------------------------
+def fig_trajectories(view: View, out: Path):
+    """Lifted 6-D states from t = 0 to 1, projected on their first two principal components."""
+    tr = _need(view.trajectories(), "trajectories")
+    plt = _plt()
+    variants = [v for v in TRAJ_VARIANTS if v in set(tr["variant"])]
+    fig, axes = plt.subplots(1, len(variants), figsize=(style.TEXT, style.TEXT / len(variants) + 0.3))
+    axes = np.atleast_1d(axes)
+    cols = {0: style.METHOD_COLOURS["euler"], 1: style.METHOD_COLOURS["rk4-38"]}
+    for ax, v in zip(axes, variants):
+        d = tr[tr["variant"] == v]
+        scols = [c for c in d.columns if c.startswith("s") and c[1:].isdigit()]
+        X = d[scols].to_numpy()
+        mean, comps = _pca(X)
+        Z = (X - mean) @ comps.T
+        d = d.assign(pc1=Z[:, 0], pc2=Z[:, 1])
+        pts = sorted(set(d["point"]))[:120]
+        for p in pts:
+            q = d[d["point"] == p].sort_values("time")
+            ax.plot(q["pc1"], q["pc2"], color=cols[int(q["label"].iloc[0])], lw=0.4, alpha=0.5)
+        end = d[d["time"] == d["time"].max()]
+        start = d[d["time"] == d["time"].min()]
+        for c in (0, 1):
+            ax.scatter(start[start["label"] == c]["pc1"], start[start["label"] == c]["pc2"], s=3, c=cols[c], marker="o", alpha=0.4, linewidths=0)
+            ax.scatter(end[end["label"] == c]["pc1"], end[end["label"] == c]["pc2"], s=5, c=cols[c], marker="s", linewidths=0)
+        ax.set_title(f"{style.label(v)}", fontsize=7)
+        ax.set_xlabel("PC 1")
+        ax.tick_params(labelsize=6)
+    axes[0].set_ylabel("PC 2")
+    fig.suptitle("states from t = 0 (circles) to t = 1 (squares), 120 training points, coloured by class", fontsize=7, y=1.02)
+    return fig
+
+
+# 10 -------------------------------------------------------------------------------------------------
+def fig_regions(view: View, out: Path):
+    """Decision regions of the trained models, with the Bayes-optimal boundary."""
+    from . import data
+
+    rg = _need(view.regions(), "trajectories")
+    plt = _plt()
+    variants = [v for v in TRAJ_VARIANTS if v in set(rg["variant"])]
+    fig, axes = plt.subplots(1, len(variants), figsize=(style.TEXT, style.TEXT / len(variants) + 0.3))
+    axes = np.atleast_1d(axes)
+    g = np.linspace(-1.4, 1.4, 101)
+    gx, gy = np.meshgrid(g, g)
+    bayes = data.bayes_posterior(np.stack([gx.ravel(), gy.ravel()], 1), nodes=1000).reshape(gx.shape)
+    sp = data.make_split(0, n_test=2)
+    for ax, v in zip(axes, variants):
+        d = rg[rg["variant"] == v]
+        n = int(np.sqrt(len(d)))
+        X, Y, P = (d[c].to_numpy().reshape(n, n) for c in ("x", "y", "prob_class1"))
+        ax.contourf(X, Y, P, levels=[0, 0.5, 1], colors=["#cfe3f2", "#f7dcc0"])
+        ax.contour(X, Y, P, levels=[0.5], colors=style.colour(v), linewidths=0.9)
+        ax.contour(gx, gy, bayes, levels=[0.5], colors="k", linewidths=0.6, linestyles="--")
+        ax.scatter(sp.x_train[:, 0], sp.x_train[:, 1], s=0.6, c=np.where(sp.y_train == 0, "#0072B2", "#D55E00"), linewidths=0)
+        ax.set(aspect="equal", xlim=(-1.4, 1.4), ylim=(-1.4, 1.4), xticks=[-1, 0, 1], yticks=[-1, 0, 1])
+        ax.set_title(f"{style.label(v)}: test {100 * d['test_acc'].iloc[0]:.1f}%", fontsize=7)
+        ax.grid(False)
+    fig.suptitle("decision regions (seed 0); dashed: Bayes-optimal boundary", fontsize=7, y=1.02)
+    return fig
+
+
+# 11 -------------------------------------------------------------------------------------------------
+def fig_ablations(view: View, out: Path):
+    """Lift dimension, time input and zero initialisation: held-out and training accuracy."""
+    df = _need(view.runs("ablations"), "ablations")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.4), gridspec_kw={"width_ratios": [1.2, 1]})
+    base = df[(df["variant"] == "euler") & df["time_input"].astype(bool) & df["zero_init"].astype(bool)]
+    for key, fill, lab in (("train_acc", "none", "train"), ("test_acc", None, "held-out")):
+        g = base.groupby("lift_dim")[key].apply(list)
+        st = np.array([_ci95(100 * np.asarray(a)) for a in g])
+        axes[0].errorbar(g.index, st[:, 0], yerr=st[:, 1], marker="o", color=style.colour("euler"),
+                         mfc=fill or style.colour("euler"), capsize=2, label=lab)
+    axes[0].set(xlabel="lift dimension d (2 = no lift)", ylabel="accuracy (%)", title="Euler, 20 steps")
+    axes[0].legend()
+    cases = [("Euler", (df["variant"] == "euler") & (df["lift_dim"] == 6) & df["time_input"].astype(bool) & df["zero_init"].astype(bool)),
+             ("Euler, no t", (df["variant"] == "euler") & ~df["time_input"].astype(bool)),
+             ("Euler, random init", (df["variant"] == "euler") & ~df["zero_init"].astype(bool)),
+             ("ResNet", (df["variant"] == "resnet") & df["zero_init"].astype(bool)),
+             ("ResNet, random init", (df["variant"] == "resnet") & ~df["zero_init"].astype(bool))]
+    for i, (name, mask) in enumerate(cases):
+        d = df[mask]
+        if d.empty:
+            continue
+        v = "resnet" if name.startswith("ResNet") else "euler"
+        for key, off, fill in (("train_acc", -0.15, "none"), ("test_acc", 0.15, style.colour(v))):
+            m, h = _ci95(100 * d[key])
+            axes[1].errorbar(m, i + off, xerr=h, fmt=style.marker(v), color=style.colour(v), mfc=fill, capsize=2)
+        div = int((d["status"] == "diverged").sum())
+        if div:
+            axes[1].text(axes[1].get_xlim()[0], i, f" {div} diverged", fontsize=6, va="center")
+    axes[1].set_yticks(range(len(cases)), [c[0] for c in cases])
+    axes[1].invert_yaxis()
+    axes[1].set(xlabel="accuracy (%) (open: train, filled: held-out)")
+    return fig
+
+
+# 12 -------------------------------------------------------------------------------------------------
+def fig_gradients(view: View, out: Path):
+    """Relative error of adjoint gradients against direct backpropagation on the same trained weights."""
+    df = _need(view.gradients(), "gradients")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.4))
+    for m, d in df[df["steps"].notna()].groupby("method"):
+        g = d.groupby("steps")[["rel_err_vs_direct", "rel_err_vs_reference", "direct_rel_err_vs_reference"]].mean()
+        axes[0].plot(g.index, g["rel_err_vs_direct"], marker=style.marker(m), color=style.colour(m), ls=style.line(m),
+                     label=f"{style.label(m)} vs direct")
+        axes[0].plot(g.index, g["direct_rel_err_vs_reference"], marker=".", color=style.colour(m), ls="-", alpha=0.6,
+                     label=f"direct {m.split('-', 1)[1]} vs exact")
+    axes[0].set(xscale="log", yscale="log", xlabel="steps N", ylabel="relative gradient error",
+                title="fixed-step adjoints")
+    for m, d in df[df["tol"].notna()].groupby("method"):
+        g = d.groupby("tol")[["rel_err_vs_direct", "rel_err_vs_reference"]].mean()
+        axes[1].plot(g.index, g["rel_err_vs_direct"], marker=style.marker(m), color=style.colour(m), ls=style.line(m),
+                     label=f"{style.label(m)} vs direct")
+        axes[1].plot(g.index, g["rel_err_vs_reference"], marker=".", color=style.colour(m), ls="-", alpha=0.5,
+                     label=f"{style.label(m)} vs exact")
+    axes[1].set(xscale="log", yscale="log", xlabel="rtol = atol", title="dopri5 adjoints")
+    axes[1].invert_xaxis()
+    for ax in axes:
+        ax.legend(fontsize=5.5)
+    return fig
+
+
+FIGURES = {
+    "fig01_data": fig_data, "fig02_main": fig_main, "fig03_curves": fig_curves, "fig04_frontier": fig_frontier,
+    "fig05_memory": fig_memory, "fig06_step_time": fig_step_time, "fig07_dopri5_nfe": fig_dopri5_nfe,
+    "fig08_convergence": fig_convergence, "fig09_trajectories": fig_trajectories, "fig10_regions": fig_regions,
+    "fig11_ablations": fig_ablations, "fig12_gradients": fig_gradients,
+}
+
+
+def draw_all(view: View, out: Path, only: list[str] | None = None, log=print) -> tuple[list[Path], list[str]]:
+    """Draw every figure the runs allow; returns (files written, one line per skipped figure)."""
+    written, skipped = [], []
+    for name, fn in FIGURES.items():
+        if only and name not in only:
+            continue
+        try:
+            fig = fn(view, out)
+        except Missing as exc:
+            skipped.append(f"{name}: skipped: {exc}")
+            log(skipped[-1])
+            continue
+        written += style.save(fig, out, name)
+        log(f"{name}: {out / name}.pdf")
+    return written, skipped
