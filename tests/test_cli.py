@@ -75,3 +75,15 @@ def test_variants_and_dataset():
     assert "364236" in r.stdout and "18906" in r.stdout
     r = study("dataset")
     assert r.returncode == 0 and "Bayes-optimal accuracy: 87." in r.stdout
+
+
+def test_gpu_check_script_runs_its_code_paths_on_cpu(tmp_path):
+    """The GPU check script, on the CPU: every code path but the CUDA-only lines."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-m", "study.gpu_check", "--device", "cpu", "--epochs", "1", "--rounds", "1",
+                        "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr + r.stdout
+    out = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert {t["variant"] for t in out["training"]} == {"euler", "rk4", "resnet", "tdq-dopri5", "adjoint-euler"}
+    assert all(t["matches_cpu"] for t in out["training"])
+    assert len(out["memory"]) == 9 and out["bench"]["rows"]

@@ -160,14 +160,15 @@ def test_dask_local_cluster(tmp_path):
     assert {r["env"]["torch_threads"] for r in recs.values()} == {1}
 
 
-def test_quick_profile_end_to_end(tmp_path):
-    t0 = time.time()
-    r = study("run-all", "--profile", "quick", "--runs-dir", str(tmp_path))
+def test_quick_profile_end_to_end(quick_store):
+    d, seconds, r = quick_store
     assert r.returncode == 0, r.stderr
-    assert time.time() - t0 < 180
-    r = study("status", "--profile", "quick", "--runs-dir", str(tmp_path))
+    assert seconds < 180
+    r = study("status", "--profile", "quick", "--runs-dir", str(d))
     for line in r.stdout.splitlines()[1:]:
         cols = line.split()
         assert cols[1] == cols[2] and cols[3] == "0", line  # everything done, nothing missing
-    r = study("run-all", "--profile", "quick", "--runs-dir", str(tmp_path))
+    r = study("run-all", "--profile", "quick", "--runs-dir", str(d))
     assert "0 run," in r.stdout and "0 to run" in r.stdout
+    log = (d / "run-all.log.jsonl").read_text().splitlines()
+    assert len(log) == 1 and json.loads(log[0])["profile"] == "quick"  # a run-all that ran nothing is not logged

@@ -1,0 +1,85 @@
+"""Figures, tables and the paper: quick profile -> figures -> tables -> compiled PDF quoting a generated number."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from study import figures, results, style
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+
+
+def study(*args):
+    return subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, env=ENV, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def built(quick_store, tmp_path_factory):
+    runs, _, r = quick_store
+    assert r.returncode == 0, r.stderr
+    work = tmp_path_factory.mktemp("paper")
+    (work / "paper").mkdir()
+    for f in ("main.tex", "refs.bib"):
+        shutil.copy(ROOT / "paper" / f, work / "paper" / f)
+    fig = study("figures", "--profile", "quick", "--runs-dir", str(runs), "--out", str(work / "figures"),
+                "--tables-out", str(work / "paper" / "generated"))
+    return runs, work, fig
+
+
+def test_every_figure_and_table_is_written(built):
+    runs, work, fig = built
+    assert fig.returncode == 0, fig.stderr
+    for name in figures.FIGURES:
+        for ext in ("pdf", "png"):
+            assert (work / "figures" / f"{name}.{ext}").stat().st_size > 1000
+    for t in ("main_results", "memory", "bench", "steps", "tolerance", "claims", "variants", "numbers"):
+        assert (work / "paper" / "generated" / f"{t}.tex").exists(), t
+    numbers = (work / "paper" / "generated" / "numbers.tex").read_text()
+    assert re.search(r"\\newcommand\{\\BayesAcc\}\{87\.\d\}", numbers)
+    assert r"\newcommand{\ParamsResNet}{364{,}236}" in numbers
+
+
+def test_figures_are_byte_identical_for_identical_runs(built, tmp_path):
+    runs, work, _ = built
+    view = results.load(runs, "quick")
+    for name in ("fig02_main", "fig05_memory", "fig08_convergence"):
+        style.save(figures.FIGURES[name](view, tmp_path), tmp_path, name)
+        for ext in ("pdf", "png"):
+            assert (tmp_path / f"{name}.{ext}").read_bytes() == (work / "figures" / f"{name}.{ext}").read_bytes(), name
+
+
+def test_missing_runs_skip_a_figure_with_one_line(tmp_path, quick_store):
+    runs, _, _ = quick_store
+    partial = tmp_path / "runs"
+    shutil.copytree(runs / "convergence", partial / "convergence")
+    r = study("figures", "--profile", "quick", "--runs-dir", str(partial), "--out", str(tmp_path / "f"),
+              "--tables-out", str(tmp_path / "g"))
+    assert r.returncode == 3
+    assert (tmp_path / "f" / "fig08_convergence.pdf").exists()
+    assert "fig02_main: skipped: no runs of experiment 'main' (study run-all --experiments main)" in r.stdout
+    assert not (tmp_path / "f" / "fig02_main.pdf").exists()
+
+
+@pytest.mark.skipif(shutil.which("latexmk") is None or shutil.which("pdftotext") is None,
+                    reason="needs latexmk and pdftotext (apt-get install latexmk texlive-... poppler-utils)")
+def test_paper_compiles_and_quotes_generated_numbers(built):
+    runs, work, fig = built
+    r = study("paper", "--paper-dir", str(work / "paper"))
+    assert r.returncode == 0, r.stderr + r.stdout
+    pdf = work / "paper" / "main.pdf"
+    text = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True).stdout
+    numbers = (work / "paper" / "generated" / "numbers.tex").read_text()
+    bayes = re.search(r"\\newcommand\{\\BayesAcc\}\{([\d.]+)\}", numbers).group(1)
+    euler_test = re.search(r"\\newcommand\{\\EulerTestAcc\}\{([\d.]+)\}", numbers).group(1)
+    assert f"{bayes}%" in text.replace(" %", "%")
+    assert euler_test in text
+
+
+def test_paper_errors_are_one_line(tmp_path):
+    r = study("paper", "--paper-dir", str(tmp_path))
+    assert r.returncode == 2 and "main.tex does not exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1
