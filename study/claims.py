@@ -10,7 +10,7 @@ import numpy as np
 
 from . import data
 from .article import ARTICLE
-from .results import View
+from .results import MissingRuns, View
 
 
 def _acc(df, variant, key="test_acc"):
@@ -34,7 +34,7 @@ def _pm(v) -> str:
 def claims(view: View) -> list[dict]:
     main = view.runs("main")
     if main.empty:
-        raise LookupError("main")
+        raise MissingRuns("main")
     bayes = 100 * data.bayes_accuracy()[0]
     rows = []
 

@@ -12,16 +12,12 @@ import pandas as pd
 
 from . import style
 from .article import ARTICLE
-from .results import View
-
-
-class Missing(Exception):
-    """The runs a figure needs are not in the store; the message names the experiment."""
+from .results import MissingRuns, View
 
 
 def _need(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
     if df is None or df.empty:
-        raise Missing(f"no runs of experiment '{experiment}' (study run-all --experiments {experiment})")
+        raise MissingRuns(experiment)
     return df
 
 
@@ -129,6 +125,18 @@ def fig_curves(view: View, out: Path):
     return fig
 
 
+def _sweep(ax, df: pd.DataFrame, by: str, fmt: str) -> None:
+    """Mean held-out accuracy (95% CI over seeds) against mean training NFE, one line per variant, points labelled."""
+    for v, d in df.groupby("variant"):
+        d = d.assign(nfe=d["nfe_forward"] + d["nfe_backward"])
+        g = d.groupby(by).agg(nfe=("nfe", "mean"), acc=("test_acc", list)).reset_index()
+        stats = np.array([_ci95(100 * np.asarray(a)) for a in g["acc"]])
+        ax.errorbar(g["nfe"], stats[:, 0], yerr=stats[:, 1], color=style.colour(v), marker=style.marker(v),
+                    ls=style.line(v), capsize=2, label=style.label(v))
+        for key, x, y in zip(g[by], g["nfe"], stats[:, 0]):
+            ax.annotate(fmt.format(key), (x, y), textcoords="offset points", xytext=(3, -8), fontsize=6, color=style.colour(v))
+
+
 # 4 --------------------------------------------------------------------------------------------------
 def fig_frontier(view: View, out: Path):
     """Held-out accuracy against total training NFE: steps sweep (Euler, RK4) and dopri5 tolerance sweep."""
@@ -136,22 +144,8 @@ def fig_frontier(view: View, out: Path):
     tol = _ok(_need(view.runs("tolerance"), "tolerance"))
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5))
-    for v, d in steps.groupby("variant"):
-        d = d.assign(nfe=d["nfe_forward"] + d["nfe_backward"])
-        g = d.groupby("steps").agg(nfe=("nfe", "mean"), acc=("test_acc", list)).reset_index()
-        stats = np.array([_ci95(100 * np.asarray(a)) for a in g["acc"]])
-        axes[0].errorbar(g["nfe"], stats[:, 0], yerr=stats[:, 1], color=style.colour(v), marker=style.marker(v),
-                         ls=style.line(v), capsize=2, label=style.label(v))
-        for n, x, yv in zip(g["steps"], g["nfe"], stats[:, 0]):
-            axes[0].annotate(f"{n}", (x, yv), textcoords="offset points", xytext=(3, -8), fontsize=6, color=style.colour(v))
-    for v, d in tol.groupby("variant"):
-        d = d.assign(nfe=d["nfe_forward"] + d["nfe_backward"])
-        g = d.groupby("rtol").agg(nfe=("nfe", "mean"), acc=("test_acc", list)).reset_index()
-        stats = np.array([_ci95(100 * np.asarray(a)) for a in g["acc"]])
-        axes[1].errorbar(g["nfe"], stats[:, 0], yerr=stats[:, 1], color=style.colour(v), marker=style.marker(v),
-                         ls=style.line(v), capsize=2, label=style.label(v))
-        for r, x, yv in zip(g["rtol"], g["nfe"], stats[:, 0]):
-            axes[1].annotate(f"{r:.0e}", (x, yv), textcoords="offset points", xytext=(3, -8), fontsize=6, color=style.colour(v))
+    _sweep(axes[0], steps, "steps", "{}")
+    _sweep(axes[1], tol, "rtol", "{:.0e}")
     e0, e1 = int(steps["epochs"].iloc[0]), int(tol["epochs"].iloc[0])
     axes[0].set(xscale="log", xlabel="training NFE (forward + backward)", ylabel="held-out accuracy (%)",
                 title=f"fixed steps (labels: N), {e0} epochs")
@@ -398,7 +392,7 @@ def draw_all(view: View, out: Path, only: list[str] | None = None, log=print) ->
             continue
         try:
             fig = fn(view, out)
-        except Missing as exc:
+        except MissingRuns as exc:
             skipped.append(f"{name}: skipped: {exc}")
             log(skipped[-1])
             continue

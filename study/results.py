@@ -33,6 +33,14 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+class MissingRuns(LookupError):
+    """What a figure or table needs is not in the store; the message names the experiment to run."""
+
+    def __init__(self, experiment: str):
+        super().__init__(f"no runs of experiment '{experiment}' (study run-all --experiments {experiment})")
+        self.experiment = experiment
+
+
 @dataclass
 class View:
     records: dict[str, dict]  # hash -> record

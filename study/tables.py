@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import data
 from .article import ARTICLE
-from .results import View
+from .results import MissingRuns, View
 from .style import VARIANT_ORDER, label
 
 MACRO = {"euler": "Euler", "rk4": "RKfour", "rk4-38": "RKtte", "resnet": "ResNet", "tdq-euler": "TdqEuler",
@@ -74,7 +74,7 @@ def main_numbers(view: View, N: Numbers) -> str:
     """The main-results table; adds per-variant macros."""
     df = view.runs("main")
     if df.empty:
-        raise LookupError("main")
+        raise MissingRuns("main")
     timing = view.runs("timing")
     rows = []
     for v in [v for v in VARIANT_ORDER if v in set(df["variant"])]:
@@ -121,7 +121,7 @@ def main_numbers(view: View, N: Numbers) -> str:
 def memory_numbers(view: View, N: Numbers) -> str:
     mem = view.runs("memory")
     if mem.empty:
-        raise LookupError("memory")
+        raise MissingRuns("memory")
     piv = mem.pivot_table(index="steps", columns="solver", values="activation_bytes")
     tpiv = mem.pivot_table(index="steps", columns="solver", values="step_time_s")
     for s in piv.columns:
@@ -153,7 +153,7 @@ def sweep_numbers(view: View, N: Numbers) -> tuple[str, str]:
     steps = view.runs("steps")
     tol = view.runs("tolerance")
     if steps.empty or tol.empty:
-        raise LookupError("steps" if steps.empty else "tolerance")
+        raise MissingRuns("steps" if steps.empty else "tolerance")
     rows = []
     best = {}
     for (v, n), d in steps.groupby(["variant", "steps"]):
@@ -197,7 +197,7 @@ def bench_numbers(view: View, N: Numbers) -> str:
     b = view.runs(kind="bench")
     recs = [r for h, r in view.records.items() if r["kind"] == "bench" and h in set(b["hash"])] if not b.empty else []
     if not recs:
-        raise LookupError("bench")
+        raise MissingRuns("bench")
     rec = recs[0]
     rows = []
     for r in rec["metrics"]["rows"]:
@@ -289,8 +289,8 @@ def write_all(view: View, out: Path, log=print) -> tuple[list[Path], list[str]]:
     for name, fn in builders.items():
         try:
             text = fn(view, N)
-        except LookupError as exc:
-            skipped.append(f"{name}.tex: skipped: no runs of experiment '{exc.args[0]}' (study run-all --experiments {exc.args[0]})")
+        except MissingRuns as exc:
+            skipped.append(f"{name}.tex: skipped: {exc}")
             log(skipped[-1])
             continue
         files.append(out / f"{name}.tex")
@@ -300,8 +300,8 @@ def write_all(view: View, out: Path, log=print) -> tuple[list[Path], list[str]]:
         for name, text in (("steps", steps_t), ("tolerance", tol_t)):
             files.append(out / f"{name}.tex")
             files[-1].write_text(text)
-    except LookupError as exc:
-        skipped.append(f"steps.tex, tolerance.tex: skipped: no runs of experiment '{exc.args[0]}'")
+    except MissingRuns as exc:
+        skipped.append(f"steps.tex, tolerance.tex: skipped: {exc}")
         log(skipped[-1])
     other_numbers(view, N)
     from .claims import claims_table
@@ -309,9 +309,9 @@ def write_all(view: View, out: Path, log=print) -> tuple[list[Path], list[str]]:
     try:
         files.append(out / "claims.tex")
         files[-1].write_text(claims_table(view, N))
-    except LookupError as exc:
+    except MissingRuns as exc:
         files.pop()
-        skipped.append(f"claims.tex: skipped: no runs of experiment '{exc.args[0]}'")
+        skipped.append(f"claims.tex: skipped: {exc}")
         log(skipped[-1])
     text = N.tex()
     paper = out.parent / "main.tex"
