@@ -160,9 +160,17 @@ def run_gradients(config: dict) -> list[dict]:
                          "rel_err_vs_reference": rel(ga, ref), "direct_rel_err_vs_reference": rel(gd, ref),
                          "nfe_forward": fa, "nfe_backward": ba, "direct_nfe": fd, "time_s": ta, "direct_time_s": td})
     for tol in config["tolerances"]:
-        gd, fd, _, td = grad_of("tdq-dopri5", rtol=tol, atol=tol)
+        try:
+            gd, fd, _, td = grad_of("tdq-dopri5", rtol=tol, atol=tol)
+        except AssertionError as exc:  # dopri5 gave up (step cap or underflow): a result, not a crash
+            rows.append({"method": "tdq-dopri5", "steps": None, "tol": tol, "failed": str(exc)})
+            continue
         for adjoint in ("adjoint-dopri5", "adjoint-dopri5-seminorm"):
-            ga, fa, ba, ta = grad_of(adjoint, rtol=tol, atol=tol)
+            try:
+                ga, fa, ba, ta = grad_of(adjoint, rtol=tol, atol=tol)
+            except AssertionError as exc:
+                rows.append({"method": adjoint, "steps": None, "tol": tol, "failed": str(exc)})
+                continue
             rows.append({"method": adjoint, "steps": None, "tol": tol, "rel_err_vs_direct": rel(ga, gd),
                          "rel_err_vs_reference": rel(ga, ref), "direct_rel_err_vs_reference": rel(gd, ref),
                          "nfe_forward": fa, "nfe_backward": ba, "direct_nfe": fd, "time_s": ta, "direct_time_s": td})

@@ -72,6 +72,13 @@ def _die_with_parent() -> None:
             pass
 
 
+def _status(path: Path) -> str | None:
+    try:
+        return store.read_record(path)["status"]
+    except store.CorruptRecord:
+        return None
+
+
 def execute(kind: str, configs: list[dict], runs_dir: str, force: bool = False) -> dict:
     """Run the missing runs among ``configs`` (all of one job) and store their records.
 
@@ -88,7 +95,7 @@ def execute(kind: str, configs: list[dict], runs_dir: str, force: bool = False) 
             if not lock.acquire():
                 out["busy"].append(str(path))
                 continue
-            if path.exists() and not force:
+            if path.exists() and not force and _status(path) != "error":
                 lock.release()
                 out["skipped"].append(str(path))
                 continue
@@ -169,7 +176,11 @@ def _describe(job: Job) -> str:
 
 
 def pending(jobs: list[Job], runs_dir: Path, force: bool, summary: Summary) -> list[Job]:
-    """The jobs (narrowed to their missing seeds) that still need to run; corrupt records are moved aside."""
+    """The jobs (narrowed to their missing seeds) that still need to run.
+
+    Runs without a record, with a corrupt one (moved aside) or with an ``error`` record (retried)
+    need to run; ``ok`` and ``diverged`` records are results and are kept.
+    """
     out = []
     for job in jobs:
         missing = []
@@ -177,9 +188,9 @@ def pending(jobs: list[Job], runs_dir: Path, force: bool, summary: Summary) -> l
             path = store.record_path(runs_dir, job.kind, cfg)
             if path.exists() and not force:
                 try:
-                    store.read_record(path)
-                    summary.skipped += 1
-                    continue
+                    if store.read_record(path)["status"] != "error":  # a failed run is retried
+                        summary.skipped += 1
+                        continue
                 except store.CorruptRecord as exc:
                     summary.quarantined.append(f"{path}: {exc}")
                     store.quarantine(path)

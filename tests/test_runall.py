@@ -137,6 +137,8 @@ def test_diverged_runs_are_stored_and_errors_fail_loudly(tmp_path):
     assert rec["status"] == "error" and "no-such-method" in rec["reason"] and "Traceback" in rec["traceback"]
     for p in summary.diverged:
         assert store.read_record(p)["status"] == "diverged"
+    again = executor.run_jobs([diverging, failing], tmp_path, workers=1)  # resume: diverged kept, error retried
+    assert again.skipped == 2 and again.done == 1 and len(again.failed) == 1
 
 
 def test_run_all_exit_code_names_failures(tmp_path):
