@@ -86,6 +86,8 @@ def dataset(sigma, seed):
     from . import data
 
     sigma = data.SIGMA if sigma is None else sigma
+    if seed < 0:
+        raise UserError(f"--seed must be non-negative, got {seed}")
     if sigma <= 0:
         raise UserError(f"--sigma must be positive, got {sigma}")
     sp = data.make_split(seed, sigma=sigma)
@@ -177,6 +179,8 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store):
 
     for name, v in (("--steps", steps), ("--batch", batch), ("--rounds", rounds)):
         _positive(name, v)
+    if batch > 1000:
+        raise UserError(f"--batch must be at most 1000 (the training set), got {batch}")
     device = _check_device(device)
     _set_threads(1)
     if not no_store:
@@ -283,7 +287,9 @@ def run_all(profile, experiments, runs_dir, workers, scheduler, force):
             bar.close()
         _fail("interrupted: finished runs are stored; run the same command again to resume", 130)
     except OSError as exc:
-        raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        if scheduler:
+            raise UserError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+        raise UserError(f"run-all failed on the run store {str(runs_dir)!r}: {exc}") from None
     finally:
         if bar is not None:
             bar.close()
@@ -329,7 +335,7 @@ def status(profile, runs_dir):
         for path, rec, problem in store.scan(runs_dir):
             if problem:
                 corrupt.append((path, problem))
-            else:
+            elif path.parent.name == rec["kind"]:
                 records[path.stem] = rec
     corrupt_hashes = {p.stem for p, _ in corrupt}
     rows = []

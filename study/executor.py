@@ -95,7 +95,7 @@ def execute(kind: str, configs: list[dict], runs_dir: str, force: bool = False) 
             if not lock.acquire():
                 out["busy"].append(str(path))
                 continue
-            if path.exists() and not force and _status(path) != "error":
+            if path.exists() and not force and _status(path) in ("ok", "diverged"):
                 lock.release()
                 out["skipped"].append(str(path))
                 continue

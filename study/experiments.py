@@ -136,7 +136,8 @@ def build(profile: str) -> dict[str, list[Job]]:
         spec, [(v, {"rtol": t, "atol": t}) for v in ("tdq-dopri5", "adjoint-dopri5") for t in spec["tolerances"]],
         spec["tolerance_seeds"], spec["tolerance_protocol"])
     ablate = [("euler", {"lift_dim": d}) for d in spec["lift_dims"]]
-    ablate += [("euler", {"time_input": False}), ("euler", {"zero_init": False}), ("resnet", {"zero_init": False})]
+    ablate += [("euler", {"time_input": False}), ("euler", {"zero_init": False}),
+               ("resnet", {}), ("resnet", {"zero_init": False})]  # zero-init ResNet: shared with main
     ex["ablations"] = _train_jobs(spec, ablate, spec["sweep_seeds"], {})
     ex["memory"] = _memory_jobs(spec)
     ex["convergence"] = [Job("convergence", {"kind": "convergence", "solver": s, "steps": spec["convergence_steps"],

@@ -25,6 +25,11 @@ def _ok(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["status"] == "ok"] if "status" in df else df
 
 
+def _results(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
+    """The ``ok`` runs of an experiment; MissingRuns if there are none."""
+    return _need(_ok(df), experiment)
+
+
 def _plt():
     import matplotlib.pyplot as plt
 
@@ -72,7 +77,7 @@ def fig_main(view: View, out: Path):
     """Train and held-out accuracy per variant, mean and 95% CI over seeds; Bayes ceiling; the article's values."""
     from . import data
 
-    df = _ok(_need(view.runs("main"), "main"))
+    df = _results(view.runs("main"), "main")
     plt = _plt()
     order = [v for v in style.VARIANT_ORDER if v in set(df["variant"])]
     fig, ax = plt.subplots(figsize=(style.TEXT, 2.6))
@@ -97,7 +102,7 @@ def fig_main(view: View, out: Path):
                Line2D([], [], ls="", marker="x", color="0.3", mew=1.2, label="article (reported)")]
     ax.legend(handles=handles, loc="lower left", ncol=3, bbox_to_anchor=(0, 1.0))
     n = df.groupby("variant").size().min()
-    ax.set_title(f"mean and 95% CI over {n} seeds, 500 epochs", loc="right")
+    ax.set_title(f"mean and 95% CI over {n} seeds, {int(df['epochs'].iloc[0])} epochs", loc="right")
     return fig
 
 
@@ -109,7 +114,7 @@ def fig_curves(view: View, out: Path):
     """Training loss and held-out accuracy against epoch, mean and 95% band over seeds."""
     import seaborn as sns
 
-    cur = _need(view.curves("main"), "main")
+    cur = _results(view.curves("main"), "main")
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5))
     for v in [v for v in CURVE_VARIANTS if v in set(cur["variant"])]:
@@ -140,8 +145,8 @@ def _sweep(ax, df: pd.DataFrame, by: str, fmt: str) -> None:
 # 4 --------------------------------------------------------------------------------------------------
 def fig_frontier(view: View, out: Path):
     """Held-out accuracy against total training NFE: steps sweep (Euler, RK4) and dopri5 tolerance sweep."""
-    steps = _ok(_need(view.runs("steps"), "steps"))
-    tol = _ok(_need(view.runs("tolerance"), "tolerance"))
+    steps = _results(view.runs("steps"), "steps")
+    tol = _results(view.runs("tolerance"), "tolerance")
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5))
     _sweep(axes[0], steps, "steps", "{}")
@@ -156,7 +161,7 @@ def fig_frontier(view: View, out: Path):
 
 
 def _memory(view: View) -> pd.DataFrame:
-    return _ok(_need(view.runs("memory"), "memory"))
+    return _results(view.runs("memory"), "memory")
 
 
 MEM_LABELS = {"hand-euler": "euler", "hand-rk4": "rk4", "resnet": "resnet", "tdq-euler": "tdq-euler",
@@ -203,9 +208,8 @@ def fig_dopri5_nfe(view: View, out: Path):
     """dopri5 NFE per epoch over training: forward and adjoint backward, direct against adjoint, norm against seminorm."""
     import seaborn as sns
 
-    cur = _need(view.curves("main"), "main")
-    cur = cur[cur["variant"].isin(["tdq-dopri5", "adjoint-dopri5", "adjoint-dopri5-seminorm"])]
-    _need(cur, "main")
+    cur = _results(view.curves("main"), "main")
+    cur = _need(cur[cur["variant"].isin(["tdq-dopri5", "adjoint-dopri5", "adjoint-dopri5-seminorm"])], "main")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(style.COLUMN, 2.6))
     for v, d in cur.groupby("variant"):
@@ -316,7 +320,8 @@ def fig_regions(view: View, out: Path):
 # 11 -------------------------------------------------------------------------------------------------
 def fig_ablations(view: View, out: Path):
     """Lift dimension, time input and zero initialisation: held-out and training accuracy."""
-    df = _need(view.runs("ablations"), "ablations")
+    runs = _need(view.runs("ablations"), "ablations")
+    df = _results(runs, "ablations")
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.4), gridspec_kw={"width_ratios": [1.2, 1]})
     base = df[(df["variant"] == "euler") & df["time_input"].astype(bool) & df["zero_init"].astype(bool)]
@@ -327,22 +332,23 @@ def fig_ablations(view: View, out: Path):
                          mfc=fill or style.colour("euler"), capsize=2, label=lab)
     axes[0].set(xlabel="lift dimension d (2 = no lift)", ylabel="accuracy (%)", title="Euler, 20 steps")
     axes[0].legend()
-    cases = [("Euler", (df["variant"] == "euler") & (df["lift_dim"] == 6) & df["time_input"].astype(bool) & df["zero_init"].astype(bool)),
-             ("Euler, no t", (df["variant"] == "euler") & ~df["time_input"].astype(bool)),
-             ("Euler, random init", (df["variant"] == "euler") & ~df["zero_init"].astype(bool)),
-             ("ResNet", (df["variant"] == "resnet") & df["zero_init"].astype(bool)),
-             ("ResNet, random init", (df["variant"] == "resnet") & ~df["zero_init"].astype(bool))]
-    for i, (name, mask) in enumerate(cases):
-        d = df[mask]
-        if d.empty:
-            continue
+    on = lambda f, k: f[k].astype(bool)  # noqa: E731
+    cases = [("Euler", lambda f: (f["variant"] == "euler") & (f["lift_dim"] == 6) & on(f, "time_input") & on(f, "zero_init")),
+             ("Euler, no t", lambda f: (f["variant"] == "euler") & ~on(f, "time_input")),
+             ("Euler, random init", lambda f: (f["variant"] == "euler") & ~on(f, "zero_init")),
+             ("ResNet", lambda f: (f["variant"] == "resnet") & on(f, "zero_init")),
+             ("ResNet, random init", lambda f: (f["variant"] == "resnet") & ~on(f, "zero_init"))]
+    for i, (name, select) in enumerate(cases):
+        d, every = df[select(df)], runs[select(runs)]
         v = "resnet" if name.startswith("ResNet") else "euler"
-        for key, off, fill in (("train_acc", -0.15, "none"), ("test_acc", 0.15, style.colour(v))):
-            m, h = _ci95(100 * d[key])
-            axes[1].errorbar(m, i + off, xerr=h, fmt=style.marker(v), color=style.colour(v), mfc=fill, capsize=2)
-        div = int((d["status"] == "diverged").sum())
+        if not d.empty:
+            for key, off, fill in (("train_acc", -0.15, "none"), ("test_acc", 0.15, style.colour(v))):
+                m, h = _ci95(100 * d[key])
+                axes[1].errorbar(m, i + off, xerr=h, fmt=style.marker(v), color=style.colour(v), mfc=fill, capsize=2)
+        div = int((every["status"] == "diverged").sum())
         if div:
-            axes[1].text(axes[1].get_xlim()[0], i, f" {div} diverged", fontsize=6, va="center")
+            axes[1].annotate(f"{div} of {len(every)} diverged", (0.02, i), xycoords=("axes fraction", "data"),
+                             fontsize=6, va="center")
     axes[1].set_yticks(range(len(cases)), [c[0] for c in cases])
     axes[1].invert_yaxis()
     axes[1].set(xlabel="accuracy (%) (open: train, filled: held-out)")
@@ -394,6 +400,10 @@ def draw_all(view: View, out: Path, only: list[str] | None = None, log=print) ->
             fig = fn(view, out)
         except MissingRuns as exc:
             skipped.append(f"{name}: skipped: {exc}")
+            log(skipped[-1])
+            continue
+        except Exception as exc:  # one broken figure must not stop the others
+            skipped.append(f"{name}: failed: {type(exc).__name__}: {exc}")
             log(skipped[-1])
             continue
         written += style.save(fig, out, name)

@@ -81,6 +81,7 @@ class View:
             test = pd.Series(c["test_acc"], index=c["test_epoch"], dtype=float)
             df["test_acc"] = df["epoch"].map(test)
             df["hash"] = h
+            df["status"] = r["status"]
             for k in ("variant", "seed", "backend", "method", "steps", "rtol", "adjoint_norm", "lift_dim",
                       "time_input", "zero_init", "model"):
                 df[k] = r["config"].get(k)
@@ -89,7 +90,7 @@ class View:
 
     def convergence(self) -> pd.DataFrame:
         rows = []
-        for h, r in self._select(None, "convergence"):
+        for h, r in self._select("convergence", "convergence"):
             m = r["metrics"]
             for n, hh, e in zip(m["steps"], m["h"], m["error"]):
                 rows.append({"solver": r["config"]["solver"], "steps": n, "h": hh, "error": e, "slope": m["slope"],
@@ -98,7 +99,7 @@ class View:
 
     def gradients(self) -> pd.DataFrame:
         rows = []
-        for h, r in self._select(None, "gradients"):
+        for h, r in self._select("gradients", "gradients"):
             for row in r["metrics"]["rows"]:
                 rows.append({"hash": h, "seed": r["config"]["seed"], **row})
         return pd.DataFrame(rows)
@@ -106,9 +107,9 @@ class View:
     def trajectories(self) -> pd.DataFrame:
         """Long form: variant, time, point, label, x0, x1 (the input) and s0..s{d-1} (the state)."""
         frames = []
-        for h, r in self._select(None, "trajectories"):
+        for h, r in self._select("trajectories", "trajectories"):
             d = r.get("data")
-            if not d:
+            if not d or r["status"] != "ok":
                 continue
             states = np.asarray(d["states"], dtype=float)  # (times, points, dim)
             T, P, D = states.shape
@@ -126,9 +127,9 @@ class View:
     def regions(self) -> pd.DataFrame:
         """Long form: variant, x, y, prob_class1 on the saved grid."""
         frames = []
-        for h, r in self._select(None, "trajectories"):
+        for h, r in self._select("trajectories", "trajectories"):
             d = r.get("data")
-            if not d:
+            if not d or r["status"] != "ok":
                 continue
             g = np.asarray(d["grid"])
             gx, gy = np.meshgrid(g, g)
@@ -153,7 +154,7 @@ def load(runs_dir: Path | str = "runs", profile: str = "full") -> View:
         for path, rec, problem in store.scan(runs_dir):
             if problem:
                 problems.append((str(path), problem))
-            else:
+            elif path.parent.name == rec["kind"]:  # runs/<kind>/<hash>.json; `study run`'s single/ is not the store
                 records[path.stem] = rec
     log = []
     log_path = Path(runs_dir) / EXECUTION_LOG

@@ -126,14 +126,20 @@ class RunLock:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(self.path, "a+")
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        while True:
+            fh = open(self.path, "a+")
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.close()
+                return False
+            try:  # the holder may have unlinked the file between our open and our lock: lock the live one
+                if os.fstat(fh.fileno()).st_ino == os.stat(self.path).st_ino:
+                    self._fh = fh
+                    return True
+            except FileNotFoundError:
+                pass
             fh.close()
-            return False
-        self._fh = fh
-        return True
 
     def release(self) -> None:
         if self._fh is None:

@@ -76,6 +76,7 @@ def main_numbers(view: View, N: Numbers) -> str:
     if df.empty:
         raise MissingRuns("main")
     timing = view.runs("timing")
+    timing = timing[timing["status"] == "ok"] if not timing.empty else timing
     rows = []
     for v in [v for v in VARIANT_ORDER if v in set(df["variant"])]:
         d = df[df["variant"] == v]
@@ -106,7 +107,7 @@ def main_numbers(view: View, N: Numbers) -> str:
         N.add(f"{m}IsoTime", iso, "{:.0f}")
         act = ok["activation_bytes"].mean()
         N.add(f"{m}ActKiB", act / 1024, "{:,.0f}")
-        params = int(ok["params"].iloc[0]) if len(ok) else int(d["params"].iloc[0])
+        params = int(ok["params"].iloc[0]) if len(ok) else None
         art = ARTICLE.get(v)
         rows.append([label(v), _num(params), f"${tr}$", f"${te}$", _num(nfe_f), _num(nfe_b),
                      _num(iso, "{:,.0f}"), _num(wall, "{:,.0f}"), _num(act / 1024, "{:,.0f}"),
@@ -178,7 +179,7 @@ def sweep_numbers(view: View, N: Numbers) -> tuple[str, str]:
         ok = d[d["status"] == "ok"]
         nfe_f, nfe_b = ok["nfe_forward"].mean(), ok["nfe_backward"].mean()
         te_m, _, te = _ms(ok["test_acc"])
-        div = int((d["status"] != "ok").sum())
+        div = int((d["status"] == "diverged").sum())
         rows.append([label(v), f"\\num{{{r:.0e}}}", _num(nfe_f), _num(nfe_b), f"${te}$" + (f" ({div} div.)" if div else "")])
         exp = int(round(-math.log10(r)))
         word = {1: "One", 2: "Two", 3: "Three", 4: "Four", 5: "Five"}.get(exp)
@@ -194,11 +195,11 @@ def sweep_numbers(view: View, N: Numbers) -> tuple[str, str]:
 
 
 def bench_numbers(view: View, N: Numbers) -> str:
-    b = view.runs(kind="bench")
-    recs = [r for h, r in view.records.items() if r["kind"] == "bench" and h in set(b["hash"])] if not b.empty else []
-    if not recs:
+    b = view.runs("bench")
+    ok = set(b[b["status"] == "ok"]["hash"]) if not b.empty else set()
+    if not ok:
         raise MissingRuns("bench")
-    rec = recs[0]
+    rec = view.records[sorted(ok)[0]]  # the profile's bench config: one record
     rows = []
     for r in rec["metrics"]["rows"]:
         rows.append([r["solver"].replace("-", "\\mbox{-}"), r["mode"], f"{r['median_us']:.0f}", f"{r['spread_us']:.0f}",
@@ -293,6 +294,10 @@ def write_all(view: View, out: Path, log=print) -> tuple[list[Path], list[str]]:
             skipped.append(f"{name}.tex: skipped: {exc}")
             log(skipped[-1])
             continue
+        except Exception as exc:  # one broken table must not cost the paper its numbers
+            skipped.append(f"{name}.tex: failed: {type(exc).__name__}: {exc}")
+            log(skipped[-1])
+            continue
         files.append(out / f"{name}.tex")
         files[-1].write_text(text)
     try:
@@ -303,15 +308,23 @@ def write_all(view: View, out: Path, log=print) -> tuple[list[Path], list[str]]:
     except MissingRuns as exc:
         skipped.append(f"steps.tex, tolerance.tex: skipped: {exc}")
         log(skipped[-1])
-    other_numbers(view, N)
+    except Exception as exc:
+        skipped.append(f"steps.tex, tolerance.tex: failed: {type(exc).__name__}: {exc}")
+        log(skipped[-1])
+    try:
+        other_numbers(view, N)
+    except Exception as exc:
+        skipped.append(f"numbers.tex: some numbers failed: {type(exc).__name__}: {exc}")
+        log(skipped[-1])
     from .claims import claims_table
 
     try:
         files.append(out / "claims.tex")
         files[-1].write_text(claims_table(view, N))
-    except MissingRuns as exc:
+    except Exception as exc:
         files.pop()
-        skipped.append(f"claims.tex: skipped: {exc}")
+        why = "skipped" if isinstance(exc, MissingRuns) else f"failed: {type(exc).__name__}"
+        skipped.append(f"claims.tex: {why}: {exc}")
         log(skipped[-1])
     text = N.tex()
     paper = out.parent / "main.tex"

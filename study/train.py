@@ -121,6 +121,8 @@ def train(
     curves = {k: [] for k in ("loss", "train_acc", "nfe_forward", "nfe_backward", "accepted_steps", "rejected_steps")}
     curves["test_epoch"], test_curve = [], []
     diverged: dict[int, str] = {}  # member -> reason
+    stopped: dict[int, int] = {}  # member -> last epoch it completed (a diverged member stops there)
+    no_eval_at_stop: set[int] = set()
     epochs_done = 0
 
     t_start = time.perf_counter()
@@ -157,11 +159,14 @@ def train(
             for s, l in enumerate(losses):
                 if s not in diverged and not math.isfinite(l):
                     diverged[s] = f"non-finite training loss in epoch {epoch}"
+                    stopped[s] = epoch
+                    no_eval_at_stop.add(s)  # alone, it would stop before this epoch's evaluation
             if len(diverged) == S:
                 raise Diverged(diverged[0])
             if epoch % P.eval_every == 0 or epoch == P.epochs:
+                acc = evaluate(model, xte[:, : P.curve_test_points], yte[:, : P.curve_test_points])
                 curves["test_epoch"].append(epoch)
-                test_curve.append(evaluate(model, xte[:, : P.curve_test_points], yte[:, : P.curve_test_points]))
+                test_curve.append(acc)
             if progress:
                 progress(epoch, float(np.nanmean(losses)) if any(map(math.isfinite, losses)) else float("nan"))
     except Diverged:
@@ -170,7 +175,8 @@ def train(
         if not _is_solver_failure(exc):
             raise
         for s in range(S):
-            diverged.setdefault(s, f"solver failure in epoch {epochs_done + 1}: {exc}")
+            diverged.setdefault(s, f"solver failure after epoch {epochs_done}: {exc}")
+            stopped.setdefault(s, epochs_done)
     wall = time.perf_counter() - t_start
 
     # Final measurements, each member on its own.
@@ -184,6 +190,7 @@ def train(
         train_acc = test_acc = [float("nan")] * S
         for s in range(S):
             diverged.setdefault(s, f"solver failure in final evaluation: {exc}")
+            stopped.setdefault(s, epochs_done)
     nfe_final_eval = counter.counts["eval"] - nfe_eval_before
 
     records = []
@@ -203,7 +210,11 @@ def train(
                 if not _is_solver_failure(exc):
                     raise
         status = "diverged" if s in diverged else "ok"
-        final_loss = curves["loss"][-1][s] if curves["loss"] else float("nan")
+        # A diverged member's record ends where it stopped, exactly as if it had trained alone.
+        e = stopped.get(s, epochs_done)
+        final_loss = curves["loss"][e - 1][s] if e else float("nan")
+        n_test = sum(1 for t in curves["test_epoch"] if t < e or (t == e and s not in no_eval_at_stop))
+        nan = float("nan")
         config = run_config(model_cfg, P, seed, device, extra_config)
         records.append({
             "schema": SCHEMA_VERSION,
@@ -214,16 +225,16 @@ def train(
             "env": env,
             "metrics": {
                 "params": model.param_count(),
-                "train_acc": train_acc[s],
-                "test_acc": test_acc[s],
+                "train_acc": nan if s in diverged else train_acc[s],
+                "test_acc": nan if s in diverged else test_acc[s],
                 "final_loss": final_loss,
-                "epochs_completed": epochs_done,
-                "nfe_forward": counter.counts["forward"],
-                "nfe_backward": counter.counts["backward"],
+                "epochs_completed": e,
+                "nfe_forward": sum(curves["nfe_forward"][:e]),
+                "nfe_backward": sum(curves["nfe_backward"][:e]),
                 "nfe_eval": counter.counts["eval"],
                 "nfe_final_eval": nfe_final_eval,
-                "accepted_steps": counter.accepted,
-                "rejected_steps": counter.rejected,
+                "accepted_steps": sum(curves["accepted_steps"][:e]),
+                "rejected_steps": sum(curves["rejected_steps"][:e]),
                 "wall_time_s": wall / S,
                 "activation_bytes": act,
             },
@@ -235,15 +246,15 @@ def train(
                         "measured while other runs may share the machine (contended)",
             },
             "curves": {
-                "epoch": list(range(1, epochs_done + 1)),
-                "loss": [row[s] for row in curves["loss"]],
-                "train_acc": [row[s] for row in curves["train_acc"]],
-                "nfe_forward": curves["nfe_forward"],
-                "nfe_backward": curves["nfe_backward"],
-                "accepted_steps": curves["accepted_steps"],
-                "rejected_steps": curves["rejected_steps"],
-                "test_epoch": curves["test_epoch"],
-                "test_acc": [row[s] for row in test_curve],
+                "epoch": list(range(1, e + 1)),
+                "loss": [row[s] for row in curves["loss"][:e]],
+                "train_acc": [row[s] for row in curves["train_acc"][:e]],
+                "nfe_forward": curves["nfe_forward"][:e],
+                "nfe_backward": curves["nfe_backward"][:e],
+                "accepted_steps": curves["accepted_steps"][:e],
+                "rejected_steps": curves["rejected_steps"][:e],
+                "test_epoch": curves["test_epoch"][:n_test],
+                "test_acc": [row[s] for row in test_curve[:n_test]],
             },
         })
     return (records, model) if return_model else records

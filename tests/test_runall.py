@@ -1,6 +1,7 @@
 """run-all: resume after kill -9, concurrent run-alls, corrupt records, divergence, errors, Dask, the quick profile."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,6 +172,6 @@ def test_quick_profile_end_to_end(quick_store):
         cols = line.split()
         assert cols[1] == cols[2] and cols[3] == "0", line  # everything done, nothing missing
     r = study("run-all", "--profile", "quick", "--runs-dir", str(d))
-    assert "0 run," in r.stdout and "0 to run" in r.stdout
+    assert re.search(r"^run-all: 0 run,", r.stdout, re.M) and re.search(r"[^0-9]0 to run", r.stdout), r.stdout
     log = (d / "run-all.log.jsonl").read_text().splitlines()
     assert len(log) == 1 and json.loads(log[0])["profile"] == "quick"  # a run-all that ran nothing is not logged

@@ -86,3 +86,30 @@ def test_record_contents():
         train(variant_config("tdq-dopri5"), Protocol(epochs=1), [0, 1])
     with pytest.raises(ValueError, match="epochs must be a positive integer"):
         train(variant_config("euler"), Protocol(epochs=0), [0])
+
+
+def test_a_diverging_member_of_a_batch_records_what_it_would_alone(monkeypatch):
+    from study import data
+
+    make_split = data.make_split
+
+    def poisoned(seed, *a, **k):  # seed 1's training set holds an infinite point: its loss is NaN at once
+        sp = make_split(seed, *a, **k)
+        if seed == 1:
+            sp.x_train[7] = float("inf")
+        return sp
+
+    monkeypatch.setattr(data, "make_split", poisoned)
+    cfg = variant_config("euler", steps=3)
+    proto = Protocol(epochs=4, **SMALL)
+    alone = {s: train(cfg, proto, [s])[0] for s in (0, 1)}
+    together = {r["config"]["seed"]: r for r in train(cfg, proto, [0, 1])}
+    assert alone[1]["status"] == together[1]["status"] == "diverged"
+    assert alone[0]["status"] == together[0]["status"] == "ok"
+    for s in (0, 1):
+        a, b = alone[s], together[s]
+        assert a["metrics"]["epochs_completed"] == b["metrics"]["epochs_completed"] == (1 if s else 4)
+        assert a["metrics"]["nfe_forward"] == b["metrics"]["nfe_forward"]
+        assert a["curves"]["test_epoch"] == b["curves"]["test_epoch"]
+        assert a["curves"]["loss"] == pytest.approx(b["curves"]["loss"], abs=1e-5, nan_ok=True)
+    assert math.isnan(together[1]["metrics"]["test_acc"]) and math.isnan(alone[1]["metrics"]["test_acc"])
