@@ -175,3 +175,18 @@ def test_quick_profile_end_to_end(quick_store):
     assert re.search(r"^run-all: 0 run,", r.stdout, re.M) and re.search(r"[^0-9]0 to run", r.stdout), r.stdout
     log = (d / "run-all.log.jsonl").read_text().splitlines()
     assert len(log) == 1 and json.loads(log[0])["profile"] == "quick"  # a run-all that ran nothing is not logged
+
+
+def test_run_all_exits_1_and_names_failed_runs(tmp_path, monkeypatch, capsys):
+    from study import cli
+
+    failing = _job("euler", [0], steps=2)
+    failing.config["method"] = "no-such-method"
+    monkeypatch.setattr("study.experiments.plan", lambda profile, names=None: [failing])
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["run-all", "--profile", "quick", "--runs-dir", str(tmp_path), "--workers", "1"])
+    assert exit_info.value.code == 1
+    out = capsys.readouterr()
+    assert "1 failed" in out.out
+    (line,) = [l for l in out.err.splitlines() if l.startswith("failed:")]
+    assert "no-such-method" in line and str(tmp_path) in line
