@@ -94,15 +94,14 @@ def fig_main(view: View, out: Path):
     ax.text(bayes, len(order) - 0.4, " Bayes-optimal", fontsize=7, va="bottom", ha="left")
     ax.set_yticks(y, [style.label(v) for v in order])
     ax.invert_yaxis()
-    ax.set_xlabel("accuracy (%)")
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], ls="", marker="o", mfc="none", color="0.3", label="train (1,000 points)"),
                Line2D([], [], ls="", marker="o", color="0.3", label="held-out test (10,000 points)"),
                Line2D([], [], ls="", marker="x", color="0.3", mew=1.2, label="article (reported)")]
-    ax.legend(handles=handles, loc="lower left", ncol=3, bbox_to_anchor=(0, 1.0))
+    ax.legend(handles=handles, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 1.0))
     n = df.groupby("variant").size().min()
-    ax.set_title(f"mean and 95% CI over {n} seeds, {int(df['epochs'].iloc[0])} epochs", loc="right")
+    ax.set_xlabel(f"accuracy (%): mean and 95% CI over {n} seeds, {int(df['epochs'].iloc[0])} epochs")
     return fig
 
 
@@ -116,7 +115,7 @@ def fig_curves(view: View, out: Path):
 
     cur = _results(view.curves("main"), "main")
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5))
+    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5), layout="constrained")
     for v in [v for v in CURVE_VARIANTS if v in set(cur["variant"])]:
         d = cur[cur["variant"] == v]
         kw = dict(color=style.colour(v), linestyle=style.line(v), label=style.label(v), errorbar=("ci", 95),
@@ -148,7 +147,7 @@ def fig_frontier(view: View, out: Path):
     steps = _results(view.runs("steps"), "steps")
     tol = _results(view.runs("tolerance"), "tolerance")
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5))
+    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5), layout="constrained")
     _sweep(axes[0], steps, "steps", "{}")
     _sweep(axes[1], tol, "rtol", "{:.0e}")
     e0, e1 = int(steps["epochs"].iloc[0]), int(tol["epochs"].iloc[0])
@@ -323,14 +322,15 @@ def fig_ablations(view: View, out: Path):
     runs = _need(view.runs("ablations"), "ablations")
     df = _results(runs, "ablations")
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.4), gridspec_kw={"width_ratios": [1.2, 1]})
+    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.4), gridspec_kw={"width_ratios": [1, 1.1]}, layout="constrained")
     base = df[(df["variant"] == "euler") & df["time_input"].astype(bool) & df["zero_init"].astype(bool)]
     for key, fill, lab in (("train_acc", "none", "train"), ("test_acc", None, "held-out")):
         g = base.groupby("lift_dim")[key].apply(list)
         st = np.array([_ci95(100 * np.asarray(a)) for a in g])
         axes[0].errorbar(g.index, st[:, 0], yerr=st[:, 1], marker="o", color=style.colour("euler"),
                          mfc=fill or style.colour("euler"), capsize=2, label=lab)
-    axes[0].set(xlabel="lift dimension d (2 = no lift)", ylabel="accuracy (%)", title="Euler, 20 steps")
+    axes[0].set(xlabel="lift dimension d (2 = no lift)", ylabel="accuracy (%)", title="Euler, 20 steps",
+                xticks=sorted(set(base["lift_dim"])))
     axes[0].legend()
     on = lambda f, k: f[k].astype(bool)  # noqa: E731
     cases = [("Euler", lambda f: (f["variant"] == "euler") & (f["lift_dim"] == 6) & on(f, "time_input") & on(f, "zero_init")),
@@ -360,7 +360,7 @@ def fig_gradients(view: View, out: Path):
     """Relative error of adjoint gradients against direct backpropagation on the same trained weights."""
     df = _need(view.gradients(), "gradients")
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.4))
+    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.4), layout="constrained")
     for m, d in df[df["steps"].notna()].groupby("method"):
         g = d.groupby("steps")[["rel_err_vs_direct", "rel_err_vs_reference", "direct_rel_err_vs_reference"]].mean()
         axes[0].plot(g.index, g["rel_err_vs_direct"], marker=style.marker(m), color=style.colour(m), ls=style.line(m),
