@@ -114,6 +114,15 @@ def main_numbers(view: View, N: Numbers) -> str:
                      f"{100 * art['accuracy']:.1f}" if art else "--", f"{art['time_s']:.1f}" if art else "--"])
         if len(d) and (d["status"] == "diverged").any():
             rows[-1][3] += f"$^{{{int((d['status'] == 'diverged').sum())}\\dagger}}$"
+    # Late loss spikes: runs whose last-epoch loss is above 1.5 times the lowest loss they reached.
+    cur = view.curves("main")
+    if not cur.empty:
+        per_run = cur.groupby("hash").agg(final=("loss", "last"), best=("loss", "min"), backend=("backend", "first"),
+                                          model=("model", "first"), method=("method", "first"))
+        direct = per_run[(per_run["backend"] != "torchdiffeq-adjoint") | (per_run["model"] == "resnet")]
+        spiked = direct[direct["final"] > 1.5 * direct["best"]]
+        N.add("SpikedRuns", len(spiked), "{:d}")
+        N.add("SpikedRunsTotal", len(direct), "{:d}")
     return _table("lrllrrrrrrr", ["variant", "params", "train acc. (\\%)", "test acc. (\\%)", "NFE fwd", "NFE bwd",
                                    "time (s)", "wall (s)", "act. (KiB)", "art. acc.", "art. time"], rows,
                   "Mean \\pm sd over seeds; time: isolated, implied for 500 epochs; wall: contended.")
