@@ -86,22 +86,26 @@ def fig_main(view: View, out: Path):
         d = df[df["variant"] == v]
         for key, off, fill in (("train_acc", -0.17, "none"), ("test_acc", 0.17, style.colour(v))):
             m, h = _ci95(100 * d[key])
-            ax.errorbar(m, i + off, xerr=h, fmt=style.marker(v), color=style.colour(v), mfc=fill, capsize=2, ms=5)
+            lo, hi = max(m - h, 0.0), min(m + h, 100.0)  # a CI over few seeds can pass 100%: clip it
+            ax.errorbar(m, i + off, xerr=[[m - lo], [hi - m]], fmt=style.marker(v), color=style.colour(v), mfc=fill,
+                        capsize=2, ms=5)
+            ax.scatter(100 * d[key], np.full(len(d), i + off), s=5, color=style.colour(v), alpha=0.45, linewidths=0)
         if v in ARTICLE:
             ax.plot(100 * ARTICLE[v]["accuracy"], i - 0.17, "x", color="0.3", ms=6, mew=1.2)
     bayes = 100 * data.bayes_accuracy()[0]
     ax.axvline(bayes, color="0.2", lw=1, ls="--")
     ax.text(bayes, len(order) - 0.4, " Bayes-optimal", fontsize=7, va="bottom", ha="left")
-    ax.set_yticks(y, [style.label(v) for v in order])
+    ax.set_yticks(y, [f"{style.label(v)} [{int((df['variant'] == v).sum())}]" for v in order])
     ax.invert_yaxis()
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], ls="", marker="o", mfc="none", color="0.3", label="train (1,000 points)"),
                Line2D([], [], ls="", marker="o", color="0.3", label="held-out test (10,000 points)"),
+               Line2D([], [], ls="", marker=".", color="0.3", alpha=0.5, label="one seed"),
                Line2D([], [], ls="", marker="x", color="0.3", mew=1.2, label="article (reported)")]
-    ax.legend(handles=handles, loc="lower center", ncol=3, bbox_to_anchor=(0.5, 1.0))
-    n = df.groupby("variant").size().min()
-    ax.set_xlabel(f"accuracy (%): mean and 95% CI over {n} seeds, {int(df['epochs'].iloc[0])} epochs")
+    ax.legend(handles=handles, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 1.0))
+    ax.set_xlim(right=100)
+    ax.set_xlabel(f"accuracy (%): mean and 95% CI over the [seeds], {int(df['epochs'].iloc[0])} epochs")
     return fig
 
 
@@ -211,14 +215,14 @@ def fig_dopri5_nfe(view: View, out: Path):
     cur = _need(cur[cur["variant"].isin(["tdq-dopri5", "adjoint-dopri5", "adjoint-dopri5-seminorm"])], "main")
     plt = _plt()
     fig, ax = plt.subplots(figsize=(style.COLUMN, 2.6))
+    colours = {"tdq-dopri5": "#009E73", "adjoint-dopri5": "#0072B2", "adjoint-dopri5-seminorm": "#CC79A7"}
     for v, d in cur.groupby("variant"):
-        kw = dict(color=style.colour(v), errorbar=("ci", 95), seed=0, n_boot=200, err_kws={"alpha": 0.15, "linewidth": 0})
-        sns.lineplot(data=d, x="epoch", y="nfe_forward", ax=ax, linestyle="-", marker=None,
-                     label=f"{style.label(v)}: forward", **{**kw, "color": style.colour(v)})
+        n = d["seed"].nunique()
+        kw = dict(color=colours[v], errorbar=("ci", 95), seed=0, n_boot=200, err_kws={"alpha": 0.15, "linewidth": 0})
+        sns.lineplot(data=d, x="epoch", y="nfe_forward", ax=ax, linestyle="-", label=f"{style.label(v)}: forward [{n}]", **kw)
         if v != "tdq-dopri5":
-            sns.lineplot(data=d, x="epoch", y="nfe_backward", ax=ax, linestyle=":" if "seminorm" not in v else "-.",
-                         label=f"{style.label(v)}: backward", **{**kw, "color": "#56B4E9" if "seminorm" not in v else "#CC79A7"})
-    ax.set(xlabel="epoch", ylabel="NFE per epoch (8 mini-batches)", title="dopri5, rtol = atol = 1e-3")
+            sns.lineplot(data=d, x="epoch", y="nfe_backward", ax=ax, linestyle=":", label=f"{style.label(v)}: backward [{n}]", **kw)
+    ax.set(xlabel="epoch", ylabel="NFE per epoch (8 mini-batches)", yscale="log", title="dopri5, rtol = atol = 1e-3; [seeds]")
     ax.legend(fontsize=5.5)
     return fig
 
@@ -367,8 +371,11 @@ def fig_gradients(view: View, out: Path):
                      label=f"{style.label(m)} vs direct")
         axes[0].plot(g.index, g["direct_rel_err_vs_reference"], marker=".", color=style.colour(m), ls="-", alpha=0.6,
                      label=f"direct {m.split('-', 1)[1]} vs exact")
+    steps = sorted(df["steps"].dropna().astype(int).unique())
     axes[0].set(xscale="log", yscale="log", xlabel="steps N", ylabel="relative gradient error",
-                title="fixed-step adjoints")
+                title="fixed-step adjoints (Euler-trained weights)")
+    axes[0].set_xticks(steps, [str(n) for n in steps])
+    axes[0].minorticks_off()
     for m, d in df[df["tol"].notna()].groupby("method"):
         g = d.groupby("tol")[["rel_err_vs_direct", "rel_err_vs_reference"]].mean()
         axes[1].plot(g.index, g["rel_err_vs_direct"], marker=style.marker(m), color=style.colour(m), ls=style.line(m),
