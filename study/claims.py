@@ -76,26 +76,31 @@ def claims(view: View) -> list[dict]:
                  "evidence": "NFE counted per call; time: median training step, measured alone, one thread."})
 
     # 4. Euler gives better accuracy per FLOP; more Euler steps beat fewer RK4 steps.
+    #    Per FLOP: RK4 costs 4x the NFE; it must be clearly more accurate to be worth it.
+    #    Equal NFE: medians over seeds (late loss spikes make single seeds fail; the median ignores them).
     steps = view.runs("steps")
     eu, rk = _acc(main, "euler"), _acc(main, "rk4")
     p = _welch_p(eu, rk)
-    text = f"main test: Euler {_pm(eu)}, RK4 {_pm(rk)} (Welch p = {p:.2f})"
+    per_flop = np.mean(rk) - np.mean(eu) < 1.0  # RK4's fourfold NFE buys less than a point
+    text = f"main test: Euler {_pm(eu)}, RK4 {_pm(rk)} (Welch p = {p:.2f}) at 4$\\times$ fewer NFE"
     verdict = "cannot tell"
+    diffs: list[float] = []
     if not steps.empty:
         def at(v, n):
             return 100 * steps[(steps["variant"] == v) & (steps["steps"] == n) & (steps["status"] == "ok")]["test_acc"].to_numpy(float)
-        pairs = [(80, 20), (20, 5), (40, 10)]
-        wins = []
-        for ne, nr in pairs:
+        for ne, nr in [(80, 20), (20, 5), (40, 10)]:
             a, b = at("euler", ne), at("rk4", nr)
             if len(a) and len(b):
-                wins.append(np.mean(a) - np.mean(b))
-                text += f"; same NFE: Euler {ne} {np.mean(a):.1f} vs RK4 {nr} {np.mean(b):.1f}"
-        if wins:
-            verdict = "holds" if all(w >= -0.3 for w in wins) else ("does not hold" if all(w < -0.3 for w in wins) else "partly")
+                diffs.append(np.median(a) - np.median(b))
+                text += f"; equal NFE, medians: Euler {ne} {np.median(a):.1f} vs RK4 {nr} {np.median(b):.1f}"
+        beats = bool(diffs) and all(d > 1.0 for d in diffs)
+        verdict = "holds" if per_flop and beats else ("partly" if per_flop or beats else "does not hold")
     rows.append({"claim": "Euler gives better accuracy per FLOP; Euler with more steps beats RK4 with fewer",
                  "ours": text, "verdict": verdict,
-                 "evidence": "Held-out accuracy at equal NFE per solve (Euler $N$ = 4 $\\times$ RK4 $N$), mean over seeds."})
+                 "evidence": (f"Per FLOP Euler wins: RK4's extra evaluations buy no accuracy. At equal NFE Euler is ahead "
+                              f"by more than a point in {sum(d > 1 for d in diffs)} of {len(diffs)} pairings and behind in "
+                              f"{sum(d < -1 for d in diffs)}: no consistent winner." if per_flop and diffs
+                              else "Held-out accuracy, seeds as in the sweeps.")})
 
     # 5. Memory: RK4 2.6x Euler; ResNet lower than the ODE.
     mem = view.runs("memory")
@@ -134,12 +139,16 @@ def claims(view: View) -> list[dict]:
         l6 = 100 * base[base["lift_dim"] == 6]["test_acc"].to_numpy(float)
         t2 = 100 * base[base["lift_dim"] == 2]["train_acc"].to_numpy(float)
         gap = np.mean(l6) - np.mean(l2) if len(l2) and len(l6) else float("nan")
-        verdict = ("cannot tell" if not np.isfinite(gap) else
-                   "holds" if gap > 5 else ("partly" if gap > 1 else "does not hold"))
+        # "Cannot separate" is refuted by one 2-D run that does as well as the lifted model.
+        separates = bool(len(l2)) and len(l6) and l2.max() >= np.mean(l6) - 1.5
+        verdict = ("cannot tell" if not np.isfinite(gap) else "does not hold" if separates and gap <= 1
+                   else "partly" if separates else "holds" if gap > 5 else "partly")
         rows.append({"claim": "Lifting is essential: a 2-D ODE cannot separate the spirals",
-                     "ours": f"d = 2: test {_pm(l2)} (train {_pm(t2)}); d = 6: test {_pm(l6)}",
+                     "ours": f"d = 2: test {_pm(l2)}, best seed {l2.max():.1f} (train {_pm(t2)}); d = 6: test {_pm(l6)}",
                      "verdict": verdict,
-                     "evidence": "The two noisy spirals are not nested sets: a 2-D flow can unwind them, since no point of one class is enclosed by the other."})
+                     "evidence": ("A planar flow can separate them (the spirals are not nested sets, so the topological "
+                                  "argument for concentric circles does not apply), but without a lift training often fails to find it."
+                                  if separates else "Without a lift held-out accuracy falls well below the lifted model's.")})
 
         # 8. Zero initialisation matters; without it the solver blows up.
         ri = ab[(ab["variant"] == "euler") & ~ab["zero_init"].astype(bool) & ab["status"].isin(["ok", "diverged"])]
