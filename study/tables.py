@@ -243,19 +243,20 @@ def other_numbers(view: View, N: Numbers) -> None:
     if not grads.empty:
         for m, d in grads.groupby("method"):
             key = MACRO.get(m, "X")
-            N.add(f"Grad{key}Max", d["rel_err_vs_direct"].max(), "{:.1e}")
-            N.add(f"Grad{key}Min", d["rel_err_vs_direct"].min(), "{:.1e}")
+            N.add(f"Grad{key}Max", d["rel_err_vs_direct"].max(), "{:.2g}")
+            N.add(f"Grad{key}Min", d["rel_err_vs_direct"].min(), "{:.2g}")
             if d["steps"].notna().any():
                 g = d.set_index("steps")
                 for n in (20,):
                     if n in g.index:
-                        N.add(f"Grad{key}Twenty", g.loc[n, "rel_err_vs_direct"], "{:.1e}")
+                        N.add(f"Grad{key}Twenty", g.loc[n, "rel_err_vs_direct"], "{:.2g}")
     ab = view.runs("ablations")
     if not ab.empty:
         base = ab[(ab["variant"] == "euler") & ab["time_input"].astype(bool) & ab["zero_init"].astype(bool)]
         for d_, g in base.groupby("lift_dim"):
             word = {2: "Two", 3: "Three", 4: "Four", 6: "Six", 8: "Eight"}.get(int(d_))
             if word:
+                N.add(f"Lift{word}BestTestAcc", 100 * g[g["status"] == "ok"]["test_acc"].max())
                 N.add(f"Lift{word}TestAcc", _ms(g[g["status"] == "ok"]["test_acc"])[0])
                 N.add(f"Lift{word}TrainAcc", _ms(g[g["status"] == "ok"]["train_acc"])[0])
         for name, mask in (("NoTime", (ab["variant"] == "euler") & ~ab["time_input"].astype(bool)),
