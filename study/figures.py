@@ -85,9 +85,8 @@ def fig_main(view: View, out: Path):
     for i, v in enumerate(order):
         d = df[df["variant"] == v]
         for key, off, fill in (("train_acc", -0.17, "none"), ("test_acc", 0.17, style.colour(v))):
-            m, h = _ci95(100 * d[key])
-            lo, hi = max(m - h, 0.0), min(m + h, 100.0)  # a CI over few seeds can pass 100%: clip it
-            ax.errorbar(m, i + off, xerr=[[m - lo], [hi - m]], fmt=style.marker(v), color=style.colour(v), mfc=fill,
+            m, h = _ci95(100 * d[key])  # a CI over few seeds can pass 100%: clipped
+            ax.errorbar(m, i + off, xerr=_clip(m, h), fmt=style.marker(v), color=style.colour(v), mfc=fill,
                         capsize=2, ms=5)
             ax.scatter(100 * d[key], np.full(len(d), i + off), s=5, color=style.colour(v), alpha=0.45, linewidths=0)
         if v in ARTICLE:
@@ -139,7 +138,9 @@ def _sweep(ax, df: pd.DataFrame, by: str, fmt: str) -> None:
         d = d.assign(nfe=d["nfe_forward"] + d["nfe_backward"])
         g = d.groupby(by).agg(nfe=("nfe", "mean"), acc=("test_acc", list)).reset_index()
         stats = np.array([_ci95(100 * np.asarray(a)) for a in g["acc"]])
-        ax.errorbar(g["nfe"], stats[:, 0], yerr=stats[:, 1], color=style.colour(v), marker=style.marker(v),
+        lo = np.minimum(stats[:, 1], stats[:, 0])
+        hi = np.minimum(stats[:, 1], 100 - stats[:, 0])  # a CI over few seeds can pass 100%: clip it
+        ax.errorbar(g["nfe"], stats[:, 0], yerr=[lo, hi], color=style.colour(v), marker=style.marker(v),
                     ls=style.line(v), capsize=2, label=style.label(v))
         for key, x, y in zip(g[by], g["nfe"], stats[:, 0]):
             ax.annotate(fmt.format(key), (x, y), textcoords="offset points", xytext=(3, -8), fontsize=6, color=style.colour(v))
@@ -249,6 +250,11 @@ def fig_convergence(view: View, out: Path):
     return fig
 
 
+def _clip(m: float, h: float) -> list[list[float]]:
+    """Error-bar extents for mean ``m`` and CI half-width ``h``, clipped to the 0-100% range."""
+    return [[m - max(m - h, 0.0)], [min(m + h, 100.0) - m]]
+
+
 def _pca(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = states.mean(0)
     _, _, vt = np.linalg.svd(states - mean, full_matrices=False)
@@ -331,7 +337,8 @@ def fig_ablations(view: View, out: Path):
     for key, fill, lab in (("train_acc", "none", "train"), ("test_acc", None, "held-out")):
         g = base.groupby("lift_dim")[key].apply(list)
         st = np.array([_ci95(100 * np.asarray(a)) for a in g])
-        axes[0].errorbar(g.index, st[:, 0], yerr=st[:, 1], marker="o", color=style.colour("euler"),
+        err = np.hstack([_clip(m, h) for m, h in st])
+        axes[0].errorbar(g.index, st[:, 0], yerr=err, marker="o", color=style.colour("euler"),
                          mfc=fill or style.colour("euler"), capsize=2, label=lab)
     axes[0].set(xlabel="lift dimension d (2 = no lift)", ylabel="accuracy (%)", title="Euler, 20 steps",
                 xticks=sorted(set(base["lift_dim"])))
@@ -348,7 +355,7 @@ def fig_ablations(view: View, out: Path):
         if not d.empty:
             for key, off, fill in (("train_acc", -0.15, "none"), ("test_acc", 0.15, style.colour(v))):
                 m, h = _ci95(100 * d[key])
-                axes[1].errorbar(m, i + off, xerr=h, fmt=style.marker(v), color=style.colour(v), mfc=fill, capsize=2)
+                axes[1].errorbar(m, i + off, xerr=_clip(m, h), fmt=style.marker(v), color=style.colour(v), mfc=fill, capsize=2)
         div = int((every["status"] == "diverged").sum())
         if div:
             axes[1].annotate(f"{div} of {len(every)} diverged", (0.02, i), xycoords=("axes fraction", "data"),
