@@ -83,3 +83,20 @@ def test_paper_compiles_and_quotes_generated_numbers(built):
 def test_paper_errors_are_one_line(tmp_path):
     r = study("paper", "--paper-dir", str(tmp_path))
     assert r.returncode == 2 and "main.tex does not exist" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_view_selects_the_profiles_runs_only(quick_store, tmp_path):
+    """Records of another profile, or of `study run`, in the same directory never leak into a profile's view."""
+    runs, _, _ = quick_store
+    mixed = tmp_path / "runs"
+    shutil.copytree(runs, mixed)
+    single = mixed / "single"
+    single.mkdir()
+    some = next((mixed / "train").glob("*.json"))
+    shutil.copy(some, single / some.name)  # a `study run` record with the same hash
+    quick = results.load(mixed, "quick")
+    full = results.load(mixed, "full")
+    assert len(quick.runs("main")) == 11 and quick.runs("main")["hash"].is_unique
+    assert full.runs("main").empty and full.convergence().empty and full.trajectories().empty
+    assert not quick.convergence().empty and set(quick.convergence()["solver"]) == {
+        "hand-euler", "hand-midpoint", "hand-rk4", "hand-rk4-38", "tdq-euler", "tdq-midpoint", "tdq-rk4"}
