@@ -168,43 +168,33 @@ def _memory(view: View) -> pd.DataFrame:
     return _results(view.runs("memory"), "memory")
 
 
-MEM_LABELS = {"hand-euler": "euler", "hand-rk4": "rk4", "resnet": "resnet", "tdq-euler": "tdq-euler",
-              "tdq-rk4": "tdq-rk4", "adjoint-euler": "adjoint-euler", "adjoint-rk4": "adjoint-rk4",
-              "adjoint-dopri5": "adjoint-dopri5"}
+def _against_steps(view: View, y, yerr, ylabel: str, title: str):
+    """One line per solver of the memory experiment against the number of steps, log-log."""
+    df = _memory(view)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.6))
+    for _, d in df.groupby("solver"):
+        v = d["variant"].iloc[0]
+        d = d.sort_values("steps")
+        ax.errorbar(d["steps"], y(d), yerr=yerr(d) if yerr else None, color=style.colour(v), marker=style.marker(v),
+                    ls=style.line(v), label=style.label(v), capsize=1.5)
+    ax.set(xscale="log", yscale="log", xlabel="steps N (ResNet: blocks)", ylabel=ylabel, title=title)
+    ax.legend(fontsize=6, ncol=2)
+    return fig
 
 
 # 5 --------------------------------------------------------------------------------------------------
 def fig_memory(view: View, out: Path):
     """Saved-tensor bytes of one training step against the number of steps (blocks for the ResNet)."""
-    df = _memory(view)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.6))
-    for solver, d in df.groupby("solver"):
-        v = MEM_LABELS[solver]
-        d = d.sort_values("steps")
-        ax.plot(d["steps"], d["activation_bytes"] / 2**20, color=style.colour(v), marker=style.marker(v),
-                ls=style.line(v), label=style.label(v))
-    ax.set(xscale="log", yscale="log", xlabel="steps N (ResNet: blocks)", ylabel="activation memory (MiB)",
-           title="saved tensors, one step at batch 128")
-    ax.legend(fontsize=6, ncol=2)
-    return fig
+    return _against_steps(view, lambda d: d["activation_bytes"] / 2**20, None, "activation memory (MiB)",
+                          "saved tensors, one step at batch 128")
 
 
 # 6 --------------------------------------------------------------------------------------------------
 def fig_step_time(view: View, out: Path):
     """Time of one training step (forward + backward) against the number of steps, per backend."""
-    df = _memory(view)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.6))
-    for solver, d in df.groupby("solver"):
-        v = MEM_LABELS[solver]
-        d = d.sort_values("steps")
-        ax.errorbar(d["steps"], 1e3 * d["step_time_s"], yerr=1e3 * d["step_time_spread_s"], color=style.colour(v),
-                    marker=style.marker(v), ls=style.line(v), label=style.label(v), capsize=1.5)
-    ax.set(xscale="log", yscale="log", xlabel="steps N (ResNet: blocks)", ylabel="time per training step (ms)",
-           title="median over repeats, measured alone, 1 thread")
-    ax.legend(fontsize=6, ncol=2)
-    return fig
+    return _against_steps(view, lambda d: 1e3 * d["step_time_s"], lambda d: 1e3 * d["step_time_spread_s"],
+                          "time per training step (ms)", "median over repeats, measured alone, 1 thread")
 
 
 # 7 --------------------------------------------------------------------------------------------------
