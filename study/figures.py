@@ -12,7 +12,7 @@ import pandas as pd
 
 from . import style
 from .article import ARTICLE
-from .results import MissingRuns, View
+from .results import MissingRuns, View, attempt
 
 
 def _need(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -400,15 +400,8 @@ def draw_all(view: View, out: Path, only: list[str] | None = None, log=print) ->
     for name, fn in FIGURES.items():
         if only and name not in only:
             continue
-        try:
-            fig = fn(view, out)
-        except MissingRuns as exc:
-            skipped.append(f"{name}: skipped: {exc}")
-            log(skipped[-1])
-            continue
-        except Exception as exc:  # one broken figure must not stop the others
-            skipped.append(f"{name}: failed: {type(exc).__name__}: {exc}")
-            log(skipped[-1])
+        fig = attempt(name, lambda: fn(view, out), skipped, log)
+        if fig is None:
             continue
         written += style.save(fig, out, name)
         log(f"{name}: {out / name}.pdf")

@@ -41,6 +41,22 @@ class MissingRuns(LookupError):
         self.experiment = experiment
 
 
+def attempt(what: str, fn, skipped: list[str], log=print):
+    """``fn()``, or, when its runs are missing or it breaks, one line in ``skipped`` and ``None``.
+
+    Used by figures and tables: one missing experiment or broken item must not stop the others.
+    """
+    try:
+        return fn()
+    except MissingRuns as exc:
+        msg = f"{what}: skipped: {exc}"
+    except Exception as exc:  # noqa: BLE001 - reported, never swallowed silently
+        msg = f"{what}: failed: {type(exc).__name__}: {exc}"
+    skipped.append(msg)
+    log(msg)
+    return None
+
+
 @dataclass
 class View:
     records: dict[str, dict]  # hash -> record

@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import data
 from .article import ARTICLE
-from .results import MissingRuns, View
+from .results import MissingRuns, View, attempt
 from .style import VARIANT_ORDER, label
 
 MACRO = {"euler": "Euler", "rk4": "RKfour", "rk4-38": "RKtte", "resnet": "ResNet", "tdq-euler": "TdqEuler",
@@ -298,44 +298,22 @@ def write_all(view: View, out: Path, log=print) -> tuple[list[Path], list[str]]:
     files[0].write_text(variants_table())
     builders = {"main_results": main_numbers, "memory": memory_numbers, "bench": bench_numbers}
     for name, fn in builders.items():
-        try:
-            text = fn(view, N)
-        except MissingRuns as exc:
-            skipped.append(f"{name}.tex: skipped: {exc}")
-            log(skipped[-1])
-            continue
-        except Exception as exc:  # one broken table must not cost the paper its numbers
-            skipped.append(f"{name}.tex: failed: {type(exc).__name__}: {exc}")
-            log(skipped[-1])
-            continue
-        files.append(out / f"{name}.tex")
-        files[-1].write_text(text)
-    try:
-        steps_t, tol_t = sweep_numbers(view, N)
-        for name, text in (("steps", steps_t), ("tolerance", tol_t)):
+        text = attempt(f"{name}.tex", lambda: fn(view, N), skipped, log)
+        if text is not None:
             files.append(out / f"{name}.tex")
             files[-1].write_text(text)
-    except MissingRuns as exc:
-        skipped.append(f"steps.tex, tolerance.tex: skipped: {exc}")
-        log(skipped[-1])
-    except Exception as exc:
-        skipped.append(f"steps.tex, tolerance.tex: failed: {type(exc).__name__}: {exc}")
-        log(skipped[-1])
-    try:
-        other_numbers(view, N)
-    except Exception as exc:
-        skipped.append(f"numbers.tex: some numbers failed: {type(exc).__name__}: {exc}")
-        log(skipped[-1])
+    sweeps = attempt("steps.tex, tolerance.tex", lambda: sweep_numbers(view, N), skipped, log)
+    if sweeps is not None:
+        for name, text in zip(("steps", "tolerance"), sweeps):
+            files.append(out / f"{name}.tex")
+            files[-1].write_text(text)
+    attempt("numbers.tex (some numbers)", lambda: other_numbers(view, N), skipped, log)
     from .claims import claims_table
 
-    try:
+    claims = attempt("claims.tex", lambda: claims_table(view, N), skipped, log)
+    if claims is not None:
         files.append(out / "claims.tex")
-        files[-1].write_text(claims_table(view, N))
-    except Exception as exc:
-        files.pop()
-        why = "skipped" if isinstance(exc, MissingRuns) else f"failed: {type(exc).__name__}"
-        skipped.append(f"claims.tex: {why}: {exc}")
-        log(skipped[-1])
+        files[-1].write_text(claims)
     text = N.tex()
     paper = out.parent / "main.tex"
     if paper.exists():  # every number the paper quotes gets a macro; those the runs cannot give show n/a
