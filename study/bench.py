@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from . import data
-from .measure import environment, loss_fn, median_spread, sync
+from .measure import environment, loss_fn, median_spread, sync, time_repeated
 from .models import Classifier
 from .train import SCHEMA_VERSION
 from .variants import VARIANTS, variant_config
@@ -216,19 +216,11 @@ def run_timing(config: dict, isolated: bool = True) -> list[dict]:
         model = Classifier(cfg, list(range(config["seed"], config["seed"] + members))).to(device)
         x = torch.from_numpy(sp.x_train[:B]).to(device).unsqueeze(0).expand(members, -1, -1).contiguous()
         y = torch.from_numpy(sp.y_train[:B]).to(device).unsqueeze(0).expand(members, -1).contiguous()
-        opt = torch.optim.Adam(model.parameters(), lr=0.01)
         fn = _step_fn(model, x, y, "train", True)
-        opt_step = fn
         for _ in range(config["warmup"]):
-            opt_step()
-        model.counter.reset()
-        samples = []
-        for _ in range(config["repeats"]):
-            sync(device)
-            t0 = time.perf_counter()
-            opt_step()
-            sync(device)
-            samples.append((time.perf_counter() - t0) / members)
+            fn()
+        model.counter.reset()  # count the timed steps only
+        samples = [t / members for t in time_repeated(fn, device, warmup=0, repeats=config["repeats"])]
         med, spread = median_spread(samples)
         nfe = (model.counter.counts["forward"] + model.counter.counts["backward"]) / config["repeats"]
         key = "" if members == 1 else f"_x{members}"
@@ -236,7 +228,6 @@ def run_timing(config: dict, isolated: bool = True) -> list[dict]:
         out[f"step_time_spread_s{key}"] = spread
         out[f"nfe_per_step{key}"] = nfe
         out[f"time_per_nfe_s{key}"] = med / nfe if nfe else None
-        del opt
     batches = -(-1000 // B)
     out["implied_protocol_s"] = out["step_time_s"] * 500 * batches
     if "step_time_s_x" + str(config["members"]) in out:

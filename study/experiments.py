@@ -167,9 +167,6 @@ def build(profile: str) -> dict[str, list[Job]]:
     return ex
 
 
-EXPERIMENTS = tuple(build("quick"))
-
-
 def plan(profile: str, experiments: list[str] | None = None) -> list[Job]:
     """The de-duplicated jobs of the chosen experiments (a run two experiments share is one job)."""
     from .store import config_hash

@@ -254,14 +254,19 @@ def _pca(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 TRAJ_VARIANTS = ["euler", "rk4", "resnet", "tdq-dopri5"]
 
 
+def _variant_row(df: pd.DataFrame):
+    """One square-ish panel per trained model present in ``df``, side by side at text width."""
+    plt = _plt()
+    variants = [v for v in TRAJ_VARIANTS if v in set(df["variant"])]
+    fig, axes = plt.subplots(1, len(variants), figsize=(style.TEXT, style.TEXT / len(variants) + 0.3))
+    return fig, np.atleast_1d(axes), variants
+
+
 # 9 --------------------------------------------------------------------------------------------------
 def fig_trajectories(view: View, out: Path):
     """Lifted 6-D states from t = 0 to 1, projected on their first two principal components."""
     tr = _need(view.trajectories(), "trajectories")
-    plt = _plt()
-    variants = [v for v in TRAJ_VARIANTS if v in set(tr["variant"])]
-    fig, axes = plt.subplots(1, len(variants), figsize=(style.TEXT, style.TEXT / len(variants) + 0.3))
-    axes = np.atleast_1d(axes)
+    fig, axes, variants = _variant_row(tr)
     cols = {0: style.METHOD_COLOURS["euler"], 1: style.METHOD_COLOURS["rk4-38"]}
     for ax, v in zip(axes, variants):
         d = tr[tr["variant"] == v]
@@ -293,10 +298,7 @@ def fig_regions(view: View, out: Path):
     from . import data
 
     rg = _need(view.regions(), "trajectories")
-    plt = _plt()
-    variants = [v for v in TRAJ_VARIANTS if v in set(rg["variant"])]
-    fig, axes = plt.subplots(1, len(variants), figsize=(style.TEXT, style.TEXT / len(variants) + 0.3))
-    axes = np.atleast_1d(axes)
+    fig, axes, variants = _variant_row(rg)
     g = np.linspace(-1.4, 1.4, 101)
     gx, gy = np.meshgrid(g, g)
     bayes = data.bayes_posterior(np.stack([gx.ravel(), gy.ravel()], 1), nodes=1000).reshape(gx.shape)

@@ -132,18 +132,15 @@ def median_spread(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), (q[2] - q[0]) / 2
 
 
-def time_repeated(fn, device, warmup: int = 3, repeats: int = 15, min_time: float = 0.0) -> list[float]:
-    """Seconds per call of ``fn``, repeated after warm-up, synchronised on CUDA."""
+def time_repeated(fn, device, warmup: int = 3, repeats: int = 15) -> list[float]:
+    """Seconds per call of ``fn``, ``repeats`` times after ``warmup`` calls, synchronised on CUDA."""
     for _ in range(warmup):
         fn()
     sync(device)
     out = []
-    start_all = time.perf_counter()
-    while len(out) < repeats or (time.perf_counter() - start_all) < min_time:
+    for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
         sync(device)
         out.append(time.perf_counter() - t0)
-        if len(out) >= 10 * repeats:
-            break
     return out

@@ -120,13 +120,16 @@ class View:
                 rows.append({"hash": h, "seed": r["config"]["seed"], **row})
         return pd.DataFrame(rows)
 
+    def _trained_models(self):
+        """(record, its saved data) of every successful trajectories run."""
+        for _, r in self._select("trajectories", "trajectories"):
+            if r.get("data") and r["status"] == "ok":
+                yield r, r["data"]
+
     def trajectories(self) -> pd.DataFrame:
         """Long form: variant, time, point, label, x0, x1 (the input) and s0..s{d-1} (the state)."""
         frames = []
-        for h, r in self._select("trajectories", "trajectories"):
-            d = r.get("data")
-            if not d or r["status"] != "ok":
-                continue
+        for r, d in self._trained_models():
             states = np.asarray(d["states"], dtype=float)  # (times, points, dim)
             T, P, D = states.shape
             df = pd.DataFrame(states.reshape(T * P, D), columns=[f"s{i}" for i in range(D)])
@@ -143,10 +146,7 @@ class View:
     def regions(self) -> pd.DataFrame:
         """Long form: variant, x, y, prob_class1 on the saved grid."""
         frames = []
-        for h, r in self._select("trajectories", "trajectories"):
-            d = r.get("data")
-            if not d or r["status"] != "ok":
-                continue
+        for r, d in self._trained_models():
             g = np.asarray(d["grid"])
             gx, gy = np.meshgrid(g, g)
             frames.append(pd.DataFrame({"variant": r["config"]["variant"], "x": gx.ravel(), "y": gy.ravel(),
