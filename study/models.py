@@ -24,7 +24,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from . import solvers
+from . import fused, solvers
 
 FIXED_METHODS = tuple(solvers.TABLEAUS)
 ADAPTIVE_METHODS = ("dopri5",)
@@ -116,6 +116,7 @@ class Dynamics(nn.Module):
         self.counter = Counter()
         self._prepared = None  # set by `prepared()` for the evaluations of one solve
         self.track_derived: list | None = None  # when a list, _prepare appends its outputs to it
+        self.workspace = None  # study.fused's buffers, reused from one solve to the next
 
     def _prepare(self) -> tuple:
         """The weights in the form the evaluation uses: scaled, transposed, biases folded.
@@ -267,6 +268,8 @@ class ODEBlock(nn.Module):
             finally:
                 if not torch.is_grad_enabled():
                     self.func._prepared = None
+        if self.cfg.backend == "hand" and trajectory_points is None:
+            return fused.solve(self.func, y0, solvers.get_tableau(self.cfg.method), self.cfg.steps)
         with self.func.prepared():
             return self._solve(y0, trajectory_points)
 
