@@ -315,7 +315,9 @@ def _log_execution(runs_dir: Path, profile, names, workers, scheduler, summary) 
     entry = {"profile": profile, "experiments": names, "finished_at": _time.strftime("%Y-%m-%dT%H:%M:%S%z"),
              "seconds": round(summary.seconds, 1), "done": summary.done, "skipped": summary.skipped,
              "diverged": len(summary.diverged), "failed": len(summary.failed), "workers": workers,
-             "scheduler": scheduler, "machine": platform.machine(), "cpu_count": os.cpu_count()}
+             "scheduler": scheduler, "machine": platform.machine(), "cpu_count": os.cpu_count(),
+             "exclusive_seconds": round(summary.exclusive_seconds, 1),
+             "job_seconds": {k: round(v, 1) for k, v in sorted(summary.job_seconds.items())}}
     if summary.done:
         with open(runs_dir / EXECUTION_LOG, "a") as fh:
             fh.write(json.dumps(entry) + "\n")

@@ -155,6 +155,8 @@ class Summary:
     failed: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    exclusive_seconds: float = 0.0  # wall time of the jobs that measure alone (after all others)
+    job_seconds: dict = field(default_factory=dict)  # kind -> summed seconds of its jobs (worker time)
 
 
 def _describe(job: Job) -> str:
@@ -236,6 +238,8 @@ def run_jobs(jobs: list[Job], runs_dir: Path, workers: int = 1, scheduler: str |
             if log:
                 log("failed", job, None)
             return []
+        if res["done"]:
+            summary.job_seconds[job.kind] = summary.job_seconds.get(job.kind, 0.0) + res["seconds"]
         for path, status in res["done"]:
             summary.done += 1
             if status == "diverged":
@@ -257,9 +261,11 @@ def run_jobs(jobs: list[Job], runs_dir: Path, workers: int = 1, scheduler: str |
         futures = {submit(j): j for j in parallel}
         for fut in cf.as_completed(futures):
             retry += absorb(futures[fut], fut)
+        t_exclusive = time.perf_counter()
         for job in exclusive:
             fut = submit(job)
             retry += absorb(job, fut)
+        summary.exclusive_seconds = time.perf_counter() - t_exclusive
         while retry:  # runs another process is executing: wait for its records (or its death)
             time.sleep(2.0)
             again = []

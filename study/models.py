@@ -97,7 +97,7 @@ class Dynamics(nn.Module):
 
     Evaluation uses ``tanh(z) = 2 sigmoid(2 z) - 1`` with the affine parts folded
     into the neighbouring matrix multiplies: with ``h = 2 s - 1``,
-    ``W h + b = 2 W s + (b - W 1)``; the scaled, transposed weights are prepared
+    ``W h + b = 2 W s + (b - W 1)``; the scaled weights are prepared
     once per solve (:meth:`prepared`), not once per evaluation.  It is the same function up to float
     rounding (about 1e-7), and on CPU it is much faster: this torch build's
     float32 ``tanh`` kernel is about 5x slower than ``sigmoid`` (42 us against
@@ -119,20 +119,20 @@ class Dynamics(nn.Module):
         self.workspace = None  # study.fused's buffers, reused from one solve to the next
 
     def _prepare(self) -> tuple:
-        """The weights in the form the evaluation uses: scaled, transposed, biases folded.
+        """The weights in the form the evaluation uses: scaled, biases folded, as columns.
 
-        ``2 z1 = y (2 W1)^T + 2 (b1 + t w_t)``, ``s1 = sigmoid(2 z1)``;
-        ``2 z2 = s1 (4 W2)^T + 2 (b2 - W2 1)``, ``s2 = sigmoid(2 z2)``;
-        ``f = s2 (2 W3)^T + (b3 - W3 1)``.
+        Feature-major (``(S, features, B)``): ``2 z1 = (2 W1) y + 2 (b1 + t w_t)``,
+        ``s1 = sigmoid(2 z1)``; ``2 z2 = (4 W2) s1 + 2 (b2 - W2 1)``, ``s2 = sigmoid(2 z2)``;
+        ``f = (2 W3) s2 + (b3 - W3 1)``.
         """
         l1, l2, l3 = self.l1, self.l2, self.l3
-        b1 = (2.0 * l1.bias).unsqueeze(1)
-        wt = (2.0 * self.w_t).unsqueeze(1) if self.w_t is not None else None
-        a1 = (2.0 * l1.weight).transpose(1, 2).contiguous()
-        c2 = (2.0 * (l2.bias - l2.weight.sum(-1))).unsqueeze(1)
-        a2 = (4.0 * l2.weight).transpose(1, 2).contiguous()
-        c3 = (l3.bias - l3.weight.sum(-1)).unsqueeze(1)
-        a3 = (2.0 * l3.weight).transpose(1, 2).contiguous()
+        b1 = (2.0 * l1.bias).unsqueeze(-1)
+        wt = (2.0 * self.w_t).unsqueeze(-1) if self.w_t is not None else None
+        a1 = 2.0 * l1.weight
+        c2 = (2.0 * (l2.bias - l2.weight.sum(-1))).unsqueeze(-1)
+        a2 = 4.0 * l2.weight
+        c3 = (l3.bias - l3.weight.sum(-1)).unsqueeze(-1)
+        a3 = 2.0 * l3.weight
         out = (b1, wt, a1, c2, a2, c3, a3)
         if self.track_derived is not None:  # functions of the parameters alone, not activations
             self.track_derived.extend(x for x in out if x is not None)
@@ -147,9 +147,11 @@ class Dynamics(nn.Module):
         b1, wt, a1, c2, a2, c3, a3 = self._prepared if self._prepared is not None else self._prepare()
         if wt is not None:
             b1 = b1 + t.to(y.dtype) * wt if isinstance(t, torch.Tensor) else torch.add(b1, wt, alpha=float(t))
-        s1 = torch.sigmoid(torch.baddbmm(b1, y, a1))
-        s2 = torch.sigmoid(torch.baddbmm(c2, s1, a2))
-        return torch.baddbmm(c3, s2, a3)
+        # Feature-major inside: the products with a width-d side then have d as their row count
+        # (4.6 us instead of 20 us at d = 6, B = 128 here), forward and in autograd's backward.
+        s1 = torch.sigmoid(torch.baddbmm(b1, a1, y.transpose(1, 2)))
+        s2 = torch.sigmoid(torch.baddbmm(c2, a2, s1))
+        return torch.baddbmm(c3, a3, s2).transpose(1, 2)
 
     def reference(self, t: float, y: torch.Tensor) -> torch.Tensor:
         """The textbook evaluation with ``tanh`` (for tests; not counted)."""
