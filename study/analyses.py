@@ -68,12 +68,17 @@ def run_memory(config: dict, isolated: bool = True) -> list[dict]:
     metrics = {"activation_bytes": act, "nfe_forward": nfe_f, "nfe_backward": nfe_b, "params": model.param_count(),
                "step_time_s": med, "step_time_spread_s": spread, "step_time_samples": len(times)}
     if torch.device(device).type == "cuda":
-        metrics["cuda_peak_bytes"] = cuda_peak_bytes(step, device)
+        metrics["cuda_peak_bytes"] = cuda_peak_bytes(step, device, model)
     return [_record(config, metrics, isolated)]
 
 
-def cuda_peak_bytes(step, device) -> int:
-    """Peak CUDA memory allocated during one step, minus what was allocated before it."""
+def cuda_peak_bytes(step, device, model: Classifier) -> int:
+    """Peak CUDA memory allocated during one step, minus what was allocated before it.
+
+    The hand backend keeps its buffers from one step to the next (study.fused); they are
+    dropped first, so that the step allocates, and this counts, them like any other backend's.
+    """
+    model.drop_workspaces()
     sync(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)

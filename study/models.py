@@ -384,6 +384,12 @@ class Classifier(nn.Module):
             return h
         return self.head2(torch.relu(self.head1(h)))
 
+    def drop_workspaces(self) -> None:
+        """Free the buffers the hand backend keeps between solves (the next solve allocates them)."""
+        for m in self.modules():
+            if isinstance(m, Dynamics):
+                m.workspace = None
+
     def param_count(self) -> int:
         """Parameters of one member."""
         return sum(p.numel() for p in self.parameters()) // self.members

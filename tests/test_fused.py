@@ -4,6 +4,7 @@ import torch
 import torchdiffeq
 
 from study import fused, solvers
+from study.measure import loss_fn
 from study.models import Classifier
 from study.variants import variant_config
 
@@ -89,3 +90,15 @@ def test_fused_counts_evaluations_in_the_current_phase():
     with torch.no_grad():
         fused.solve(f, y0, solvers.get_tableau("rk4"), 7)
     assert f.counter.counts == {"forward": 28, "backward": 0, "eval": 28}
+
+
+def test_dropped_workspaces_are_allocated_again_by_the_next_step():
+    """CUDA peak memory drops them before its step, so that it counts them (analyses.cuda_peak_bytes)."""
+    m = Classifier(variant_config("euler", steps=5), [0])
+    x, y = torch.randn(1, 16, 2), torch.randint(0, 2, (1, 16))
+    loss_fn(m(x), y).backward()
+    assert m.core.func.workspace is not None and m.core.func.workspace.saved
+    m.drop_workspaces()
+    assert m.core.func.workspace is None
+    loss_fn(m(x), y).backward()
+    assert m.core.func.workspace.saved
