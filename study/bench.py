@@ -80,7 +80,7 @@ class TorchodeODE(nn.Module):
 
 
 def _step_fn(model: nn.Module, x, y, mode: str, ensemble: bool):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as in training (study.train)
     ce = nn.CrossEntropyLoss()
 
     if mode == "forward":

@@ -31,18 +31,21 @@ import weakref
 
 import torch
 
-from .solvers import Tableau, time_grid
+from .solvers import TABLEAUS, Tableau, time_grid
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 
 
-def _weights(W1, b1, wt, W2, b2, W3, b3, ts):
-    """The folded forms the evaluation uses, and the first layer's bias at every evaluation time."""
-    a1, a2, a3 = 2.0 * W1, 4.0 * W2, 2.0 * W3  # (S, H, d), (S, H, H), (S, d, H)
-    c2 = (2.0 * (b2 - W2.sum(-1))).unsqueeze(-1)  # (S, H, 1)
-    c3 = (b3 - W3.sum(-1)).unsqueeze(-1)  # (S, d, 1)
-    c1 = (2.0 * b1).unsqueeze(-1)  # (S, H, 1): bias columns per evaluation time, (S, H, E)
-    c1 = c1.expand(-1, -1, len(ts)) if wt is None else torch.addcmul(c1, (2.0 * wt).unsqueeze(-1), ts)
+def _weights(W1, b1, wt, W2, b2, W3, b3, ts, stages: int, per_step: bool):
+    """The folded forms the evaluation uses, and the first layer's bias column at every evaluation."""
+    a1, a2, a3 = 2.0 * W1, 4.0 * W2, 2.0 * W3  # (S, [N,] H, d), (S, [N,] H, H), (S, [N,] d, H)
+    c2 = (2.0 * (b2 - W2.sum(-1))).unsqueeze(-1)  # (S, [N,] H, 1)
+    c3 = (b3 - W3.sum(-1)).unsqueeze(-1)  # (S, [N,] d, 1)
+    if per_step:  # (S, N, H) -> (S, H, E): evaluation e uses step e // stages's weights
+        b1, wt = (None if x is None else x.transpose(1, 2).repeat_interleave(stages, -1) for x in (b1, wt))
+    else:
+        b1, wt = (None if x is None else x.unsqueeze(-1) for x in (b1, wt))
+    c1 = (2.0 * b1).expand(-1, -1, len(ts)) if wt is None else torch.addcmul(2.0 * b1, 2.0 * wt, ts)
     return a1, a2, a3, c2, c3, c1
 
 
@@ -100,7 +103,7 @@ class Workspace:
 
 class _FixedSolve(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y0, tab: Tableau, steps: int, ws: Workspace, W1, b1, wt, W2, b2, W3, b3):
+    def forward(ctx, y0, tab: Tableau, steps: int, per_step: bool, ws: Workspace, W1, b1, wt, W2, b2, W3, b3):
         S, B, d = y0.shape
         H = W2.shape[-1]
         s = tab.stages
@@ -108,8 +111,9 @@ class _FixedSolve(torch.autograd.Function):
         dt = 1.0 / steps
         grid = time_grid(0.0, 1.0, steps)
         ts = torch.tensor([grid[n] + ci * dt for n in range(steps) for ci in tab.c], dtype=y0.dtype, device=y0.device)
-        a1, a2, a3, c2, c3, c1 = _weights(W1, b1, wt, W2, b2, W3, b3, ts)
-        keep = ctx.needs_input_grad[0] or any(ctx.needs_input_grad[4:])
+        a1, a2, a3, c2, c3, c1 = _weights(W1, b1, wt, W2, b2, W3, b3, ts, s, per_step)
+        at = (lambda X, n: X[:, n]) if per_step else (lambda X, n: X)  # noqa: E731 - step n's weights
+        keep = ctx.needs_input_grad[0] or any(ctx.needs_input_grad[5:])
         opts = {"dtype": y0.dtype, "device": y0.device}
         if keep:  # what backward needs: each evaluation's input and sigmoid outputs
             key = (S, E, d, H, B, y0.dtype, y0.device)
@@ -131,31 +135,33 @@ class _FixedSolve(torch.autograd.Function):
                             u.copy_(y)  # later steps wrote y_n here directly
                 else:
                     u = _combine_into(U[:, slot(e)], y, tab.a[i], ks, dt)
-                ks.append(_eval_into(a1, a2, a3, c1[:, :, e : e + 1], c2, c3, u, S1[:, slot(e)], S2[:, slot(e)]))
+                ks.append(_eval_into(at(a1, n), at(a2, n), at(a3, n), c1[:, :, e : e + 1], at(c2, n), at(c3, n), u,
+                                     S1[:, slot(e)], S2[:, slot(e)]))
                 e += 1
             out = U[:, e] if keep and n + 1 < steps else torch.empty(S, d, B, **opts)
             y = _combine_into(out, y, tab.b, ks, dt)
         if keep:
             ctx.save_for_backward(U, S1, S2, W1, wt, W2, W3)
-            ctx.tab, ctx.steps, ctx.ts = tab, steps, ts  # ts: constants, not activations
+            ctx.tab, ctx.steps, ctx.ts, ctx.per_step = tab, steps, ts, per_step  # constants, not activations
             ctx.ws, ctx.key = ws, key
         return y.transpose(1, 2).contiguous()
 
     @staticmethod
     def backward(ctx, gy):
         U, S1, S2, W1, wt, W2, W3 = ctx.saved_tensors
-        tab, steps, ts = ctx.tab, ctx.steps, ctx.ts
+        tab, steps, ts, per_step = ctx.tab, ctx.steps, ctx.ts, ctx.per_step
         S, E, d, B = U.shape
-        H = W2.shape[1]
+        H = W2.shape[-1]
         s = tab.stages
+        at = (lambda X, n: X[:, n]) if per_step else (lambda X, n: X)  # noqa: E731 - step n's weights
         dt = 1.0 / steps
         # Transposed, scaled weights of the state-gradient products (see the module docstring).
-        a1t, a2t, a3t = ((k * W).transpose(1, 2).contiguous() for k, W in ((2.0, W1), (4.0, W2), (2.0, W3)))
+        a1t, a2t, a3t = ((k * W).transpose(-1, -2).contiguous() for k, W in ((2.0, W1), (4.0, W2), (2.0, W3)))
         # Weight gradients accumulate evaluation by evaluation while their factors are in cache:
-        # gW1 transposed (S, d, H) and gW3 (S, d, H) keep the 6 as the row count.  Bias gradients:
-        # per evaluation row sums (S, features, E) of the grads w.r.t. the sigmoids' arguments (g1,
-        # g2) and w.r.t. f (kbar).
-        gW1t, gW2, gW3 = W1.new_zeros(S, d, H), W2.new_zeros(S, H, H), W3.new_zeros(S, d, H)
+        # gW1 transposed (S, [N,] d, H) and gW3 (S, [N,] d, H) keep the 6 as the row count.  Bias
+        # gradients: per evaluation row sums (S, features, E) of the grads w.r.t. the sigmoids'
+        # arguments (g1, g2) and w.r.t. f (kbar).
+        gW1t, gW2, gW3 = W1.new_zeros(W1.transpose(-1, -2).shape), torch.zeros_like(W2), torch.zeros_like(W3)
         r1, r2, r3 = (W1.new_empty(S, n, E) for n in (H, H, d))
         g1, g2 = W2.new_empty(S, H, B), W2.new_empty(S, H, B)  # reused by every evaluation
         ybar = gy.transpose(1, 2).clone(memory_format=torch.contiguous_format)  # (S, d, B), ours to update
@@ -168,25 +174,28 @@ class _FixedSolve(torch.autograd.Function):
                     if tab.a[j][i] != 0.0:
                         kbar.add_(ubar[j], alpha=dt * tab.a[j][i])
                 s1, s2 = S1[:, e], S2[:, e]
-                gW3.baddbmm_(kbar, s2.transpose(1, 2))
+                at(gW3, n).baddbmm_(kbar, s2.transpose(1, 2))
                 torch.sum(kbar, -1, out=r3[:, :, e])
-                _sigmoid_backward(torch.bmm(a3t, kbar, out=g2), s2, grad_input=g2)
-                gW2.baddbmm_(g2, s1.transpose(1, 2))
+                _sigmoid_backward(torch.bmm(at(a3t, n), kbar, out=g2), s2, grad_input=g2)
+                at(gW2, n).baddbmm_(g2, s1.transpose(1, 2))
                 torch.sum(g2, -1, out=r2[:, :, e])
-                _sigmoid_backward(torch.bmm(a2t, g2, out=g1), s1, grad_input=g1)
-                gW1t.baddbmm_(U[:, e], g1.transpose(1, 2))
+                _sigmoid_backward(torch.bmm(at(a2t, n), g2, out=g1), s1, grad_input=g1)
+                at(gW1t, n).baddbmm_(U[:, e], g1.transpose(1, 2))
                 torch.sum(g1, -1, out=r1[:, :, e])
-                ubar[i] = torch.bmm(a1t, g1)
+                ubar[i] = torch.bmm(at(a1t, n), g1)
             for u in ubar:
                 ybar.add_(u)
         ctx.ws.release(ctx.key, (U, S1, S2))
         # Undo the folding: h = 2 s - 1 and the factors 2 inside the sigmoids (module docstring).
-        gW1 = gW1t.transpose(1, 2).mul(2.0)
-        gW2.mul_(4.0).sub_(2.0 * r2.sum(-1, keepdim=True))
-        gW3.mul_(2.0).sub_(r3.sum(-1, keepdim=True))
-        gb1, gb2, gb3 = 2.0 * r1.sum(-1), 2.0 * r2.sum(-1), r3.sum(-1)
-        gwt = None if wt is None else 2.0 * (r1 @ ts)
-        return ybar.transpose(1, 2), None, None, None, gW1, gb1, gwt, gW2, gb2, gW3, gb3
+        def per_weight(r):  # (S, F, E) -> summed over the evaluations that share a weight: (S, [N,] F)
+            return r.view(S, r.shape[1], steps, s).sum(-1).transpose(1, 2) if per_step else r.sum(-1)
+
+        gW1 = gW1t.transpose(-1, -2).mul(2.0)
+        gW2.mul_(4.0).sub_(2.0 * per_weight(r2).unsqueeze(-1))
+        gW3.mul_(2.0).sub_(per_weight(r3).unsqueeze(-1))
+        gb1, gb2, gb3 = 2.0 * per_weight(r1), 2.0 * per_weight(r2), per_weight(r3)
+        gwt = None if wt is None else 2.0 * per_weight(r1 * ts)
+        return ybar.transpose(1, 2), None, None, None, None, gW1, gb1, gwt, gW2, gb2, gW3, gb3
 
 
 def solve(func, y0: torch.Tensor, tab: Tableau, steps: int) -> torch.Tensor:
@@ -198,5 +207,25 @@ def solve(func, y0: torch.Tensor, tab: Tableau, steps: int) -> torch.Tensor:
     func.counter.counts[func.counter.phase] += steps * tab.stages
     if func.workspace is None:
         func.workspace = Workspace()
-    return _FixedSolve.apply(y0, tab, steps, func.workspace, func.l1.weight, func.l1.bias, func.w_t,
+    return _FixedSolve.apply(y0, tab, steps, False, func.workspace, func.l1.weight, func.l1.bias, func.w_t,
                              func.l2.weight, func.l2.bias, func.l3.weight, func.l3.bias)
+
+
+def solve_blocks(blocks, y0: torch.Tensor) -> torch.Tensor:
+    """The ResNet ``h <- h + (1/N) block_i(h)``: forward Euler whose step ``i`` uses block ``i``'s weights.
+
+    ``blocks`` are :class:`study.models.Dynamics` sharing one counter, which gets
+    ``N`` evaluations; block ``i`` sees time ``i / N`` if it has a time input.
+    """
+    first = blocks[0]
+    first.counter.counts[first.counter.phase] += len(blocks)
+    if first.workspace is None:
+        first.workspace = Workspace()
+    stack = lambda get: torch.stack([get(b) for b in blocks], 1)  # noqa: E731 - (S, N, ...)
+    weights = [stack(lambda b: b.l1.weight), stack(lambda b: b.l1.bias),
+               None if first.w_t is None else stack(lambda b: b.w_t),
+               stack(lambda b: b.l2.weight), stack(lambda b: b.l2.bias),
+               stack(lambda b: b.l3.weight), stack(lambda b: b.l3.bias)]
+    if first.track_derived is not None:  # copies of the parameters, not activations (measure.activation_bytes)
+        first.track_derived.extend(w for w in weights if w is not None)
+    return _FixedSolve.apply(y0, TABLEAUS["euler"], len(blocks), True, first.workspace, *weights)
