@@ -12,13 +12,13 @@ same arithmetic, arranged so that this machine's kernels run it fast:
   gradient backward) have the 6 as their *row* count.  At batch 128 that
   product takes 4.6 us here instead of 20 us with the 6 as the column count.
 * Every evaluation writes its stage input and its two sigmoid outputs into
-  buffers laid out ``(S, features, evaluations, B)``: exactly the tensors
+  buffers laid out ``(S, evaluations, features, B)``: exactly the tensors
   autograd would save, saved once with ``save_for_backward`` (so the
   saved-tensor count of :func:`study.measure.activation_bytes` is unchanged).
-* The backward runs the steps in reverse with fused ``sigmoid_backward``
-  kernels and computes only the state gradients step by step; each weight
-  gradient is then one batched product over all evaluations, and no autograd
-  graph is built per operation.
+  Without gradients (evaluation) nothing is kept.
+* The backward runs the evaluations in reverse with fused ``sigmoid_backward``
+  kernels, accumulates each weight gradient evaluation by evaluation while its
+  factors are in cache, and builds no autograd graph per operation.
 
 The network is ``f = W3 tanh(W2 tanh(W1 y + b1 + t w_t) + b2) + b3``, evaluated
 as in :class:`~study.models.Dynamics` with ``tanh(z) = 2 sigmoid(2 z) - 1``:
@@ -30,6 +30,7 @@ from __future__ import annotations
 import weakref
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from .solvers import TABLEAUS, Tableau, time_grid
 
@@ -78,76 +79,93 @@ class Workspace:
     page faults of touching them made a 5-member RK4 step 1.5x slower.  A
     solve's saved buffers are reused only once no autograd graph can read them
     (its backward has run, or its graph is gone); otherwise the solve gets new
-    ones.  Should a retained graph be run backward again after a later solve
-    overwrote its buffers, autograd's saved-tensor version check raises.
+    ones.  Each reuse bumps the buffers' generation: a retained graph run
+    backward again after a later solve took its buffers raises instead of
+    reading them.
     """
 
     def __init__(self) -> None:
-        self.saved: dict = {}  # key -> (buffers, weakref to the autograd context holding them, or None)
+        self.saved: dict = {}  # key -> _Slot
+        self.times: dict = {}  # (tableau, steps, dtype, device) -> evaluation times
 
-    def take_saved(self, key, make, ctx):
-        bufs, owner = self.saved.get(key, (None, None))
-        if bufs is None or (owner is not None and owner() is not None):
-            bufs = make()
-        self.saved[key] = (bufs, weakref.ref(ctx))
-        return bufs
+    def take(self, key, make, ctx) -> "_Slot":
+        slot = self.saved.get(key)
+        if slot is None or (slot.owner is not None and slot.owner() is not None):
+            slot = self.saved[key] = _Slot(make())
+        slot.generation += 1
+        slot.owner = weakref.ref(ctx)
+        return slot
 
-    def release(self, key, bufs) -> None:
-        held = self.saved.get(key, (None, None))[0]
-        if held is not None and held[0].data_ptr() == bufs[0].data_ptr():
-            self.saved[key] = (held, None)
+    def eval_times(self, tab: Tableau, steps: int, dtype, device) -> torch.Tensor:
+        key = (tab.name, steps, dtype, device)
+        if key not in self.times:  # built once: on CUDA each would be a host-to-device copy
+            dt = 1.0 / steps
+            grid = time_grid(0.0, 1.0, steps)
+            self.times[key] = torch.tensor([grid[n] + c * dt for n in range(steps) for c in tab.c],
+                                           dtype=dtype, device=device)
+        return self.times[key]
 
     def __getstate__(self):  # copies and pickles of a model start with empty buffers
-        return {"saved": {}}
+        return {"saved": {}, "times": {}}
+
+
+class _Slot:
+    """One set of saved buffers, its generation and the autograd context that may still read it."""
+
+    def __init__(self, bufs) -> None:
+        self.bufs, self.generation, self.owner = bufs, 0, None
 
 
 class _FixedSolve(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y0, tab: Tableau, steps: int, per_step: bool, ws: Workspace, W1, b1, wt, W2, b2, W3, b3):
+    def forward(ctx, y0, tab: Tableau, steps: int, per_step: bool, ws: Workspace, keep: bool, W1, b1, wt, W2, b2, W3, b3):
         S, B, d = y0.shape
         H = W2.shape[-1]
         s = tab.stages
         E = steps * s
         dt = 1.0 / steps
-        grid = time_grid(0.0, 1.0, steps)
-        ts = torch.tensor([grid[n] + ci * dt for n in range(steps) for ci in tab.c], dtype=y0.dtype, device=y0.device)
+        ts = ws.eval_times(tab, steps, y0.dtype, y0.device)
         a1, a2, a3, c2, c3, c1 = _weights(W1, b1, wt, W2, b2, W3, b3, ts, s, per_step)
         at = (lambda X, n: X[:, n]) if per_step else (lambda X, n: X)  # noqa: E731 - step n's weights
-        keep = ctx.needs_input_grad[0] or any(ctx.needs_input_grad[5:])
         opts = {"dtype": y0.dtype, "device": y0.device}
         if keep:  # what backward needs: each evaluation's input and sigmoid outputs
             key = (S, E, d, H, B, y0.dtype, y0.device)
-            U, S1, S2 = ws.take_saved(key, lambda: tuple(torch.empty(S, E, n, B, **opts) for n in (d, H, H)), ctx)
+            buffers = ws.take(key, lambda: tuple(torch.empty(S, E, n, B, **opts) for n in (d, H, H)), ctx)
+            U, S1, S2 = buffers.bufs
         else:  # inference: one evaluation's worth of scratch, reused
             U, S1, S2 = (torch.empty(S, 1, n, B, **opts) for n in (d, H, H))
-        slot = (lambda e: e) if keep else (lambda e: 0)
+        at_e = (lambda e: e) if keep else (lambda e: 0)  # noqa: E731 - buffer index of evaluation e
         y = y0.transpose(1, 2)  # (S, d, B), y_n
         e = 0
         for n in range(steps):
             ks = []
             for i in range(s):
                 if i == 0:  # the stage input is y_n itself
-                    if not keep:
-                        u = y
+                    if n == 0:  # y0, laid out like every later state (the same rounding with and without grad)
+                        u = U[:, at_e(e)].copy_(y)
+                    elif keep:
+                        u = U[:, e]  # the previous step wrote y_n here
                     else:
-                        u = U[:, e]
-                        if n == 0:
-                            u.copy_(y)  # later steps wrote y_n here directly
+                        u = y
                 else:
-                    u = _combine_into(U[:, slot(e)], y, tab.a[i], ks, dt)
+                    u = _combine_into(U[:, at_e(e)], y, tab.a[i], ks, dt)
                 ks.append(_eval_into(at(a1, n), at(a2, n), at(a3, n), c1[:, :, e : e + 1], at(c2, n), at(c3, n), u,
-                                     S1[:, slot(e)], S2[:, slot(e)]))
+                                     S1[:, at_e(e)], S2[:, at_e(e)]))
                 e += 1
             out = U[:, e] if keep and n + 1 < steps else torch.empty(S, d, B, **opts)
             y = _combine_into(out, y, tab.b, ks, dt)
         if keep:
             ctx.save_for_backward(U, S1, S2, W1, wt, W2, W3)
             ctx.tab, ctx.steps, ctx.ts, ctx.per_step = tab, steps, ts, per_step  # constants, not activations
-            ctx.ws, ctx.key = ws, key
+            ctx.slot, ctx.generation = buffers, buffers.generation
         return y.transpose(1, 2).contiguous()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, gy):
+        if ctx.slot.generation != ctx.generation:
+            raise RuntimeError("a fixed-step solve's saved buffers were reused by a later solve: a retained graph "
+                               "can be run backward again only before the model's next solve")
         U, S1, S2, W1, wt, W2, W3 = ctx.saved_tensors
         tab, steps, ts, per_step = ctx.tab, ctx.steps, ctx.ts, ctx.per_step
         S, E, d, B = U.shape
@@ -185,17 +203,22 @@ class _FixedSolve(torch.autograd.Function):
                 ubar[i] = torch.bmm(at(a1t, n), g1)
             for u in ubar:
                 ybar.add_(u)
-        ctx.ws.release(ctx.key, (U, S1, S2))
+        ctx.slot.owner = None  # read for the last time: the next solve may take the buffers
         # Undo the folding: h = 2 s - 1 and the factors 2 inside the sigmoids (module docstring).
         def per_weight(r):  # (S, F, E) -> summed over the evaluations that share a weight: (S, [N,] F)
             return r.view(S, r.shape[1], steps, s).sum(-1).transpose(1, 2) if per_step else r.sum(-1)
 
-        gW1 = gW1t.transpose(-1, -2).mul(2.0)
+        gW1 = gW1t.transpose(-1, -2).mul(2.0).contiguous()
         gW2.mul_(4.0).sub_(2.0 * per_weight(r2).unsqueeze(-1))
         gW3.mul_(2.0).sub_(per_weight(r3).unsqueeze(-1))
         gb1, gb2, gb3 = 2.0 * per_weight(r1), 2.0 * per_weight(r2), per_weight(r3)
         gwt = None if wt is None else 2.0 * per_weight(r1 * ts)
-        return ybar.transpose(1, 2), None, None, None, None, gW1, gb1, gwt, gW2, gb2, gW3, gb3
+        return ybar.transpose(1, 2).contiguous(), None, None, None, None, None, gW1, gb1, gwt, gW2, gb2, gW3, gb3
+
+
+def _needs_grad(y0, weights) -> bool:
+    """Whether the solve must keep what its backward reads (inside forward, grad mode is always off)."""
+    return torch.is_grad_enabled() and (y0.requires_grad or any(w is not None and w.requires_grad for w in weights))
 
 
 def solve(func, y0: torch.Tensor, tab: Tableau, steps: int) -> torch.Tensor:
@@ -207,8 +230,8 @@ def solve(func, y0: torch.Tensor, tab: Tableau, steps: int) -> torch.Tensor:
     func.counter.counts[func.counter.phase] += steps * tab.stages
     if func.workspace is None:
         func.workspace = Workspace()
-    return _FixedSolve.apply(y0, tab, steps, False, func.workspace, func.l1.weight, func.l1.bias, func.w_t,
-                             func.l2.weight, func.l2.bias, func.l3.weight, func.l3.bias)
+    weights = (func.l1.weight, func.l1.bias, func.w_t, func.l2.weight, func.l2.bias, func.l3.weight, func.l3.bias)
+    return _FixedSolve.apply(y0, tab, steps, False, func.workspace, _needs_grad(y0, weights), *weights)
 
 
 def solve_blocks(blocks, y0: torch.Tensor) -> torch.Tensor:
@@ -228,4 +251,5 @@ def solve_blocks(blocks, y0: torch.Tensor) -> torch.Tensor:
                stack(lambda b: b.l3.weight), stack(lambda b: b.l3.bias)]
     if first.track_derived is not None:  # copies of the parameters, not activations (measure.activation_bytes)
         first.track_derived.extend(w for w in weights if w is not None)
-    return _FixedSolve.apply(y0, TABLEAUS["euler"], len(blocks), True, first.workspace, *weights)
+    return _FixedSolve.apply(y0, TABLEAUS["euler"], len(blocks), True, first.workspace, _needs_grad(y0, weights),
+                             *weights)

@@ -4,7 +4,7 @@ import torch
 
 from study import solvers
 from study.measure import activation_bytes, loss_fn
-from study.models import Classifier, ModelConfig, ResNetStack
+from study.models import Classifier, Dynamics, ModelConfig, ResNetStack
 from study.variants import VARIANTS, variant_config
 
 
@@ -52,10 +52,18 @@ def test_resnet_with_shared_blocks_is_exactly_euler():
     assert (res - loop).abs().max() < 1e-6
 
 
-def test_resnet_engine_is_backprop_through_the_blocks():
+@pytest.mark.parametrize("time_input", [False, True])
+def test_resnet_engine_is_backprop_through_the_blocks(time_input):
     """float64: the fused ResNet (per-block weights) equals autograd through the block-by-block loop."""
     torch.manual_seed(0)
     m = Classifier(variant_config("resnet", steps=6, zero_init=False), [0, 1]).double()
+    if time_input:  # per-block weights with a time input (block i at t_i), as the engine allows
+        blocks = [Dynamics(2, 6, 128, time_input=True).double() for _ in range(6)]
+        for b in blocks:
+            b.counter = m.counter
+            for p in b.parameters():
+                torch.nn.init.uniform_(p, -0.3, 0.3)
+        m.core.blocks = torch.nn.ModuleList(blocks)
     y0 = torch.randn(2, 40, 6, dtype=torch.float64, requires_grad=True)
     fused_out = m.core(y0)
     loop_out = m.core(y0, trajectory_points=7)[-1]
