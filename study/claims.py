@@ -44,14 +44,19 @@ def claims(view: View) -> list[dict]:
     close_to_train = []
     for v in ("euler", "rk4", "resnet"):
         tr, te = _acc(main, v, "train_acc"), _acc(main, v)
-        parts.append(f"{v}: train {_pm(tr)}, test {_pm(te)}")
-        close_to_train.append(abs(np.mean(tr) - 100 * ARTICLE[v]["accuracy"]) < 3.0)
+        parts.append(f"{v}: train {_pm(tr)} (median {np.median(tr):.1f}), test {_pm(te)}")
+        # The median: one seed that failed late (a loss spike) must not decide what the article measured.
+        close_to_train.append(abs(np.median(tr) - 100 * ARTICLE[v]["accuracy"]) < 3.0)
     verdict = "partly" if above_bayes and all(close_to_train) else ("does not hold" if above_bayes else "holds")
+    if above_bayes:
+        evidence = ("All three exceed the Bayes-optimal accuracy, so they cannot be held-out accuracies; "
+                    + ("they are within 3 points of our median training accuracies." if all(close_to_train) else
+                       "nor are all three within 3 points of our median training accuracies."))
+    else:
+        evidence = "Compared with our held-out accuracies."
     rows.append({"claim": "Accuracy 89.4\\% (Euler), 90.9\\% (RK4), 92.9\\% (ResNet)",
                  "ours": "; ".join(parts) + f" (\\%; Bayes ceiling {bayes:.1f})", "verdict": verdict,
-                 "evidence": ("All three exceed the Bayes-optimal accuracy, so they cannot be held-out accuracies; "
-                              "they are within 3 points of our training accuracies." if verdict == "partly" else
-                              "Compared with our held-out accuracies.")})
+                 "evidence": evidence})
 
     # 2. Parameters.
     params = {v: int(main[(main["variant"] == v) & (main["status"] == "ok")]["params"].iloc[0]) for v in ("euler", "resnet")}

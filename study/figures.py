@@ -94,7 +94,13 @@ def fig_main(view: View, out: Path):
     bayes = 100 * data.bayes_accuracy()[0]
     ax.axvline(bayes, color="0.2", lw=1, ls="--")
     ax.text(bayes, len(order) - 0.4, " Bayes-optimal", fontsize=7, va="bottom", ha="left")
-    ax.set_yticks(y, [f"{style.label(v)} [{int((df['variant'] == v).sum())}]" for v in order])
+    every = view.runs("main")
+
+    def seeds(v):
+        div = int(((every["variant"] == v) & (every["status"] == "diverged")).sum())
+        return f"[{int((df['variant'] == v).sum())}" + (f"; {div} diverged]" if div else "]")
+
+    ax.set_yticks(y, [f"{style.label(v)} {seeds(v)}" for v in order])
     ax.invert_yaxis()
     from matplotlib.lines import Line2D
 

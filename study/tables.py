@@ -52,7 +52,9 @@ def _ms(values, scale=100.0, digits=1) -> tuple[float, float, str]:
     v = v[np.isfinite(v)]
     if len(v) == 0:
         return float("nan"), float("nan"), "n/a"
-    sd = float(v.std(ddof=1)) if len(v) > 1 else 0.0
+    if len(v) == 1:  # one seed: no spread to show
+        return float(v[0]), float("nan"), f"{v[0]:.{digits}f}"
+    sd = float(v.std(ddof=1))
     return float(v.mean()), sd, f"{v.mean():.{digits}f} \\pm {sd:.{digits}f}"
 
 
