@@ -148,8 +148,10 @@ def _sweep(ax, df: pd.DataFrame, by: str, fmt: str) -> None:
         hi = np.minimum(stats[:, 1], 100 - stats[:, 0])  # a CI over few seeds can pass 100%: clip it
         ax.errorbar(g["nfe"], stats[:, 0], yerr=[lo, hi], color=style.colour(v), marker=style.marker(v),
                     ls=style.line(v), capsize=2, label=style.label(v))
-        for key, x, y in zip(g[by], g["nfe"], stats[:, 0]):
-            ax.annotate(fmt.format(key), (x, y), textcoords="offset points", xytext=(3, -8), fontsize=6, color=style.colour(v))
+        rank = g["nfe"].rank(method="first").astype(int)  # neighbours along the line: labels alternate below/above
+        for key, x, y, r in zip(g[by], g["nfe"], stats[:, 0], rank):
+            ax.annotate(fmt.format(key), (x, y), textcoords="offset points", xytext=(3, -8 if r % 2 else 4),
+                        fontsize=6, color=style.colour(v))
 
 
 # 4 --------------------------------------------------------------------------------------------------
@@ -165,8 +167,15 @@ def fig_frontier(view: View, out: Path):
     axes[0].set(xscale="log", xlabel="training NFE (forward + backward)", ylabel="held-out accuracy (%)",
                 title=f"fixed steps (labels: N), {e0} epochs")
     axes[1].set(xscale="log", xlabel="training NFE (forward + backward)", title=f"dopri5 tolerance (labels: rtol = atol), {e1} epochs")
-    for ax in axes:
-        ax.legend(loc="lower right")
+    axes[0].legend(loc="lower right")
+    axes[1].legend(loc="center")  # the tolerance sweep's points sit at the panel's edges
+    from matplotlib.ticker import FuncFormatter
+
+    def two_five(x, _):  # about a decade: label 2x and 5x only, or the minor labels collide
+        mant = x / 10 ** np.floor(np.log10(x))
+        return f"{x:.0e}".replace("e+0", "e") if round(mant) in (2, 5) and abs(mant - round(mant)) < 1e-6 else ""
+
+    axes[1].xaxis.set_minor_formatter(FuncFormatter(two_five))
     return fig
 
 
