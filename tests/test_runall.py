@@ -175,6 +175,11 @@ def test_quick_profile_end_to_end(quick_store):
     assert re.search(r"^run-all: 0 run,", r.stdout, re.M) and re.search(r"[^0-9]0 to run", r.stdout), r.stdout
     log = (d / "run-all.log.jsonl").read_text().splitlines()
     assert len(log) == 1 and json.loads(log[0])["profile"] == "quick"  # a run-all that ran nothing is not logged
+    entry = json.loads(log[0])
+    # Where the wall time went: the alone-measured phase and worker time per kind of job.
+    assert 0 < entry["exclusive_seconds"] < entry["seconds"]
+    assert {"train", "memory", "timing", "bench"} <= set(entry["job_seconds"])
+    assert sum(entry["job_seconds"].values()) > entry["exclusive_seconds"]
 
 
 def test_run_all_exits_1_and_names_failed_runs(tmp_path, monkeypatch, capsys):
