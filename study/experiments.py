@@ -25,7 +25,7 @@ SPEC: dict[str, dict] = {
     "full": {
         "protocol": {},  # the article's: 500 epochs, Adam 0.01, cosine, batch 128
         "main_seeds": 5,
-        # One 500-epoch dopri5 run costs 2.5-5.5 CPU-minutes here with direct backpropagation and
+        # One 500-epoch dopri5 run costs 2.4-5.4 CPU-minutes here with direct backpropagation and
         # 17-21 with the adjoint (7-60x a batched Euler seed): fewer seeds for them keep the profile
         # inside a 2-core afternoon.  Every fixed-step variant keeps 5 seeds.
         "main_seed_overrides": {"tdq-dopri5": 3, "adjoint-dopri5": 1, "adjoint-dopri5-seminorm": 1},
