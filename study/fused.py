@@ -32,22 +32,36 @@ import weakref
 import torch
 from torch.autograd.function import once_differentiable
 
-from .solvers import TABLEAUS, Tableau, time_grid
+from .solvers import TABLEAUS, Tableau, combine, time_grid
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 
 
+def fold(W1, b1, wt, W2, b2, W3, b3) -> tuple:
+    """The network's weights in the form both evaluations use (this module's and ``Dynamics.forward``).
+
+    With ``tanh(z) = 2 sigmoid(2 z) - 1`` and ``h = 2 s - 1`` (module docstring):
+    ``(a1, a2, a3) = (2 W1, 4 W2, 2 W3)`` and the bias columns ``2 b1``, ``2 w_t``,
+    ``c2 = 2 (b2 - W2 1)``, ``c3 = b3 - W3 1``, each ``(..., features, 1)``.
+    Returns ``(a1, a2, a3, 2 b1, 2 w_t or None, c2, c3)``.
+    """
+    col = lambda x: None if x is None else x.unsqueeze(-1)  # noqa: E731
+    return (2.0 * W1, 4.0 * W2, 2.0 * W3, col(2.0 * b1), col(None if wt is None else 2.0 * wt),
+            col(2.0 * (b2 - W2.sum(-1))), col(b3 - W3.sum(-1)))
+
+
 def _weights(W1, b1, wt, W2, b2, W3, b3, ts, stages: int, per_step: bool):
-    """The folded forms the evaluation uses, and the first layer's bias column at every evaluation."""
-    a1, a2, a3 = 2.0 * W1, 4.0 * W2, 2.0 * W3  # (S, [N,] H, d), (S, [N,] H, H), (S, [N,] d, H)
-    c2 = (2.0 * (b2 - W2.sum(-1))).unsqueeze(-1)  # (S, [N,] H, 1)
-    c3 = (b3 - W3.sum(-1)).unsqueeze(-1)  # (S, [N,] d, 1)
-    if per_step:  # (S, N, H) -> (S, H, E): evaluation e uses step e // stages's weights
-        b1, wt = (None if x is None else x.transpose(1, 2).repeat_interleave(stages, -1) for x in (b1, wt))
-    else:
-        b1, wt = (None if x is None else x.unsqueeze(-1) for x in (b1, wt))
-    c1 = (2.0 * b1).expand(-1, -1, len(ts)) if wt is None else torch.addcmul(2.0 * b1, 2.0 * wt, ts)
+    """The folded weights, and the first layer's bias column at every evaluation, ``(S, H, E)``."""
+    a1, a2, a3, b1, wt, c2, c3 = fold(W1, b1, wt, W2, b2, W3, b3)  # weights (S, [N,] rows, cols)
+    if per_step:  # (S, N, H, 1) -> (S, H, E): evaluation e uses step e // stages's weights
+        b1, wt = (None if x is None else x[..., 0].transpose(1, 2).repeat_interleave(stages, -1) for x in (b1, wt))
+    c1 = b1.expand(-1, -1, len(ts)) if wt is None else torch.addcmul(b1, wt, ts)
     return a1, a2, a3, c2, c3, c1
+
+
+def _step_weights(per_step: bool):
+    """``at(X, n)``: step ``n``'s slice of a weight with a step axis, or the shared weight."""
+    return (lambda X, n: X[:, n]) if per_step else (lambda X, n: X)
 
 
 def _eval_into(a1, a2, a3, c1e, c2, c3, u, s1, s2):
@@ -55,20 +69,6 @@ def _eval_into(a1, a2, a3, c1e, c2, c3, u, s1, s2):
     torch.baddbmm(c1e, a1, u, out=s1).sigmoid_()
     torch.baddbmm(c2, a2, s1, out=s2).sigmoid_()
     return torch.baddbmm(c3, a3, s2)
-
-
-def _combine_into(out, y, coeffs, ks, dt):
-    """``out = y + dt * sum_j coeffs[j] k_j``, the increments summed first (as solvers._combine)."""
-    terms = [(a, k) for a, k in zip(coeffs, ks) if a != 0.0]
-    if not terms:
-        return out.copy_(y)
-    a0, k0 = terms[0]
-    if len(terms) == 1:
-        return torch.add(y, k0, alpha=dt * a0, out=out)
-    acc = k0 * a0
-    for a, k in terms[1:]:
-        acc.add_(k, alpha=a)
-    return torch.add(y, acc, alpha=dt, out=out)
 
 
 class Workspace:
@@ -126,7 +126,7 @@ class _FixedSolve(torch.autograd.Function):
         dt = 1.0 / steps
         ts = ws.eval_times(tab, steps, y0.dtype, y0.device)
         a1, a2, a3, c2, c3, c1 = _weights(W1, b1, wt, W2, b2, W3, b3, ts, s, per_step)
-        at = (lambda X, n: X[:, n]) if per_step else (lambda X, n: X)  # noqa: E731 - step n's weights
+        at = _step_weights(per_step)
         opts = {"dtype": y0.dtype, "device": y0.device}
         if keep:  # what backward needs: each evaluation's input and sigmoid outputs
             key = (S, E, d, H, B, y0.dtype, y0.device)
@@ -148,12 +148,12 @@ class _FixedSolve(torch.autograd.Function):
                     else:
                         u = y
                 else:
-                    u = _combine_into(U[:, at_e(e)], y, tab.a[i], ks, dt)
+                    u = combine(y, tab.a[i], ks, dt, out=U[:, at_e(e)])
                 ks.append(_eval_into(at(a1, n), at(a2, n), at(a3, n), c1[:, :, e : e + 1], at(c2, n), at(c3, n), u,
                                      S1[:, at_e(e)], S2[:, at_e(e)]))
                 e += 1
             out = U[:, e] if keep and n + 1 < steps else torch.empty(S, d, B, **opts)
-            y = _combine_into(out, y, tab.b, ks, dt)
+            y = combine(y, tab.b, ks, dt, out=out)
         if keep:
             ctx.save_for_backward(U, S1, S2, W1, wt, W2, W3)
             ctx.tab, ctx.steps, ctx.ts, ctx.per_step = tab, steps, ts, per_step  # constants, not activations
@@ -171,7 +171,7 @@ class _FixedSolve(torch.autograd.Function):
         S, E, d, B = U.shape
         H = W2.shape[-1]
         s = tab.stages
-        at = (lambda X, n: X[:, n]) if per_step else (lambda X, n: X)  # noqa: E731 - step n's weights
+        at = _step_weights(per_step)
         dt = 1.0 / steps
         # Transposed, scaled weights of the state-gradient products (see the module docstring).
         a1t, a2t, a3t = ((k * W).transpose(-1, -2).contiguous() for k, W in ((2.0, W1), (4.0, W2), (2.0, W3)))

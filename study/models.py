@@ -126,13 +126,7 @@ class Dynamics(nn.Module):
         ``f = (2 W3) s2 + (b3 - W3 1)``.
         """
         l1, l2, l3 = self.l1, self.l2, self.l3
-        b1 = (2.0 * l1.bias).unsqueeze(-1)
-        wt = (2.0 * self.w_t).unsqueeze(-1) if self.w_t is not None else None
-        a1 = 2.0 * l1.weight
-        c2 = (2.0 * (l2.bias - l2.weight.sum(-1))).unsqueeze(-1)
-        a2 = 4.0 * l2.weight
-        c3 = (l3.bias - l3.weight.sum(-1)).unsqueeze(-1)
-        a3 = 2.0 * l3.weight
+        a1, a2, a3, b1, wt, c2, c3 = fused.fold(l1.weight, l1.bias, self.w_t, l2.weight, l2.bias, l3.weight, l3.bias)
         out = (b1, wt, a1, c2, a2, c3, a3)
         if self.track_derived is not None:  # functions of the parameters alone, not activations
             self.track_derived.extend(x for x in out if x is not None)

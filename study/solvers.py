@@ -89,8 +89,9 @@ def get_tableau(method: str) -> Tableau:
         raise ValueError(f"unknown fixed-step method {method!r}; choose one of {', '.join(TABLEAUS)}") from None
 
 
-def _combine(y: torch.Tensor, coeffs: Sequence[float], ks: Sequence[torch.Tensor], dt: float) -> torch.Tensor:
-    """``y + dt * sum_j coeffs[j] * ks[j]`` (zero coefficients skipped).
+def combine(y: torch.Tensor, coeffs: Sequence[float], ks: Sequence[torch.Tensor], dt: float,
+            out: torch.Tensor | None = None) -> torch.Tensor:
+    """``y + dt * sum_j coeffs[j] * ks[j]`` (zero coefficients skipped), into ``out`` if given.
 
     The increments are summed first and added to the state once: adding each
     stage into the O(1) state separately rounds at the state's magnitude every
@@ -99,23 +100,22 @@ def _combine(y: torch.Tensor, coeffs: Sequence[float], ks: Sequence[torch.Tensor
     """
     terms = [(a, k) for a, k in zip(coeffs, ks) if a != 0.0]
     if not terms:
-        return y
-    if len(terms) == 1:
-        a, k = terms[0]
-        return torch.add(y, k, alpha=dt * a)
+        return y if out is None else out.copy_(y)
     a0, k0 = terms[0]
+    if len(terms) == 1:
+        return torch.add(y, k0, alpha=dt * a0, out=out)
     acc = k0 * a0
     for a, k in terms[1:]:
         acc = acc.add_(k, alpha=a)  # acc is our own temporary: in place is safe for autograd
-    return torch.add(y, acc, alpha=dt)
+    return torch.add(y, acc, alpha=dt, out=out)
 
 
 def rk_step(f: Dynamics, tableau: Tableau, t: float, y: torch.Tensor, dt: float) -> torch.Tensor:
     """One explicit Runge-Kutta step of size ``dt`` from ``(t, y)``."""
     ks: list[torch.Tensor] = []
     for ci, ai in zip(tableau.c, tableau.a):
-        ks.append(f(t + ci * dt, _combine(y, ai, ks, dt)))
-    return _combine(y, tableau.b, ks, dt)
+        ks.append(f(t + ci * dt, combine(y, ai, ks, dt)))
+    return combine(y, tableau.b, ks, dt)
 
 
 def time_grid(t0: float, t1: float, steps: int) -> list[float]:
