@@ -122,7 +122,8 @@ def variants():
 def run(variant, seed, epochs, steps, runs_dir, device, threads):
     """Train one run of VARIANT and write its JSON record under RUNS_DIR/single/."""
     from . import store
-    from .train import Protocol, train
+    from .config import Protocol
+    from .runners.train import train
     from .variants import VARIANTS, variant_config
 
     if variant not in VARIANTS:
@@ -149,7 +150,7 @@ def run(variant, seed, epochs, steps, runs_dir, device, threads):
             bar.set_postfix(loss=f"{loss:.4f}")
 
     try:
-        (rec,) = train(cfg, proto, [seed], device=device, progress=progress, extra_config={"variant": variant})
+        (rec,), _ = train(cfg, proto, [seed], device=device, progress=progress, extra_config={"variant": variant})
     finally:
         if bar is not None:
             bar.close()
@@ -175,7 +176,7 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store):
     import json
 
     from . import store
-    from .bench import run_bench
+    from .runners import bench as bench_runner
 
     for name, v in (("--steps", steps), ("--batch", batch), ("--rounds", rounds)):
         _positive(name, v)
@@ -188,7 +189,7 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store):
     config = {"kind": "bench", "steps": steps, "batch_size": batch, "rounds": rounds, "device": device, "torchode": True}
     if not as_json and sys.stderr.isatty():
         click.echo(f"measuring {rounds} interleaved rounds per mode ...", err=True)
-    (rec,) = run_bench(config)
+    rec = bench_runner.record(config)
     rows = rec["metrics"]["rows"]
     if as_json:
         click.echo(json.dumps(rows, indent=1))
@@ -267,7 +268,7 @@ def run_all(profile, experiments, runs_dir, workers, scheduler, force):
     def log(event, job, res):
         n = len(job.seeds) if res is None else len(res["done"]) + len(res["skipped"])
         done[0] += n
-        desc = executor._describe(job)
+        desc = job.describe()
         statuses = sorted({s for _, s in res["done"]}) if res else ["worker failed"]
         msg = f"[{done[0]}/{todo_runs}] {desc}: {', '.join(statuses) or 'skipped'}" + (
             f" ({res['seconds']:.1f} s)" if res and res["done"] else "")
@@ -295,7 +296,7 @@ def run_all(profile, experiments, runs_dir, workers, scheduler, force):
             bar.close()
     for q in summary.quarantined:
         click.echo(f"corrupt record moved aside and rerun: {q}", err=True)
-    _log_execution(runs_dir, profile, names, workers, scheduler, summary)
+    executor.log_invocation(runs_dir, profile, names, workers, scheduler, summary)
     click.echo(f"run-all: {summary.done} run, {summary.skipped} skipped (already done), "
                f"{len(summary.diverged)} diverged, {len(summary.failed)} failed, {summary.seconds:.0f} s wall")
     if summary.failed:
@@ -304,53 +305,19 @@ def run_all(profile, experiments, runs_dir, workers, scheduler, force):
         sys.exit(1)
 
 
-def _log_execution(runs_dir: Path, profile, names, workers, scheduler, summary) -> None:
-    """Append this invocation to RUNS_DIR/run-all.log.jsonl (the profile's wall time is their sum)."""
-    import json
-    import platform
-    import time as _time
-
-    from .results import EXECUTION_LOG
-
-    entry = {"profile": profile, "experiments": names, "finished_at": _time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-             "seconds": round(summary.seconds, 1), "done": summary.done, "skipped": summary.skipped,
-             "diverged": len(summary.diverged), "failed": len(summary.failed), "workers": workers,
-             "scheduler": scheduler, "machine": platform.machine(), "cpu_count": os.cpu_count(),
-             "exclusive_seconds": round(summary.exclusive_seconds, 1),
-             "job_seconds": {k: round(v, 1) for k, v in sorted(summary.job_seconds.items())}}
-    if summary.done:
-        with open(runs_dir / EXECUTION_LOG, "a") as fh:
-            fh.write(json.dumps(entry) + "\n")
-
-
 @cli.command()
 @_profile_option
 @click.option("--runs-dir", type=click.Path(path_type=Path), default=Path("runs"), show_default=True)
 def status(profile, runs_dir):
     """Per experiment: runs done / missing / diverged / failed, and corrupt files."""
-    from . import store
-    from .experiments import build
+    from . import results
 
     _experiments(profile, None)
-    records, corrupt = {}, []
-    if runs_dir.exists():
-        for path, rec, problem in store.scan(runs_dir):
-            if problem:
-                corrupt.append((path, problem))
-            elif path.parent.name == rec["kind"]:
-                records[path.stem] = rec
-    corrupt_hashes = {p.stem for p, _ in corrupt}
-    rows = []
-    for name, jobs in build(profile).items():
-        cfgs = [c for j in jobs for c in j.run_configs()]
-        hashes = [store.config_hash(c) for c in cfgs]
-        st = [records[h]["status"] if h in records else ("corrupt" if h in corrupt_hashes else "missing") for h in hashes]
-        rows.append((name, len(st), sum(s in ("ok", "diverged") for s in st), st.count("missing"),
-                     st.count("diverged"), st.count("error"), st.count("corrupt")))
+    view = results.load(runs_dir, profile)
     click.echo(f"{'experiment':<14}{'runs':>6}{'done':>6}{'missing':>9}{'diverged':>10}{'failed':>8}{'corrupt':>9}")
-    for r in rows:
-        click.echo(f"{r[0]:<14}" + "".join(f"{v:>{w}}" for v, w in zip(r[1:], (6, 6, 9, 10, 8, 9))))
-    for path, problem in corrupt:
+    for r in view.status().itertuples(index=False):
+        click.echo(f"{r.experiment:<14}" + "".join(f"{v:>{w}}" for v, w in zip(r[1:], (6, 6, 9, 10, 8, 9))))
+    for path, problem in view.problems:
         click.echo(f"corrupt: {path}: {problem}", err=True)
 
 
@@ -363,8 +330,12 @@ def status(profile, runs_dir):
 @click.option("--only", default=None, help="Comma-separated figure names (default: all).")
 def figures(profile, runs_dir, out, tables_out, only):
     """Draw every figure (PDF + PNG) and write the paper's generated tables and numbers."""
-    from . import figures as figs
-    from . import results, tables
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, whatever display this machine has
+    from . import results
+    from .report import figures as figs
+    from .report import tables
 
     _experiments(profile, None)
     if not runs_dir.is_dir():
@@ -393,7 +364,8 @@ def figures(profile, runs_dir, out, tables_out, only):
 @click.option("--out", type=click.Path(path_type=Path), default=Path("paper/generated"), show_default=True)
 def tables_cmd(profile, runs_dir, out):
     """Write the LaTeX tables and numbers.tex (also done by `study figures`)."""
-    from . import results, tables
+    from . import results
+    from .report import tables
 
     _experiments(profile, None)
     if not runs_dir.is_dir():
@@ -436,6 +408,9 @@ def paper(paper_dir):
 
 def main(argv=None):
     """Entry point: click errors and :class:`UserError` become one line and exit code 2."""
+    from .executor import quiet_warnings
+
+    quiet_warnings()
     try:
         cli.main(args=argv, prog_name="study", standalone_mode=False)
     except UserError as exc:

@@ -5,8 +5,8 @@ data (picklable, runs the same in a local process or on a Dask worker): it
 takes the run locks, skips runs whose record appeared meanwhile, runs the
 rest, writes one record per run atomically and releases the locks.
 
-Jobs that time things (``memory``, ``timing``, ``bench``) run after all others,
-one at a time, so that nothing else competes for the machine while they
+Jobs whose runner measures time (``ALONE``: ``memory``, ``timing``, ``bench``)
+run after all others, one at a time, so that nothing else competes for the machine while they
 measure.
 """
 from __future__ import annotations
@@ -18,45 +18,25 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import store
+from . import records, runners, store
 from .experiments import Job
 
 
-def _runner(kind: str):
-    from . import analyses
-
-    runners = {
-        "train": _run_train,
-        "memory": analyses.run_memory,
-        "convergence": analyses.run_convergence,
-        "gradients": analyses.run_gradients,
-        "trajectories": analyses.run_trajectories,
-    }
-    try:
-        from . import bench
-
-        runners.update({"timing": bench.run_timing, "bench": bench.run_bench})
-    except ImportError:  # pragma: no cover
-        pass
-    if kind not in runners:
-        raise ValueError(f"no runner for kind {kind!r}")
-    return runners[kind]
-
-
-def _run_train(configs: list[dict]) -> list[dict]:
-    from .models import ModelConfig
-    from .train import Protocol, train
-
-    first = configs[0]
-    return train(ModelConfig.from_dict(first), Protocol.from_dict(first), [c["seed"] for c in configs],
-                 device=first.get("device", "cpu"), extra_config={"variant": first["variant"]})
-
-
 def _limit_threads() -> None:
+    """A worker's setup: one torch thread, and no warning for what the study does on purpose."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
 
     torch.set_num_threads(1)
+    quiet_warnings()
+
+
+def quiet_warnings() -> None:
+    """The dynamics' NFE counters are also torchdiffeq step callbacks, which its fixed-grid solvers
+    do not call; torchdiffeq warns about that once per solve."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"Solver '.*' does not support callbacks")
 
 
 def _die_with_parent() -> None:
@@ -77,6 +57,21 @@ def _status(path: Path) -> str | None:
         return store.read_record(path)["status"]
     except store.CorruptRecord:
         return None
+
+
+def _records(runner, group: list[dict]) -> list[dict]:
+    """The runner's records of ``group``, or ``error`` records if it raised (KeyboardInterrupt is not caught)."""
+    try:
+        recs = runner.run(group)
+        for cfg, rec in zip(group, recs, strict=True):
+            if rec["config"] != cfg:  # the record must describe exactly the planned run
+                raise RuntimeError(f"{runner.KIND} runner returned a record for another config: {rec['config']}")
+        return recs
+    except Exception as exc:  # a failed run is a result too
+        from .provenance import environment
+
+        env = environment(group[0].get("device", "cpu"))
+        return [records.error(cfg, exc, env) for cfg in group]
 
 
 def execute(kind: str, configs: list[dict], runs_dir: str, force: bool = False) -> dict:
@@ -104,22 +99,10 @@ def execute(kind: str, configs: list[dict], runs_dir: str, force: bool = False) 
         if not todo:
             return out
         t0 = time.perf_counter()
-        run = _runner(kind)
-        if kind == "train":
-            groups = [[c for c, _ in todo]]
-        else:
-            groups = [[c] for c, _ in todo]
-        for group in groups:
-            try:
-                records = run(group) if kind == "train" else run(group[0])
-                for cfg, rec in zip(group, records):
-                    if rec["config"] != cfg:  # the record must describe exactly the planned run
-                        raise RuntimeError(f"{kind} runner returned a record for another config: {rec['config']}")
-            except Exception as exc:  # a failed run is a result too; KeyboardInterrupt is not caught
-                from .train import error_record
-
-                records = [error_record(cfg, exc) for cfg in group]
-            for cfg, rec in zip(group, records):
+        runner = runners.get(kind)
+        configs = [c for c, _ in todo]
+        for group in ([configs] if runner.BATCHED else [[c] for c in configs]):
+            for cfg, rec in zip(group, _records(runner, group)):
                 path = store.write_atomic(store.record_path(runs_dir, kind, cfg), rec)
                 out["done"].append((str(path), rec["status"]))
         out["seconds"] = time.perf_counter() - t0
@@ -130,21 +113,13 @@ def execute(kind: str, configs: list[dict], runs_dir: str, force: bool = False) 
 
 
 def estimated_cost(job: Job) -> float:
-    """Relative cost, to start the longest jobs first (units: one dynamics evaluation at batch 128)."""
-    c = job.config
-    if job.kind not in ("train", "trajectories"):
-        return {"gradients": 2e5, "memory": 1e3, "convergence": 1.0}.get(job.kind, 1e3)
-    proto = c.get("protocol", c)
-    if job.kind == "trajectories":
-        from .variants import variant_config
+    """Relative cost, to start the longest jobs first (the job's runner estimates it)."""
+    return runners.get(job.kind).cost(job.config, len(job.seeds))
 
-        c = {**c, **variant_config(c["variant"]).__dict__}
-    stages = {"euler": 1, "midpoint": 2, "rk4": 4, "rk4-38": 4, "dopri5": 40}.get(c.get("method"), 1)
-    per_pass = (c.get("steps", 20) if c.get("method") != "dopri5" else 1) * stages
-    factor = 2.0 if c.get("backend") == "torchdiffeq-adjoint" else 1.0
-    batches = -(-proto["n_train"] // proto["batch_size"])
-    members = len(job.seeds)
-    return proto["epochs"] * batches * per_pass * factor * (members if members == 1 else 0.6 * members)
+
+def alone(job: Job) -> bool:
+    """Jobs that time things run alone, after everything else."""
+    return runners.get(job.kind).ALONE
 
 
 @dataclass
@@ -157,24 +132,6 @@ class Summary:
     seconds: float = 0.0
     exclusive_seconds: float = 0.0  # wall time of the jobs that measure alone (after all others)
     job_seconds: dict = field(default_factory=dict)  # kind -> summed seconds of its jobs (worker time)
-
-
-def _describe(job: Job) -> str:
-    c = job.config
-    what = c.get("variant") or c.get("solver") or c.get("train_variant") or job.kind
-    extra = ""
-    if job.kind == "train":
-        keys = [k for k in ("steps", "rtol", "lift_dim", "time_input", "zero_init") if k in c]
-        from .variants import variant_config
-
-        base = variant_config(c["variant"]).__dict__
-        diffs = [f"{k}={c[k]}" for k in keys if c[k] != base.get(k)]
-        extra = (" " + " ".join(diffs)) if diffs else ""
-    elif isinstance(c.get("steps"), int):
-        extra = f" steps={c['steps']}"
-    seeds = [s for s in job.seeds if s is not None]
-    s = f" seeds {','.join(map(str, seeds))}" if seeds else ""
-    return f"{job.kind} {what}{extra}{s}"
 
 
 def pending(jobs: list[Job], runs_dir: Path, force: bool, summary: Summary) -> list[Job]:
@@ -198,45 +155,43 @@ def pending(jobs: list[Job], runs_dir: Path, force: bool, summary: Summary) -> l
                     store.quarantine(path)
             missing.append(seed)
         if missing:
-            out.append(Job(job.kind, job.config, missing, job.experiments))
+            out.append(job.narrowed(missing))
     return out
 
 
-def run_jobs(jobs: list[Job], runs_dir: Path, workers: int = 1, scheduler: str | None = None,
-             force: bool = False, log=None) -> Summary:
-    """Run ``jobs``; ``log(event, job, result)`` is told about each finished job."""
-    runs_dir = Path(runs_dir)
-    summary = Summary()
-    t_start = time.perf_counter()
-    todo = pending(jobs, runs_dir, force, summary)
-    parallel = sorted((j for j in todo if not j.exclusive), key=estimated_cost, reverse=True)
-    exclusive = [j for j in todo if j.exclusive]
-
-    client = pool = None
+def _pool(workers: int, scheduler: str | None):
+    """``(executor, dask client or None)``: local spawned processes, or Dask's futures executor."""
     if scheduler:
         try:
             from distributed import Client
         except ImportError:
             raise RuntimeError("--scheduler needs Dask: pip install 'study[dask]'") from None
         client = Client(scheduler, timeout="20s")
-        pool = client.get_executor(pure=False)  # pure=False: identical arguments are still separate tasks
-    else:
-        import multiprocessing as mp
+        return client.get_executor(pure=False), client  # pure=False: identical arguments are still separate tasks
+    import multiprocessing as mp
 
-        pool = cf.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn"),
-                                      initializer=_die_with_parent)
+    return cf.ProcessPoolExecutor(max_workers=max(1, workers), mp_context=mp.get_context("spawn"),
+                                  initializer=_die_with_parent), None
 
-    def submit(job: Job):
-        return pool.submit(execute, job.kind, job.run_configs(), str(runs_dir), force)
 
-    def absorb(job: Job, fut) -> list[Job]:
+class _Run:
+    """One ``run_jobs`` call: submits jobs, absorbs their results into the summary."""
+
+    def __init__(self, pool, runs_dir: Path, force: bool, summary: Summary, log):
+        self.pool, self.runs_dir, self.force, self.summary, self.log = pool, runs_dir, force, summary, log
+
+    def submit(self, job: Job):
+        return self.pool.submit(execute, job.kind, job.run_configs(), str(self.runs_dir), self.force)
+
+    def absorb(self, job: Job, fut) -> list[Job]:
         """Record a finished job; return it again (narrowed) if some runs were busy elsewhere."""
+        summary = self.summary
         try:
             res = fut.result()
         except Exception as exc:  # the worker itself died (killed, out of memory) or Dask failed
-            summary.failed.append(f"{_describe(job)}: worker failed: {type(exc).__name__}: {exc}")
-            if log:
-                log("failed", job, None)
+            summary.failed.append(f"{job.describe()}: worker failed: {type(exc).__name__}: {exc}")
+            if self.log:
+                self.log("failed", job, None)
             return []
         if res["done"]:
             summary.job_seconds[job.kind] = summary.job_seconds.get(job.kind, 0.0) + res["seconds"]
@@ -247,31 +202,43 @@ def run_jobs(jobs: list[Job], runs_dir: Path, workers: int = 1, scheduler: str |
             elif status == "error":
                 summary.failed.append(path)
         summary.skipped += len(res["skipped"])
-        if log:
-            log("done", job, res)
-        if res["busy"]:
-            busy = set(res["busy"])
-            seeds = [s for s, c in zip(job.seeds, job.run_configs())
-                     if str(store.record_path(runs_dir, job.kind, c)) in busy]
-            return [Job(job.kind, job.config, seeds, job.experiments)]
-        return []
+        if self.log:
+            self.log("done", job, res)
+        if not res["busy"]:
+            return []
+        busy = set(res["busy"])
+        return [job.narrowed([s for s, c in zip(job.seeds, job.run_configs())
+                              if str(store.record_path(self.runs_dir, job.kind, c)) in busy])]
 
-    try:
+    def all(self, todo: list[Job]) -> None:
+        """Parallel jobs longest first, then the jobs that measure alone, then the runs that were busy."""
+        parallel = sorted((j for j in todo if not alone(j)), key=estimated_cost, reverse=True)
         retry: list[Job] = []
-        futures = {submit(j): j for j in parallel}
+        futures = {self.submit(j): j for j in parallel}
         for fut in cf.as_completed(futures):
-            retry += absorb(futures[fut], fut)
-        t_exclusive = time.perf_counter()
-        for job in exclusive:
-            fut = submit(job)
-            retry += absorb(job, fut)
-        summary.exclusive_seconds = time.perf_counter() - t_exclusive
+            retry += self.absorb(futures[fut], fut)
+        t_alone = time.perf_counter()
+        for job in (j for j in todo if alone(j)):
+            retry += self.absorb(job, self.submit(job))
+        self.summary.exclusive_seconds = time.perf_counter() - t_alone
         while retry:  # runs another process is executing: wait for its records (or its death)
             time.sleep(2.0)
             again = []
-            for job in pending(retry, runs_dir, force=False, summary=summary):
-                again += absorb(job, submit(job))
+            for job in pending(retry, self.runs_dir, force=False, summary=self.summary):
+                again += self.absorb(job, self.submit(job))
             retry = again
+
+
+def run_jobs(jobs: list[Job], runs_dir: Path, workers: int = 1, scheduler: str | None = None,
+             force: bool = False, log=None) -> Summary:
+    """Run ``jobs``; ``log(event, job, result)`` is told about each finished job."""
+    runs_dir = Path(runs_dir)
+    summary = Summary()
+    t_start = time.perf_counter()
+    todo = pending(jobs, runs_dir, force, summary)
+    pool, client = _pool(workers, scheduler)
+    try:
+        _Run(pool, runs_dir, force, summary, log).all(todo)
     except KeyboardInterrupt:
         if isinstance(pool, cf.ProcessPoolExecutor):
             for p in list(getattr(pool, "_processes", {}).values()):
@@ -285,6 +252,21 @@ def run_jobs(jobs: list[Job], runs_dir: Path, workers: int = 1, scheduler: str |
             pool.shutdown(wait=True, cancel_futures=True)
     summary.seconds = time.perf_counter() - t_start
     return summary
+
+
+def log_invocation(runs_dir: Path, profile, names, workers, scheduler, summary: Summary) -> None:
+    """Append one ``run-all`` invocation that ran something to the store's log (the profile's wall time
+    is the sum of its entries)."""
+    import platform
+
+    entry = {"profile": profile, "experiments": names, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+             "seconds": round(summary.seconds, 1), "done": summary.done, "skipped": summary.skipped,
+             "diverged": len(summary.diverged), "failed": len(summary.failed), "workers": workers,
+             "scheduler": scheduler, "machine": platform.machine(), "cpu_count": os.cpu_count(),
+             "exclusive_seconds": round(summary.exclusive_seconds, 1),
+             "job_seconds": {k: round(v, 1) for k, v in sorted(summary.job_seconds.items())}}
+    if summary.done:
+        store.append_log(runs_dir, entry)
 
 
 def failure_detail(path: str) -> str:

@@ -3,7 +3,7 @@
 An experiment is a name and a list of runs.  Each run is a config dict (no
 code per run): its ``kind`` says which runner executes it (``train``,
 ``memory``, ``convergence``, ``gradients``, ``trajectories``, ``timing``,
-``bench``), the rest says what to run.  A run's record lives at
+``bench``: a module of ``study.runners``), the rest says what to run.  A run's record lives at
 ``runs/<kind>/<hash of its config>.json``, so a run that two experiments share
 (the 20-step Euler of ``main`` and ``steps``) is one record.
 
@@ -15,8 +15,10 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field
 
-from .train import Protocol, run_config
-from .variants import VARIANTS, variant_config
+from .config import Protocol, run_config
+from .store import config_hash
+from . import variants
+from .variants import variant_config
 
 PROFILES = ("full", "quick")
 
@@ -98,10 +100,24 @@ class Job:
     def run_configs(self) -> list[dict]:
         return [self.config if s is None else {**self.config, "seed": s} for s in self.seeds]
 
-    @property
-    def exclusive(self) -> bool:
-        """Jobs that time things run alone, after everything else."""
-        return self.kind in ("timing", "bench", "memory")
+    def narrowed(self, seeds: list) -> "Job":
+        """The same job for some of its seeds."""
+        return Job(self.kind, self.config, list(seeds), self.experiments)
+
+    def describe(self) -> str:
+        """One line for progress and failure messages: kind, what, what differs from the variant, seeds."""
+        c = self.config
+        what = c.get("variant") or c.get("solver") or c.get("train_variant") or self.kind
+        extra = ""
+        if self.kind == "train":
+            keys = [k for k in ("steps", "rtol", "lift_dim", "time_input", "zero_init") if k in c]
+            base = variant_config(c["variant"]).__dict__
+            diffs = [f"{k}={c[k]}" for k in keys if c[k] != base.get(k)]
+            extra = (" " + " ".join(diffs)) if diffs else ""
+        elif isinstance(c.get("steps"), int):
+            extra = f" steps={c['steps']}"
+        seeds = [s for s in self.seeds if s is not None]
+        return f"{self.kind} {what}{extra}" + (f" seeds {','.join(map(str, seeds))}" if seeds else "")
 
 
 def _train_jobs(spec: dict, runs: list[tuple[str, dict]], seeds: int, protocol: dict,
@@ -136,7 +152,7 @@ def build(profile: str) -> dict[str, list[Job]]:
         raise KeyError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
     spec = copy.deepcopy(SPEC[profile])
     ex: dict[str, list[Job]] = {}
-    ex["main"] = _train_jobs(spec, [(v, {}) for v in VARIANTS], spec["main_seeds"], {}, spec["main_seed_overrides"])
+    ex["main"] = _train_jobs(spec, [(v, {}) for v in variants.VARIANTS], spec["main_seeds"], {}, spec["main_seed_overrides"])
     ex["steps"] = _train_jobs(spec, [(m, {"steps": n}) for m, ns in spec["steps"].items() for n in ns], spec["sweep_seeds"], {})
     ex["tolerance"] = _train_jobs(
         spec, [(v, {"rtol": t, "atol": t}) for v in ("tdq-dopri5", "adjoint-dopri5") for t in spec["tolerances"]],
@@ -156,8 +172,6 @@ def build(profile: str) -> dict[str, list[Job]]:
     ex["trajectories"] = [Job("trajectories", {"kind": "trajectories", "variant": v, "protocol": proto,
                                                "points": 400, "times": 21, "grid": 120, "device": "cpu"}, [0])
                           for v in spec["trajectory_variants"]]
-    from .bench import timing_configs
-
     ex["timing"] = [Job("timing", c, [None]) for c in timing_configs(spec["timing_repeats"])]
     ex["bench"] = [Job("bench", {"kind": "bench", "steps": 20, "batch_size": 128, "rounds": spec["bench_rounds"],
                                  "device": "cpu", "torchode": True}, [None])]
@@ -167,10 +181,14 @@ def build(profile: str) -> dict[str, list[Job]]:
     return ex
 
 
+def timing_configs(repeats: int, device: str = "cpu") -> list[dict]:
+    """The ``timing`` experiment: each variant's training step, alone and with 5 seeds batched."""
+    return [{"kind": "timing", "variant": v, "batch_size": 128, "repeats": repeats, "warmup": 5, "members": 5,
+             "seed": 0, "device": device} for v in variants.VARIANTS]
+
+
 def plan(profile: str, experiments: list[str] | None = None) -> list[Job]:
     """The de-duplicated jobs of the chosen experiments (a run two experiments share is one job)."""
-    from .store import config_hash
-
     ex = build(profile)
     names = list(ex) if not experiments else experiments
     unknown = [n for n in names if n not in ex]
@@ -195,6 +213,4 @@ def plan(profile: str, experiments: list[str] | None = None) -> list[Job]:
 
 def experiment_hashes(profile: str) -> dict[str, set[str]]:
     """Experiment name -> the config hashes of its runs (how the results view selects an experiment)."""
-    from .store import config_hash
-
     return {name: {config_hash(c) for j in jobs for c in j.run_configs()} for name, jobs in build(profile).items()}

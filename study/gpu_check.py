@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
-from .analyses import run_memory
-from .bench import measure
-from .measure import environment
-from .train import Protocol, train
+from .config import Protocol
+from .provenance import environment
+from .runners import memory
+from .runners.bench import measure
+from .runners.train import train
 from .variants import variant_config
 
 CHECK_VARIANTS = ["euler", "rk4", "resnet", "tdq-dopri5", "adjoint-euler"]
@@ -43,9 +44,9 @@ def main(argv=None) -> int:
     ok = True
     for v in CHECK_VARIANTS:
         t0 = time.perf_counter()
-        (dev,) = train(variant_config(v), proto, [0], device=args.device)
+        (dev,), _ = train(variant_config(v), proto, [0], device=args.device)
         t_dev = time.perf_counter() - t0
-        (cpu,) = train(variant_config(v), proto, [0], device="cpu")
+        (cpu,), _ = train(variant_config(v), proto, [0], device="cpu")
         same = abs(dev["metrics"]["test_acc"] - cpu["metrics"]["test_acc"]) < 0.02 and (
             variant_config(v).adaptive or dev["metrics"]["nfe_forward"] == cpu["metrics"]["nfe_forward"])
         ok &= same and dev["status"] == "ok"
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
         for v in ("euler", "rk4", "adjoint-euler"):
             cfg = {"kind": "memory", "solver": v, "variant": v, "device": args.device, "batch_size": 128,
                    "repeats": 10, "seed": 0, **variant_config(v, steps=n, zero_init=False).__dict__}
-            (rec,) = run_memory(cfg)
+            rec = memory.measure(cfg)
             m = rec["metrics"]
             out["memory"].append({"variant": v, "steps": n, "activation_bytes": m["activation_bytes"],
                                   "cuda_peak_bytes": m.get("cuda_peak_bytes"), "step_time_s": m["step_time_s"]})

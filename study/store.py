@@ -1,7 +1,7 @@
 """The run store: one JSON record per run, at a path derived from its config.
 
-``runs/<experiment>/<hash>.json`` where ``hash`` is a stable digest of the
-run's config.  Records are written to a temporary file in the same directory,
+``runs/<kind>/<hash>.json`` where ``hash`` is a stable digest of the
+run's config (``study.records`` says what a record holds).  Records are written to a temporary file in the same directory,
 flushed, fsynced and atomically renamed, so a reader (or a restart after
 kill -9) sees either no record or a complete one.
 """
@@ -14,8 +14,11 @@ import os
 import tempfile
 from pathlib import Path
 
-STATUSES = ("ok", "diverged", "error")
-REQUIRED = {"schema": int, "kind": str, "config": dict, "status": str, "env": dict, "metrics": dict}
+from . import records
+
+
+
+EXECUTION_LOG = "run-all.log.jsonl"  # one JSON line per run-all invocation that ran something
 
 
 class CorruptRecord(Exception):
@@ -31,8 +34,8 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(_canonical(config).encode()).hexdigest()[:16]
 
 
-def record_path(runs_dir: Path | str, experiment: str, config: dict) -> Path:
-    return Path(runs_dir) / experiment / f"{config_hash(config)}.json"
+def record_path(runs_dir: Path | str, kind: str, config: dict) -> Path:
+    return Path(runs_dir) / kind / f"{config_hash(config)}.json"
 
 
 def _clean(obj):
@@ -76,23 +79,6 @@ def write_atomic(path: Path | str, record: dict) -> Path:
     return path
 
 
-def validate(record) -> None:
-    """Raise :class:`CorruptRecord` naming what is wrong with ``record``."""
-    if not isinstance(record, dict):
-        raise CorruptRecord("not a JSON object")
-    for key, typ in REQUIRED.items():
-        if key not in record:
-            raise CorruptRecord(f"missing field {key!r}")
-        if not isinstance(record[key], typ):
-            raise CorruptRecord(f"field {key!r} should be {typ.__name__}, is {type(record[key]).__name__}")
-    if record["status"] not in STATUSES:
-        raise CorruptRecord(f"status {record['status']!r} is not one of {', '.join(STATUSES)}")
-    if record["status"] == "ok" and record["kind"] == "train":
-        for m in ("params", "train_acc", "test_acc", "nfe_forward"):
-            if m not in record["metrics"]:
-                raise CorruptRecord(f"ok training record without metrics.{m}")
-
-
 def read_record(path: Path | str) -> dict:
     """Read and validate one record; :class:`CorruptRecord` if it is not one."""
     path = Path(path)
@@ -104,7 +90,10 @@ def read_record(path: Path | str) -> dict:
         rec = json.loads(text)
     except json.JSONDecodeError as exc:
         raise CorruptRecord(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    validate(rec)
+    try:
+        records.validate(rec)
+    except records.InvalidRecord as exc:
+        raise CorruptRecord(str(exc)) from None
     return rec
 
 
@@ -170,3 +159,22 @@ def scan(runs_dir: Path | str):
             yield path, rec, None
         except CorruptRecord as exc:
             yield path, None, str(exc)
+
+
+def append_log(runs_dir: Path | str, entry: dict) -> None:
+    """Append ``entry`` as one JSON line to the store's execution log."""
+    with open(Path(runs_dir) / EXECUTION_LOG, "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
+
+
+def read_log(runs_dir: Path | str) -> tuple[list[dict], list[tuple[str, str]]]:
+    """The execution log's entries, and ``(where, problem)`` for each line that is not JSON."""
+    entries, problems = [], []
+    path = Path(runs_dir) / EXECUTION_LOG
+    if path.exists():
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                problems.append((f"{path}:{i}", "not valid JSON"))
+    return entries, problems

@@ -1,62 +1,119 @@
-"""The variant registry: name -> model configuration (plain data).
+"""The variant registry: every model the study trains, as plain data.
 
-A variant is a config entry, never new code.  Every name here is accepted by
-``study run`` and listed by ``study variants``.
+A variant is one entry of :data:`VARIANTS`: its name, its display label, the
+LaTeX macro stem the paper's numbers use, and its model configuration.  Its
+place in the list is its place in every figure and table.  Adding a variant
+is adding one entry here; nothing else needs to know about it (figures take
+colour and marker from its method and backend, tables its label and macro).
 
 Adaptive tolerance: ``rtol = atol = 1e-3``.  The ODE state is O(1) and the
 classifier only needs the sign of a margin that is O(0.1) or larger, so a
 relative local error of 1e-3 is far below anything that changes a prediction
-while keeping dopri5 cheap; the ``tolerance`` experiment sweeps 1e-1 .. 1e-5
-to show what tighter or looser tolerances do.
+while keeping dopri5 cheap; the ``tolerance`` experiment sweeps looser and
+tighter tolerances to show what they do.
 """
 from __future__ import annotations
 
 import copy
+import re
+from dataclasses import dataclass
 
-from .models import ModelConfig
+from .config import ModelConfig
 
 DOPRI5_TOL = 1e-3
 
-VARIANTS: dict[str, dict] = {
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    label: str  # display name in figures and tables
+    macro: str  # stem of its macros in paper/generated/numbers.tex (letters only)
+    config: dict  # ModelConfig fields that differ from the defaults
+
+    @property
+    def model_config(self) -> ModelConfig:
+        return variant_config(self.name)
+
+    @property
+    def family(self) -> str:
+        """How it is solved and differentiated: hand, torchdiffeq, torchdiffeq-adjoint, seminorm or resnet."""
+        c = self.model_config
+        if c.model == "resnet":
+            return "resnet"
+        return "seminorm" if c.adjoint_norm == "seminorm" else c.backend
+
+    @property
+    def method(self) -> str:
+        """The solver method (``resnet`` for the ResNet), which picks its colour."""
+        c = self.model_config
+        return "resnet" if c.model == "resnet" else c.method
+
+
+def _entries(*variants: Variant) -> dict[str, Variant]:
+    """The registry, checked at import: a variant without a label or macro, or with a config that
+    does not validate, stops the package from loading instead of vanishing from a figure."""
+    out: dict[str, Variant] = {}
+    for v in variants:
+        if not isinstance(v, Variant):
+            raise TypeError(f"registry entries must be Variant, got {v!r}")
+        if not v.label or not v.label.strip():
+            raise ValueError(f"variant {v.name!r} has no label")
+        if not re.fullmatch(r"[A-Za-z]+", v.macro or ""):
+            raise ValueError(f"variant {v.name!r}: macro {v.macro!r} must be letters only")
+        for field, value in (("name", v.name), ("label", v.label), ("macro", v.macro)):
+            if any(getattr(o, field) == value for o in out.values()):
+                raise ValueError(f"variant {v.name!r}: {field} {value!r} is used twice")
+        cfg = ModelConfig.from_dict(v.config)
+        unknown = set(v.config) - set(ModelConfig.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"variant {v.name!r}: unknown model option(s) {', '.join(sorted(unknown))}")
+        cfg.validate()
+        out[v.name] = v
+    return out
+
+
+_TOL = {"rtol": DOPRI5_TOL, "atol": DOPRI5_TOL}
+VARIANTS: dict[str, Variant] = _entries(
     # hand-written fixed-step solvers, 20 steps
-    "euler": {"model": "ode", "backend": "hand", "method": "euler", "steps": 20},
-    "rk4": {"model": "ode", "backend": "hand", "method": "rk4", "steps": 20},
-    "rk4-38": {"model": "ode", "backend": "hand", "method": "rk4-38", "steps": 20},
+    Variant("euler", "Euler (hand)", "Euler", {"model": "ode", "backend": "hand", "method": "euler", "steps": 20}),
+    Variant("rk4", "RK4 (hand)", "RKfour", {"model": "ode", "backend": "hand", "method": "rk4", "steps": 20}),
+    Variant("rk4-38", "RK4 3/8 (hand)", "RKtte", {"model": "ode", "backend": "hand", "method": "rk4-38", "steps": 20}),
     # 20 residual blocks with independent weights
-    "resnet": {"model": "resnet", "steps": 20},
+    Variant("resnet", "ResNet", "ResNet", {"model": "resnet", "steps": 20}),
     # torchdiffeq, direct backpropagation through the solver
-    "tdq-euler": {"model": "ode", "backend": "torchdiffeq", "method": "euler", "steps": 20},
-    "tdq-rk4": {"model": "ode", "backend": "torchdiffeq", "method": "rk4-38", "steps": 20},
-    "tdq-dopri5": {"model": "ode", "backend": "torchdiffeq", "method": "dopri5", "rtol": DOPRI5_TOL, "atol": DOPRI5_TOL},
+    Variant("tdq-euler", "Euler (tdq)", "TdqEuler", {"model": "ode", "backend": "torchdiffeq", "method": "euler", "steps": 20}),
+    Variant("tdq-rk4", "RK4 3/8 (tdq)", "TdqRKfour", {"model": "ode", "backend": "torchdiffeq", "method": "rk4-38", "steps": 20}),
+    Variant("tdq-dopri5", "dopri5 (tdq)", "TdqDopri", {"model": "ode", "backend": "torchdiffeq", "method": "dopri5", **_TOL}),
     # torchdiffeq's odeint_adjoint: O(1) activation memory, recomputation in the backward pass
-    "adjoint-euler": {"model": "ode", "backend": "torchdiffeq-adjoint", "method": "euler", "steps": 20},
-    "adjoint-rk4": {"model": "ode", "backend": "torchdiffeq-adjoint", "method": "rk4-38", "steps": 20},
-    "adjoint-dopri5": {"model": "ode", "backend": "torchdiffeq-adjoint", "method": "dopri5", "rtol": DOPRI5_TOL, "atol": DOPRI5_TOL},
-    "adjoint-dopri5-seminorm": {
-        "model": "ode", "backend": "torchdiffeq-adjoint", "method": "dopri5",
-        "rtol": DOPRI5_TOL, "atol": DOPRI5_TOL, "adjoint_norm": "seminorm",
-    },
-}
+    Variant("adjoint-euler", "Euler (adjoint)", "AdjEuler",
+            {"model": "ode", "backend": "torchdiffeq-adjoint", "method": "euler", "steps": 20}),
+    Variant("adjoint-rk4", "RK4 3/8 (adjoint)", "AdjRKfour",
+            {"model": "ode", "backend": "torchdiffeq-adjoint", "method": "rk4-38", "steps": 20}),
+    Variant("adjoint-dopri5", "dopri5 (adjoint)", "AdjDopri",
+            {"model": "ode", "backend": "torchdiffeq-adjoint", "method": "dopri5", **_TOL}),
+    Variant("adjoint-dopri5-seminorm", "dopri5 (adj., seminorm)", "AdjDopriSemi",
+            {"model": "ode", "backend": "torchdiffeq-adjoint", "method": "dopri5", **_TOL, "adjoint_norm": "seminorm"}),
+)
+def get(name: str) -> Variant:
+    if name not in VARIANTS:
+        raise KeyError(f"unknown variant {name!r}; choose one of: {', '.join(VARIANTS)}")
+    return VARIANTS[name]
 
 
 def variant_config(name: str, **overrides) -> ModelConfig:
     """The model config of variant ``name`` with ``overrides`` applied (validated)."""
-    if name not in VARIANTS:
-        raise KeyError(f"unknown variant {name!r}; choose one of: {', '.join(VARIANTS)}")
-    d = copy.deepcopy(VARIANTS[name])
+    d = copy.deepcopy(get(name).config)
     d.update(overrides)
-    cfg = ModelConfig.from_dict(d)
     unknown = set(d) - set(ModelConfig.__dataclass_fields__)
     if unknown:
         raise ValueError(f"unknown model option(s): {', '.join(sorted(unknown))}")
+    cfg = ModelConfig.from_dict(d)
     cfg.validate()
     return cfg
 
 
 def describe(name: str) -> dict:
     """One row of ``study variants``."""
-    from .models import Classifier
-
     cfg = variant_config(name)
     if cfg.model == "resnet":
         solver, grid = "resnet blocks", f"{cfg.steps} blocks"
@@ -70,5 +127,6 @@ def describe(name: str) -> dict:
         "backend": cfg.backend if cfg.model == "ode" else "-",
         "method": solver,
         "steps/tolerance": grid,
-        "params": Classifier(cfg, [0]).param_count(),
+        "params": cfg.param_count(),
     }
+

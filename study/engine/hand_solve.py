@@ -1,10 +1,10 @@
 """The hand backend's training engine: a fixed-step solve of the dynamics MLP with its backward by hand.
 
 :func:`solve` integrates ``dy/dt = f(t, y)`` for the study's dynamics network
-(:class:`study.models.Dynamics`) with any tableau of :mod:`study.solvers` and
+(:class:`study.engine.models.Dynamics`) with any tableau of :mod:`study.engine.solvers` and
 returns exactly what backpropagation through the unrolled steps returns (the
 discrete adjoint), up to float rounding; the tests check it against autograd
-through :func:`study.solvers.odeint_fixed` and against torchdiffeq.  It is the
+through :func:`study.engine.solvers.odeint_fixed` and against torchdiffeq.  It is the
 same arithmetic, arranged so that this machine's kernels run it fast:
 
 * The state is kept feature-major, ``(S, d, B)``, so the two matrix products
@@ -14,14 +14,14 @@ same arithmetic, arranged so that this machine's kernels run it fast:
 * Every evaluation writes its stage input and its two sigmoid outputs into
   buffers laid out ``(S, evaluations, features, B)``: exactly the tensors
   autograd would save, saved once with ``save_for_backward`` (so the
-  saved-tensor count of :func:`study.measure.activation_bytes` is unchanged).
+  saved-tensor count of :func:`study.engine.instrument.activation_bytes` is unchanged).
   Without gradients (evaluation) nothing is kept.
 * The backward runs the evaluations in reverse with fused ``sigmoid_backward``
   kernels, accumulates each weight gradient evaluation by evaluation while its
   factors are in cache, and builds no autograd graph per operation.
 
 The network is ``f = W3 tanh(W2 tanh(W1 y + b1 + t w_t) + b2) + b3``, evaluated
-as in :class:`~study.models.Dynamics` with ``tanh(z) = 2 sigmoid(2 z) - 1``:
+as in :class:`~study.engine.models.Dynamics` with ``tanh(z) = 2 sigmoid(2 z) - 1``:
 ``s1 = sigmoid(2 W1 y + 2 (b1 + t w_t))``, ``s2 = sigmoid(4 W2 s1 + 2 (b2 - W2 1))``,
 ``f = 2 W3 s2 + (b3 - W3 1)``.
 """
@@ -32,6 +32,7 @@ import weakref
 import torch
 from torch.autograd.function import once_differentiable
 
+from .instrument import note_derived
 from .solvers import TABLEAUS, Tableau, combine, time_grid
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
@@ -224,7 +225,7 @@ def _needs_grad(y0, weights) -> bool:
 def solve(func, y0: torch.Tensor, tab: Tableau, steps: int) -> torch.Tensor:
     """``y(1)`` from ``y(0) = y0`` (shape ``(S, B, d)``) in ``steps`` steps of ``tab`` on ``func``'s network.
 
-    ``func`` is a :class:`study.models.Dynamics`; its counter gets ``steps x stages``
+    ``func`` is a :class:`study.engine.models.Dynamics`; its counter gets ``steps x stages``
     evaluations in its current phase.
     """
     func.counter.counts[func.counter.phase] += steps * tab.stages
@@ -237,7 +238,7 @@ def solve(func, y0: torch.Tensor, tab: Tableau, steps: int) -> torch.Tensor:
 def solve_blocks(blocks, y0: torch.Tensor) -> torch.Tensor:
     """The ResNet ``h <- h + (1/N) block_i(h)``: forward Euler whose step ``i`` uses block ``i``'s weights.
 
-    ``blocks`` are :class:`study.models.Dynamics` sharing one counter, which gets
+    ``blocks`` are :class:`study.engine.models.Dynamics` sharing one counter, which gets
     ``N`` evaluations; block ``i`` sees time ``i / N`` if it has a time input.
     """
     first = blocks[0]
@@ -249,7 +250,6 @@ def solve_blocks(blocks, y0: torch.Tensor) -> torch.Tensor:
                None if first.w_t is None else stack(lambda b: b.w_t),
                stack(lambda b: b.l2.weight), stack(lambda b: b.l2.bias),
                stack(lambda b: b.l3.weight), stack(lambda b: b.l3.bias)]
-    if first.track_derived is not None:  # copies of the parameters, not activations (measure.activation_bytes)
-        first.track_derived.extend(w for w in weights if w is not None)
+    note_derived(weights)  # copies of the parameters, not activations (instrument.activation_bytes)
     return _FixedSolve.apply(y0, TABLEAUS["euler"], len(blocks), True, first.workspace, _needs_grad(y0, weights),
                              *weights)

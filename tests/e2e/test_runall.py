@@ -6,26 +6,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
 from study import executor, store
-from study.experiments import Job, build, plan
+from study.experiments import Job, plan
 from study.results import load
-
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def study(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, env=ENV,
-                          timeout=600, **kw)
-
-
-def comparable(rec):
-    m = {k: v for k, v in rec["metrics"].items() if k not in ("wall_time_s",)}
-    return rec["config"], rec["status"], m, rec.get("curves")
+from tests.helpers import ENV, study
+from tests.helpers import strip as comparable
 
 
 def records(runs_dir):
@@ -43,19 +31,6 @@ def reference(tmp_path_factory):
     r = study("run-all", "--profile", "quick", "--experiments", "main", "--runs-dir", str(d), "--workers", "2")
     assert r.returncode == 0, r.stderr
     return d
-
-
-def test_plan_shares_runs_between_experiments():
-    jobs = plan("full")
-    euler20 = [j for j in jobs if j.kind == "train" and j.config["variant"] == "euler" and j.config["steps"] == 20
-               and j.config["lift_dim"] == 6 and j.config["time_input"] and j.config["zero_init"]]
-    assert len(euler20) == 1
-    assert euler20[0].seeds == [0, 1, 2, 3, 4] and set(euler20[0].experiments) == {"main", "steps", "ablations"}
-    configs = [store.config_hash(c) for j in jobs for c in j.run_configs()]
-    assert len(configs) == len(set(configs))  # no run planned twice
-    full = build("full")
-    assert sum(len(j.seeds) for j in full["main"]) == 8 * 5 + 3 + 1 + 1  # fixed-step variants 5 seeds, dopri5 fewer
-    assert {j.config["epochs"] for j in full["main"]} == {500}
 
 
 def test_resume_after_kill_9(tmp_path, reference):
@@ -119,7 +94,7 @@ def test_corrupt_and_foreign_records_are_reported_and_redone(tmp_path, reference
 
 
 def _job(variant, seeds, **over):
-    from study.train import Protocol, run_config
+    from study.config import Protocol, run_config
     from study.variants import variant_config
 
     proto = Protocol(epochs=2, n_train=256, n_test=200, curve_test_points=100, **over.pop("protocol", {}))
@@ -166,7 +141,6 @@ def test_dask_local_cluster(tmp_path):
 def test_quick_profile_end_to_end(quick_store):
     d, seconds, r = quick_store
     assert r.returncode == 0, r.stderr
-    assert seconds < 180
     r = study("status", "--profile", "quick", "--runs-dir", str(d))
     for line in r.stdout.splitlines()[1:]:
         cols = line.split()

@@ -1,21 +1,13 @@
 """Figures, tables and the paper: quick profile -> figures -> tables -> compiled PDF quoting a generated number."""
-import os
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from study import figures, results, style
-
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-
-
-def study(*args):
-    return subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, env=ENV, timeout=600)
+from study import results
+from study.report import figures, style
+from tests.helpers import ROOT, study
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Honest cost measurements: ``study bench`` and the ``timing`` experiment.
+"""The ``bench`` runner and ``study bench``: the per-step cost of the solvers against a bare PyTorch loop.
 
 Everything a table compares is measured in one process, interleaved round by
 round (so drift and neighbours hit every candidate alike), with warm-up first,
@@ -19,11 +19,21 @@ import time
 import torch
 from torch import nn
 
-from . import data
-from .measure import environment, loss_fn, median_spread, sync, time_repeated
-from .models import Classifier
-from .train import SCHEMA_VERSION
-from .variants import VARIANTS, variant_config
+from .. import data, records
+from ..config import METHODS
+from ..engine.models import Classifier
+from ..engine.step import optimizer_step
+from ..engine.timer import median_spread, sync
+from ..provenance import environment
+from ..variants import variant_config
+
+KIND = "bench"
+ALONE = True  # it times things: measured alone, after everything else
+BATCHED = False
+
+
+def cost(config: dict, members: int) -> float:
+    return 1e3
 
 
 # -- the framework floor ---------------------------------------------------------------------------
@@ -77,25 +87,6 @@ class TorchodeODE(nn.Module):
         sol = self.solver.solve(problem, dt0=y0.new_full((b,), 1.0 / self.steps))
         y1 = sol.ys[:, -1]
         return self.model.head2(torch.relu(self.model.head1(y1.unsqueeze(0))))[0]
-
-
-def _step_fn(model: nn.Module, x, y, mode: str, ensemble: bool):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as in training (study.train)
-    ce = nn.CrossEntropyLoss()
-
-    if mode == "forward":
-        def step():
-            with torch.no_grad():
-                model(x)
-        return step
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        out = model(x)
-        loss = loss_fn(out, y) if ensemble else ce(out, y)
-        loss.backward()
-        opt.step()
-    return step
 
 
 def candidates(steps: int, batch: int, device, members: int = 5, with_torchode: bool = True) -> dict:
@@ -153,7 +144,7 @@ def measure(steps: int = 20, batch: int = 128, rounds: int = 15, device: str = "
     cands = candidates(steps, batch, device, with_torchode=with_torchode)
     rows = []
     for mode in ("forward", "train"):
-        fns = {name: _step_fn(m, x, y, mode, ens) for name, (m, x, y, ens, _) in cands.items()}
+        fns = {name: optimizer_step(m, x, y, mode, ens) for name, (m, x, y, ens, _) in cands.items()}
         inner = {}
         for name, fn in fns.items():  # warm-up, and calls per round so that a round lasts ~min_round_s
             for _ in range(3):
@@ -180,63 +171,26 @@ def measure(steps: int = 20, batch: int = 128, rounds: int = 15, device: str = "
             method = "rk4" if "rk4" in name else "euler"
             rows.append({"solver": name, "mode": mode, "steps": steps, "batch": batch, "method": method,
                          "members": cands[name][4], "median_us": med, "spread_us": spread, "rounds": len(s)})
+    rate = matmul_gflops(device)
+    return {"rows": add_ratios_and_floors(rows, batch, rate), "matmul_gflops_128": rate}
+
+
+def add_ratios_and_floors(rows: list[dict], batch: int, gflops: float) -> list[dict]:
+    """Each row's ratio to the bare loop of its method and mode, and its arithmetic floor at ``gflops``."""
     for row in rows:
         bare = next(r for r in rows if r["solver"] == f"bare-{row['method']}" and r["mode"] == row["mode"])
         row["ratio_to_bare"] = row["median_us"] / bare["median_us"]
-    rate = matmul_gflops(device)
-    for row in rows:
-        stages = 4 if row["method"] == "rk4" else 1
-        row["floor_us"] = step_flops(batch, stages=stages, mode=row["mode"]) / (rate * 1e9) * 1e6
-    return {"rows": rows, "matmul_gflops_128": rate}
+        stages = METHODS[row["method"]].stages
+        row["floor_us"] = step_flops(batch, stages=stages, mode=row["mode"]) / (gflops * 1e9) * 1e6
+    return rows
 
 
-def run_bench(config: dict, isolated: bool = True) -> list[dict]:
-    res = measure(config["steps"], config["batch_size"], config["rounds"], config.get("device", "cpu"),
-                  with_torchode=config.get("torchode", True))
-    return [{"schema": SCHEMA_VERSION, "kind": "bench", "config": config, "status": "ok", "reason": None,
-             "env": environment(config.get("device", "cpu")), "metrics": res, "timing": {"isolated": isolated}}]
-
-
-# -- the timing experiment -------------------------------------------------------------------------
-
-def run_timing(config: dict, isolated: bool = True) -> list[dict]:
-    """One variant's training step (forward + backward + Adam step at batch 128), measured alone.
-
-    Also the per-seed step time when ``members`` seeds train as one batched model
-    (fixed-step variants).  ``implied_protocol_s`` is the step time times the
-    protocol's 500 x 8 steps; for dopri5 the step time depends on the weights
-    (NFE per solve), so the record also gives the time per dynamics evaluation.
-    """
+def record(config: dict, isolated: bool = True, progress=None) -> dict:
     device = config.get("device", "cpu")
-    cfg = variant_config(config["variant"])
-    sp = data.make_split(config["seed"], n_test=2)
-    B = config["batch_size"]
-    out: dict = {}
-    for members in sorted({1, config["members"]} if not cfg.adaptive else {1}):
-        model = Classifier(cfg, list(range(config["seed"], config["seed"] + members))).to(device)
-        x = torch.from_numpy(sp.x_train[:B]).to(device).unsqueeze(0).expand(members, -1, -1).contiguous()
-        y = torch.from_numpy(sp.y_train[:B]).to(device).unsqueeze(0).expand(members, -1).contiguous()
-        fn = _step_fn(model, x, y, "train", True)
-        for _ in range(config["warmup"]):
-            fn()
-        model.counter.reset()  # count the timed steps only
-        samples = [t / members for t in time_repeated(fn, device, warmup=0, repeats=config["repeats"])]
-        med, spread = median_spread(samples)
-        nfe = (model.counter.counts["forward"] + model.counter.counts["backward"]) / config["repeats"]
-        key = "" if members == 1 else f"_x{members}"
-        out[f"step_time_s{key}"] = med
-        out[f"step_time_spread_s{key}"] = spread
-        out[f"nfe_per_step{key}"] = nfe
-        out[f"time_per_nfe_s{key}"] = med / nfe if nfe else None
-    batches = -(-1000 // B)
-    out["implied_protocol_s"] = out["step_time_s"] * 500 * batches
-    if "step_time_s_x" + str(config["members"]) in out:
-        out["implied_protocol_s_batched"] = out[f"step_time_s_x{config['members']}"] * 500 * batches
-    out["repeats"] = config["repeats"]
-    return [{"schema": SCHEMA_VERSION, "kind": "timing", "config": config, "status": "ok", "reason": None,
-             "env": environment(device), "metrics": out, "timing": {"isolated": isolated}}]
+    res = measure(config["steps"], config["batch_size"], config["rounds"], device,
+                  with_torchode=config.get("torchode", True), progress=progress)
+    return records.make(config, res, environment(device), timing={"isolated": isolated})
 
 
-def timing_configs(repeats: int, device: str = "cpu") -> list[dict]:
-    return [{"kind": "timing", "variant": v, "batch_size": 128, "repeats": repeats, "warmup": 5, "members": 5,
-             "seed": 0, "device": device} for v in VARIANTS]
+def run(configs: list[dict]) -> list[dict]:
+    return [record(c) for c in configs]

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torchdiffeq
 
-from study import solvers
-from study.models import Dynamics
+from study.engine import solvers
+from study.engine.models import Dynamics
 
 
 def exact_problem():
@@ -30,9 +30,34 @@ def test_order_of_convergence(method, order):
     assert solvers.TABLEAUS[method].order == order
 
 
-def test_tableaus_are_consistent_and_validated():
+def order_conditions(tab) -> dict[int, list[float]]:
+    """Residuals of Butcher's order conditions up to order 4 (all must vanish up to the method's order)."""
+    import numpy as np
+
+    b, c = np.array(tab.b), np.array(tab.c)
+    A = np.zeros((tab.stages, tab.stages))
+    for i, row in enumerate(tab.a):
+        A[i, : len(row)] = row
+    return {1: [b.sum() - 1], 2: [b @ c - 1 / 2], 3: [b @ c**2 - 1 / 3, b @ A @ c - 1 / 6],
+            4: [b @ c**3 - 1 / 4, (b * c) @ A @ c - 1 / 8, b @ A @ c**2 - 1 / 12, b @ A @ A @ c - 1 / 24]}
+
+
+def test_tableaus_satisfy_the_order_conditions_of_their_order_only():
+    """Each tableau meets Butcher's conditions up to its stated order and fails some of the next order's;
+    the method table agrees with the tableaus on stages and order."""
+    from study.config import METHODS
+
     for tab in solvers.TABLEAUS.values():
-        assert abs(sum(tab.b) - 1) < 1e-15
+        conds = order_conditions(tab)
+        for p in range(1, tab.order + 1):
+            assert max(abs(r) for r in conds[p]) < 1e-14, (tab.name, p)
+        if tab.order < 4:
+            assert max(abs(r) for r in conds[tab.order + 1]) > 1e-3, tab.name
+        method = next(m for m in METHODS.values() if m.tableau == tab.name)
+        assert (method.stages, method.order) == (tab.stages, tab.order)
+
+
+def test_tableaus_are_validated():
     with pytest.raises(ValueError, match="sum to 1"):
         solvers.Tableau("bad", (0.0,), ((),), (0.5,), 1)
     with pytest.raises(ValueError, match="explicit"):

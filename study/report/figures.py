@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .. import data
 from . import style
-from .article import ARTICLE
+from .reported import ARTICLE
 from .results import MissingRuns, View, attempt
 
 
@@ -51,8 +52,6 @@ def _ci95(values) -> tuple[float, float]:
 # 1 --------------------------------------------------------------------------------------------------
 def fig_data(view: View, out: Path):
     """The training set of seed 0 with the Bayes-optimal decision boundary."""
-    from . import data
-
     plt = _plt()
     sp = data.make_split(0, n_test=2)
     g = np.linspace(-1.4, 1.4, 141)
@@ -75,11 +74,9 @@ def fig_data(view: View, out: Path):
 # 2 --------------------------------------------------------------------------------------------------
 def fig_main(view: View, out: Path):
     """Train and held-out accuracy per variant, mean and 95% CI over seeds; Bayes ceiling; the article's values."""
-    from . import data
-
     df = _results(view.runs("main"), "main")
     plt = _plt()
-    order = [v for v in style.VARIANT_ORDER if v in set(df["variant"])]
+    order = style.ordered(df["variant"])
     fig, ax = plt.subplots(figsize=(style.TEXT, 2.6))
     y = np.arange(len(order))
     for i, v in enumerate(order):
@@ -310,8 +307,6 @@ def fig_trajectories(view: View, out: Path):
 # 10 -------------------------------------------------------------------------------------------------
 def fig_regions(view: View, out: Path):
     """Decision regions of the trained models, with the Bayes-optimal boundary."""
-    from . import data
-
     rg = _need(view.regions(), "trajectories")
     fig, axes, variants = _variant_row(rg)
     g = np.linspace(-1.4, 1.4, 101)

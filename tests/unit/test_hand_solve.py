@@ -5,9 +5,10 @@ import pytest
 import torch
 import torchdiffeq
 
-from study import fused, solvers
-from study.measure import loss_fn
-from study.models import Classifier
+from study.engine import hand_solve as fused
+from study.engine import solvers
+from study.engine.loss import loss_fn
+from study.engine.models import Classifier
 from study.variants import variant_config
 
 
@@ -105,7 +106,7 @@ def test_fused_counts_evaluations_in_the_current_phase():
 
 
 def test_dropped_workspaces_are_allocated_again_by_the_next_step():
-    """CUDA peak memory drops them before its step, so that it counts them (analyses.cuda_peak_bytes)."""
+    """CUDA peak memory drops them before its step, so that it counts them (study.runners.memory.cuda_peak_bytes)."""
     m = Classifier(variant_config("euler", steps=5), [0])
     x, y = torch.randn(1, 16, 2), torch.randint(0, 2, (1, 16))
     loss_fn(m(x), y).backward()

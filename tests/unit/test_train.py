@@ -4,16 +4,10 @@ import math
 import pytest
 import torch
 
-from study.train import Protocol, train
+from study.config import Protocol
 from study.variants import variant_config
 
-SMALL = dict(n_train=256, n_test=500, curve_test_points=200, eval_every=1)
-
-
-def strip(rec):
-    """A record without what legitimately differs between identical runs (timing)."""
-    m = {k: v for k, v in rec["metrics"].items() if k != "wall_time_s"}
-    return rec["config"], rec["status"], m, rec["curves"]
+from tests.helpers import SMALL, strip, train
 
 
 @pytest.mark.parametrize("variant,per_pass", [("euler", 20), ("rk4", 80), ("tdq-rk4", 80), ("resnet", 20)])

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from .. import variants
 
 COLUMN = 3.3  # inches: one paper column
 TEXT = 6.9  # inches: the full text width
@@ -23,43 +22,29 @@ METHOD_COLOURS = {
 BACKEND_MARKERS = {"hand": "o", "torchdiffeq": "s", "torchdiffeq-adjoint": "^", "seminorm": "v", "resnet": "D"}
 BACKEND_LINES = {"hand": "-", "torchdiffeq": "--", "torchdiffeq-adjoint": ":", "seminorm": "-.", "resnet": "-"}
 
-VARIANT_ORDER = ["euler", "rk4", "rk4-38", "resnet", "tdq-euler", "tdq-rk4", "tdq-dopri5", "adjoint-euler",
-                 "adjoint-rk4", "adjoint-dopri5", "adjoint-dopri5-seminorm"]
-LABELS = {
-    "euler": "Euler (hand)", "rk4": "RK4 (hand)", "rk4-38": "RK4 3/8 (hand)", "resnet": "ResNet",
-    "tdq-euler": "Euler (tdq)", "tdq-rk4": "RK4 3/8 (tdq)", "tdq-dopri5": "dopri5 (tdq)",
-    "adjoint-euler": "Euler (adjoint)", "adjoint-rk4": "RK4 3/8 (adjoint)", "adjoint-dopri5": "dopri5 (adjoint)",
-    "adjoint-dopri5-seminorm": "dopri5 (adj., seminorm)",
-}
-
-
-def _key(variant: str) -> tuple[str, str]:
-    """(method, backend) of a variant name."""
-    if variant == "resnet":
-        return "resnet", "resnet"
-    if variant.endswith("seminorm"):
-        return "dopri5", "seminorm"
-    backend = {"tdq": "torchdiffeq", "adjoint": "torchdiffeq-adjoint"}.get(variant.split("-")[0], "hand")
-    method = variant.split("-", 1)[1] if backend != "hand" else variant
-    if backend != "hand" and method == "rk4":
-        method = "rk4-38"  # torchdiffeq's rk4 is the 3/8 rule
-    return method, backend
+def ordered(names) -> list[str]:
+    """The registered variants among ``names``, in the registry's order (every figure's and table's order)."""
+    present = set(names)
+    return [v for v in variants.VARIANTS if v in present]
 
 
 def colour(variant: str) -> str:
-    return METHOD_COLOURS[_key(variant)[0]]
+    """The colour of a variant's solver method (the ResNet has its own)."""
+    return METHOD_COLOURS[variants.get(variant).method]
 
 
 def marker(variant: str) -> str:
-    return BACKEND_MARKERS[_key(variant)[1]]
+    """The marker of how a variant is solved and differentiated (hand, torchdiffeq, adjoint, ...)."""
+    return BACKEND_MARKERS[variants.get(variant).family]
 
 
 def line(variant: str) -> str:
-    return BACKEND_LINES[_key(variant)[1]]
+    return BACKEND_LINES[variants.get(variant).family]
 
 
 def label(variant: str) -> str:
-    return LABELS.get(variant, variant)
+    """A variant's display name; other names (solver labels of the sweeps) are shown as they are."""
+    return variants.VARIANTS[variant].label if variant in variants.VARIANTS else variant
 
 
 def apply() -> None:

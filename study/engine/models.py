@@ -17,22 +17,14 @@ map at the start of training) unless ``zero_init`` is off.
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass, field
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from . import fused, solvers
-
-FIXED_METHODS = tuple(solvers.TABLEAUS)
-ADAPTIVE_METHODS = ("dopri5",)
-BACKENDS = ("hand", "torchdiffeq", "torchdiffeq-adjoint")
-# Our counters are also torchdiffeq step callbacks, which its fixed-grid solvers do not call.
-warnings.filterwarnings("ignore", message=r"Solver '.*' does not support callbacks")
-# Our method names -> torchdiffeq's.  torchdiffeq's "rk4" is the 3/8 rule.
-TORCHDIFFEQ_NAMES = {"euler": "euler", "midpoint": "midpoint", "rk4-38": "rk4", "dopri5": "dopri5"}
+from ..config import METHODS, ModelConfig
+from . import hand_solve, solvers
+from .instrument import note_derived
 
 
 class ELinear(nn.Module):
@@ -53,10 +45,10 @@ class _Prepared:
         self.f = f
 
     def __enter__(self):
-        self.f._prepared = self.f._prepare()
+        self.f.hold_prepared()
 
     def __exit__(self, *exc):
-        self.f._prepared = None
+        self.f.release_prepared()
 
 
 class _ReleaseAfterBackward(torch.autograd.Function):
@@ -69,7 +61,7 @@ class _ReleaseAfterBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        ctx.func._prepared = None
+        ctx.func.release_prepared()
         return grad, None
 
 
@@ -114,9 +106,8 @@ class Dynamics(nn.Module):
         self.l2 = ELinear(members, hidden, hidden)
         self.l3 = ELinear(members, hidden, dim)
         self.counter = Counter()
-        self._prepared = None  # set by `prepared()` for the evaluations of one solve
-        self.track_derived: list | None = None  # when a list, _prepare appends its outputs to it
-        self.workspace = None  # study.fused's buffers, reused from one solve to the next
+        self._prepared = None  # held by `prepared()` / `hold_prepared()` for the evaluations of one solve
+        self.workspace = None  # study.engine.hand_solve's buffers, reused from one solve to the next
 
     def _prepare(self) -> tuple:
         """The weights in the form the evaluation uses: scaled, biases folded, as columns.
@@ -126,15 +117,25 @@ class Dynamics(nn.Module):
         ``f = (2 W3) s2 + (b3 - W3 1)``.
         """
         l1, l2, l3 = self.l1, self.l2, self.l3
-        a1, a2, a3, b1, wt, c2, c3 = fused.fold(l1.weight, l1.bias, self.w_t, l2.weight, l2.bias, l3.weight, l3.bias)
+        a1, a2, a3, b1, wt, c2, c3 = hand_solve.fold(l1.weight, l1.bias, self.w_t, l2.weight, l2.bias, l3.weight, l3.bias)
         out = (b1, wt, a1, c2, a2, c3, a3)
-        if self.track_derived is not None:  # functions of the parameters alone, not activations
-            self.track_derived.extend(x for x in out if x is not None)
+        note_derived(out)  # functions of the parameters alone, not activations
         return out
 
     def prepared(self):
         """Context manager: prepare the weights once for every evaluation of one solve."""
         return _Prepared(self)
+
+    def hold_prepared(self) -> None:
+        """Prepare the weights and keep them (with their graph) until :meth:`release_prepared`."""
+        self._prepared = self._prepare()
+
+    def release_prepared(self) -> None:
+        self._prepared = None
+
+    @property
+    def holds_prepared(self) -> bool:
+        return self._prepared is not None
 
     def forward(self, t, y: torch.Tensor) -> torch.Tensor:
         self.counter.counts[self.counter.phase] += 1
@@ -164,60 +165,6 @@ class Dynamics(nn.Module):
             self.counter.rejected += 1
 
 
-@dataclass
-class ModelConfig:
-    """Everything that defines a model (plain data; see ``study.variants``)."""
-
-    model: str = "ode"  # "ode" | "resnet"
-    backend: str = "hand"  # "hand" | "torchdiffeq" | "torchdiffeq-adjoint"
-    method: str = "euler"  # a fixed-step tableau name or "dopri5"
-    steps: int = 20  # fixed-step solvers; ResNet blocks
-    rtol: float | None = None  # adaptive solvers
-    atol: float | None = None
-    adjoint_norm: str | None = None  # None | "seminorm"
-    lift_dim: int = 6
-    hidden: int = 128
-    head_hidden: int = 64
-    time_input: bool = True
-    zero_init: bool = True
-    max_num_steps: int = 1000  # cap of adaptive steps per solve
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        names = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def validate(self) -> None:
-        def bad(msg):
-            raise ValueError(msg)
-
-        if self.model not in ("ode", "resnet"):
-            bad(f"model must be 'ode' or 'resnet', got {self.model!r}")
-        if self.backend not in BACKENDS:
-            bad(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
-        if not isinstance(self.steps, int) or self.steps < 1:
-            bad(f"steps must be a positive integer, got {self.steps!r}")
-        if self.lift_dim < 1 or self.hidden < 1 or self.head_hidden < 1:
-            bad("lift_dim, hidden and head_hidden must be positive")
-        if self.model == "resnet":
-            return
-        if self.method in ADAPTIVE_METHODS:
-            if self.backend == "hand":
-                bad(f"the hand backend has fixed-step methods only ({', '.join(FIXED_METHODS)}); use torchdiffeq for {self.method}")
-            if not (self.rtol and self.atol and self.rtol > 0 and self.atol > 0):
-                bad(f"{self.method} needs positive rtol and atol")
-        elif self.method not in FIXED_METHODS:
-            bad(f"unknown method {self.method!r}; choose one of {', '.join(FIXED_METHODS + ADAPTIVE_METHODS)}")
-        if self.backend != "hand" and self.method not in TORCHDIFFEQ_NAMES:
-            bad(f"torchdiffeq has no {self.method!r} (its 'rk4' is the 3/8 rule: method 'rk4-38')")
-        if self.adjoint_norm not in (None, "seminorm"):
-            bad(f"adjoint_norm must be null or 'seminorm', got {self.adjoint_norm!r}")
-
-    @property
-    def adaptive(self) -> bool:
-        return self.model == "ode" and self.method in ADAPTIVE_METHODS
-
-
 class ODEBlock(nn.Module):
     """Integrates the dynamics over ``[0, 1]`` with the configured backend and method."""
 
@@ -228,7 +175,7 @@ class ODEBlock(nn.Module):
 
     def _tdq_kwargs(self) -> dict:
         cfg = self.cfg
-        kw: dict = {"method": TORCHDIFFEQ_NAMES[cfg.method]}
+        kw: dict = {"method": METHODS[cfg.method].torchdiffeq}
         if cfg.adaptive:
             kw.update(rtol=cfg.rtol, atol=cfg.atol, options={"max_num_steps": cfg.max_num_steps})
             if cfg.backend == "torchdiffeq-adjoint":
@@ -256,16 +203,16 @@ class ODEBlock(nn.Module):
             # odeint_adjoint's backward re-evaluates f after this call returns: keep the prepared
             # weights (with their graph to the parameters) until then.  _ReleaseAfterBackward sits
             # below the solve in the graph, so its backward runs after the adjoint's and drops them.
-            self.func._prepared = self.func._prepare()
+            self.func.hold_prepared()
             if torch.is_grad_enabled():
                 y0 = _ReleaseAfterBackward.apply(y0, self.func)
             try:
                 return self._solve(y0, trajectory_points)
             finally:
                 if not torch.is_grad_enabled():
-                    self.func._prepared = None
+                    self.func.release_prepared()
         if self.cfg.backend == "hand" and trajectory_points is None:
-            return fused.solve(self.func, y0, solvers.get_tableau(self.cfg.method), self.cfg.steps)
+            return hand_solve.solve(self.func, y0, solvers.get_tableau(self.cfg.method), self.cfg.steps)
         with self.func.prepared():
             return self._solve(y0, trajectory_points)
 
@@ -296,7 +243,7 @@ class ResNetStack(nn.Module):
     Each block is Linear(d, H) - Tanh - Linear(H, H) - Tanh - Linear(H, d), i.e.
     the ODE's dynamics without the time input.  It is forward Euler with step
     ``1/N`` on a depth-dependent vector field, and it runs on the hand backend's
-    engine as such (:func:`study.fused.solve_blocks`), so that its costs compare
+    engine as such (:func:`study.engine.hand_solve.solve_blocks`), so that its costs compare
     with the ODE's on equal terms; trajectories call the blocks one by one.
     """
 
@@ -309,7 +256,7 @@ class ResNetStack(nn.Module):
 
     def forward(self, h: torch.Tensor, trajectory_points: int | None = None) -> torch.Tensor:
         if trajectory_points is None:
-            return fused.solve_blocks(list(self.blocks), h)
+            return hand_solve.solve_blocks(list(self.blocks), h)
         n = len(self.blocks)
         grid = solvers.time_grid(0.0, 1.0, n)
         states = [h]

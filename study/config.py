@@ -1,0 +1,154 @@
+"""The study's vocabulary, torch-free: solver methods, model configs, the training protocol.
+
+Everything here is plain data that the registry (``study.variants``,
+``study.experiments``), the engine and the report layer all read; nothing
+here imports torch, so the report layer can use it too.
+
+:data:`METHODS` is the one place that says what a method is: its tableau (for
+the hand backend), torchdiffeq's name for it, its stages per step, its order
+and its display name.  torchdiffeq's ``rk4`` is Kutta's 3/8 rule, our
+``rk4-38``: that fact lives only in this table.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+SIGMA = 0.1  # the article's noise N(0, 0.1), read as a standard deviation
+
+
+@dataclass(frozen=True)
+class Method:
+    """A solver method: ``tableau`` names the hand backend's Butcher tableau (None: not hand-written),
+    ``torchdiffeq`` torchdiffeq's name for the same arithmetic (None: torchdiffeq has none)."""
+
+    name: str
+    order: int
+    stages: int  # function evaluations per step (adaptive: per attempted step, FSAL aside)
+    label: str
+    tableau: str | None = None
+    torchdiffeq: str | None = None
+    adaptive: bool = False
+
+
+METHODS: dict[str, Method] = {m.name: m for m in (
+    Method("euler", 1, 1, "Euler", tableau="euler", torchdiffeq="euler"),
+    Method("midpoint", 2, 2, "midpoint", tableau="midpoint", torchdiffeq="midpoint"),
+    Method("rk4", 4, 4, "RK4", tableau="rk4"),  # the classic RK4: torchdiffeq has none
+    Method("rk4-38", 4, 4, "RK4 3/8", tableau="rk4-38", torchdiffeq="rk4"),  # torchdiffeq's "rk4" is the 3/8 rule
+    Method("dopri5", 5, 6, "dopri5", torchdiffeq="dopri5", adaptive=True),
+)}
+FIXED_METHODS = tuple(n for n, m in METHODS.items() if not m.adaptive)
+ADAPTIVE_METHODS = tuple(n for n, m in METHODS.items() if m.adaptive)
+BACKENDS = ("hand", "torchdiffeq", "torchdiffeq-adjoint")
+
+
+def torchdiffeq_method(tdq_name: str) -> Method:
+    """Our method for torchdiffeq's name ``tdq_name`` (``rk4`` -> the 3/8 rule)."""
+    for m in METHODS.values():
+        if m.torchdiffeq == tdq_name:
+            return m
+    raise ValueError(f"torchdiffeq method {tdq_name!r} is not in the study's method table")
+
+
+@dataclass
+class ModelConfig:
+    """Everything that defines a model (plain data; see ``study.variants``)."""
+
+    model: str = "ode"  # "ode" | "resnet"
+    backend: str = "hand"  # "hand" | "torchdiffeq" | "torchdiffeq-adjoint"
+    method: str = "euler"  # a name in METHODS
+    steps: int = 20  # fixed-step solvers; ResNet blocks
+    rtol: float | None = None  # adaptive solvers
+    atol: float | None = None
+    adjoint_norm: str | None = None  # None | "seminorm"
+    lift_dim: int = 6
+    hidden: int = 128
+    head_hidden: int = 64
+    time_input: bool = True
+    zero_init: bool = True
+    max_num_steps: int = 1000  # cap of adaptive steps per solve
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        names = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def validate(self) -> None:
+        def bad(msg):
+            raise ValueError(msg)
+
+        if self.model not in ("ode", "resnet"):
+            bad(f"model must be 'ode' or 'resnet', got {self.model!r}")
+        if self.backend not in BACKENDS:
+            bad(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            bad(f"steps must be a positive integer, got {self.steps!r}")
+        if self.lift_dim < 1 or self.hidden < 1 or self.head_hidden < 1:
+            bad("lift_dim, hidden and head_hidden must be positive")
+        if self.model == "resnet":
+            return
+        method = METHODS.get(self.method)
+        if method is None:
+            bad(f"unknown method {self.method!r}; choose one of {', '.join(FIXED_METHODS + ADAPTIVE_METHODS)}")
+        if method.adaptive:
+            if self.backend == "hand":
+                bad(f"the hand backend has fixed-step methods only ({', '.join(FIXED_METHODS)}); use torchdiffeq for {self.method}")
+            if not (self.rtol and self.atol and self.rtol > 0 and self.atol > 0):
+                bad(f"{self.method} needs positive rtol and atol")
+        if self.backend != "hand" and method.torchdiffeq is None:
+            bad(f"torchdiffeq has no {self.method!r} (its 'rk4' is our {torchdiffeq_method('rk4').name!r})")
+        if self.adjoint_norm not in (None, "seminorm"):
+            bad(f"adjoint_norm must be null or 'seminorm', got {self.adjoint_norm!r}")
+
+    @property
+    def adaptive(self) -> bool:
+        return self.model == "ode" and METHODS[self.method].adaptive
+
+    @property
+    def stages(self) -> int:
+        """Evaluations per step (ResNet: one per block)."""
+        return 1 if self.model == "resnet" else METHODS[self.method].stages
+
+    def param_count(self) -> int:
+        """Parameters of one model, counted from the architecture (the engine's models are tested against it)."""
+        d, H, h = self.lift_dim, self.hidden, self.head_hidden
+        resnet = self.model == "resnet"
+        time_column = H if self.time_input and not resnet else 0  # ResNet blocks have no time input
+        dynamics = (d * H + H + time_column) + (H * H + H) + (H * d + d)
+        return (2 * d + d) + (self.steps if resnet else 1) * dynamics + (d * h + h) + (h * 2 + 2)
+
+
+@dataclass
+class Protocol:
+    """The training protocol: the article's defaults, every number configurable."""
+
+    epochs: int = 500
+    lr: float = 0.01
+    batch_size: int = 128
+    n_train: int = 1000
+    n_test: int = 10_000
+    sigma: float = SIGMA
+    eval_every: int = 10  # test-accuracy curve every this many epochs (and at the last)
+    curve_test_points: int = 2000  # the curve uses the first this many test points; final test_acc uses all
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Protocol":
+        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    def validate(self) -> None:
+        for name in ("epochs", "batch_size", "n_train", "n_test", "eval_every", "curve_test_points"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if not (self.lr > 0 and self.sigma >= 0):
+            raise ValueError("lr must be positive and sigma non-negative")
+
+    @property
+    def batches(self) -> int:
+        """Mini-batches per epoch."""
+        return -(-self.n_train // self.batch_size)
+
+
+def run_config(model_cfg: ModelConfig, protocol: Protocol, seed: int, device: str = "cpu", extra: dict | None = None) -> dict:
+    """The full config a training record stores (and its store path is hashed from)."""
+    return {"kind": "train", **(extra or {}), "seed": int(seed), "device": device, **asdict(model_cfg), **asdict(protocol)}

@@ -1,0 +1,1 @@
+"""The compute side: solvers, models, the hand backend's solve, training, instrumentation (torch)."""

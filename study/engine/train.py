@@ -1,0 +1,230 @@
+"""Training: the article's protocol, plain and linear.
+
+:func:`fit` builds the data and the model, loops over epochs and mini-batches,
+evaluates and returns a :class:`History`; turning it into records is the
+``train`` runner's job.  Several seeds of a fixed-step variant train together
+as one ensemble model (stacked weights); each member sees its own data,
+shuffling and initialisation, exactly as if it were trained alone, and a
+member that diverges stops where it would have stopped alone.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from .. import data
+from ..config import ModelConfig, Protocol
+from .instrument import activation_bytes
+from .loss import member_losses
+from .models import Classifier
+
+CURVES = ("loss", "train_acc", "nfe_forward", "nfe_backward", "accepted_steps", "rejected_steps")
+
+
+class Diverged(Exception):
+    """A run that cannot go on: non-finite loss, step-size underflow, too many steps."""
+
+
+def is_solver_failure(exc: BaseException) -> bool:
+    """torchdiffeq's adaptive step control gives up with these assertions: a result, not a bug."""
+    msg = str(exc)
+    return isinstance(exc, AssertionError) and ("underflow in dt" in msg or "max_num_steps exceeded" in msg)
+
+
+@torch.no_grad()
+def evaluate(model: Classifier, x: torch.Tensor, y: torch.Tensor) -> list[float]:
+    """Accuracy of each member on ``x`` (``(S, N, 2)``), counted as evaluation NFE."""
+    counter = model.counter
+    phase, counter.phase = counter.phase, "eval"
+    acc_before = counter.accepted, counter.rejected
+    try:
+        pred = model(x).argmax(-1)
+    finally:
+        counter.phase = phase
+        counter.accepted, counter.rejected = acc_before  # steps of evaluation solves are not training steps
+    return (pred == y).float().mean(1).tolist()
+
+
+def _stack(arrays: Sequence[np.ndarray], device) -> torch.Tensor:
+    return torch.from_numpy(np.stack(arrays)).to(device)
+
+
+@dataclass
+class Data:
+    """Every member's training and test set, stacked ``(S, N, ...)``, and its shuffling stream."""
+
+    xtr: torch.Tensor
+    ytr: torch.Tensor
+    xte: torch.Tensor
+    yte: torch.Tensor
+    shufflers: list
+
+    @classmethod
+    def of(cls, seeds: Sequence[int], P: Protocol, device) -> "Data":
+        splits = [data.make_split(s, P.n_train, P.n_test, P.sigma) for s in seeds]
+        return cls(_stack([sp.x_train for sp in splits], device), _stack([sp.y_train for sp in splits], device),
+                   _stack([sp.x_test for sp in splits], device), _stack([sp.y_test for sp in splits], device),
+                   [data.rng(s, data.STREAM_SHUFFLE) for s in seeds])
+
+
+@dataclass
+class History:
+    """What training did: per-epoch curves (loss and accuracies per member), test curve, divergence, finals."""
+
+    model: Classifier
+    seeds: list[int]
+    curves: dict = field(default_factory=lambda: {k: [] for k in CURVES})
+    test_epochs: list[int] = field(default_factory=list)
+    test_curve: list[list[float]] = field(default_factory=list)  # per evaluation, per member
+    diverged: dict[int, str] = field(default_factory=dict)  # member -> reason
+    stopped: dict[int, int] = field(default_factory=dict)  # member -> last epoch it completed
+    no_eval_at_stop: set[int] = field(default_factory=set)  # members that alone would not evaluate that epoch
+    epochs_done: int = 0
+    wall_s: float = 0.0
+    train_acc: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    nfe_final_eval: int = 0
+    activation_bytes: list[int | None] = field(default_factory=list)
+
+    def diverge(self, member: int, reason: str, epoch: int) -> None:
+        self.diverged.setdefault(member, reason)
+        self.stopped.setdefault(member, epoch)
+
+    def last_epoch(self, member: int) -> int:
+        """The last epoch member ``member`` completed (a diverged member stops there)."""
+        return self.stopped.get(member, self.epochs_done)
+
+    def test_evaluations(self, member: int) -> int:
+        """How many test-curve points member ``member`` would have alone."""
+        e = self.last_epoch(member)
+        return sum(1 for t in self.test_epochs if t < e or (t == e and member not in self.no_eval_at_stop))
+
+
+def _run_epoch(model: Classifier, opt, d: Data, P: Protocol) -> tuple[list[float], list[float]]:
+    """One epoch of mini-batches; returns each member's mean loss and training accuracy."""
+    S = len(d.shufflers)
+    device = d.xtr.device
+    member = torch.arange(S, device=device).unsqueeze(1)
+    perm = _stack([g.permutation(P.n_train) for g in d.shufflers], device)
+    loss_sum = torch.zeros(S, device=device)
+    correct = torch.zeros(S, device=device)
+    counter = model.counter
+    for b in range(P.batches):
+        idx = perm[:, b * P.batch_size : (b + 1) * P.batch_size]
+        xb, yb = d.xtr[member, idx], d.ytr[member, idx]
+        counter.phase = "forward"
+        logits = model(xb)
+        per_member = member_losses(logits, yb)
+        opt.zero_grad(set_to_none=True)
+        counter.phase = "backward"
+        per_member.sum().backward()
+        counter.phase = "forward"
+        opt.step()
+        with torch.no_grad():
+            loss_sum += per_member.detach() * idx.shape[1]
+            correct += (logits.argmax(-1) == yb).sum(1)
+    return (loss_sum / P.n_train).tolist(), (correct / P.n_train).tolist()
+
+
+def _train_epochs(h: History, opt, sched, d: Data, P: Protocol, progress) -> None:
+    """The epoch loop; stops when every member has diverged."""
+    counter, S = h.model.counter, len(h.seeds)
+    for epoch in range(1, P.epochs + 1):
+        before = dict(counter.counts), counter.accepted, counter.rejected
+        losses, accs = _run_epoch(h.model, opt, d, P)
+        sched.step()
+        h.epochs_done = epoch
+        c = h.curves
+        c["loss"].append(losses)
+        c["train_acc"].append(accs)
+        c["nfe_forward"].append(counter.counts["forward"] - before[0]["forward"])
+        c["nfe_backward"].append(counter.counts["backward"] - before[0]["backward"])
+        c["accepted_steps"].append(counter.accepted - before[1])
+        c["rejected_steps"].append(counter.rejected - before[2])
+        for s, loss in enumerate(losses):
+            if s not in h.diverged and not math.isfinite(loss):
+                h.diverge(s, f"non-finite training loss in epoch {epoch}", epoch)
+                h.no_eval_at_stop.add(s)  # alone, it would stop before this epoch's evaluation
+        if len(h.diverged) == S:
+            raise Diverged(h.diverged[0])
+        if epoch % P.eval_every == 0 or epoch == P.epochs:
+            h.test_epochs.append(epoch)
+            h.test_curve.append(evaluate(h.model, d.xte[:, : P.curve_test_points], d.yte[:, : P.curve_test_points]))
+        if progress:
+            progress(epoch, float(np.nanmean(losses)) if any(map(math.isfinite, losses)) else float("nan"))
+
+
+def _final_evaluation(h: History, d: Data) -> None:
+    counter, S = h.model.counter, len(h.seeds)
+    before = counter.counts["eval"]
+    try:
+        h.train_acc = evaluate(h.model, d.xtr, d.ytr)
+        h.test_acc = evaluate(h.model, d.xte, d.yte)
+    except AssertionError as exc:
+        if not is_solver_failure(exc):
+            raise
+        h.train_acc = h.test_acc = [float("nan")] * S
+        for s in range(S):
+            h.diverge(s, f"solver failure in final evaluation: {exc}", h.epochs_done)
+    h.nfe_final_eval = counter.counts["eval"] - before
+
+
+def _member_activation_bytes(h: History, s: int, d: Data, P: Protocol) -> int | None:
+    """Saved-tensor bytes of one training step of member ``s`` alone (not counted as training)."""
+    model = h.model
+    single = model.member(s) if len(h.seeds) > 1 else model
+    counter = single.counter
+    counter.phase = "forward"
+    before = dict(counter.counts), counter.accepted, counter.rejected
+    try:
+        act = activation_bytes(single, d.xtr[s : s + 1, : P.batch_size], d.ytr[s : s + 1, : P.batch_size])
+    except AssertionError as exc:
+        if not is_solver_failure(exc):
+            raise
+        return None
+    if single is model:  # the measuring step is not training
+        counter.counts.update(before[0])
+        counter.accepted, counter.rejected = before[1], before[2]
+    return act
+
+
+def fit(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], device: str = "cpu",
+        progress: Callable[[int, float], None] | None = None) -> History:
+    """Train one model per seed (as one ensemble) and say what happened.
+
+    ``progress(epoch, mean_loss)`` is called after every epoch.  Exceptions
+    other than divergence propagate (the executor stores them as ``error``).
+    """
+    model_cfg.validate()
+    protocol.validate()
+    seeds = [int(s) for s in seeds]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds}")
+    if len(seeds) > 1 and model_cfg.adaptive:
+        raise ValueError("adaptive solvers share one step-size controller: train their seeds one at a time")
+    d = Data.of(seeds, protocol, device)
+    model = Classifier(model_cfg, seeds).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=protocol.lr, fused=True)  # one kernel for all parameters
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=protocol.epochs)
+    model.counter.reset()
+    h = History(model, seeds)
+    t_start = time.perf_counter()
+    try:
+        _train_epochs(h, opt, sched, d, protocol, progress)
+    except Diverged:
+        pass
+    except AssertionError as exc:
+        if not is_solver_failure(exc):
+            raise
+        for s in range(len(seeds)):
+            h.diverge(s, f"solver failure after epoch {h.epochs_done}: {exc}", h.epochs_done)
+    h.wall_s = time.perf_counter() - t_start
+    _final_evaluation(h, d)
+    h.activation_bytes = [None if s in h.diverged else _member_activation_bytes(h, s, d, protocol)
+                          for s in range(len(seeds))]
+    return h

@@ -1,0 +1,193 @@
+"""The pandas view of the run store: the only way figures, tables and claims read runs.
+
+``view = load("runs", profile="full")`` scans the store once (validating every
+record; corrupt files are listed in ``view.problems``, never used) and offers
+tidy frames:
+
+* ``view.runs(experiment=None, kind=None)``: one row per run, config columns
+  (nested config dicts flattened as ``protocol.epochs``), scalar metrics, status;
+* ``view.curves(experiment=None)``: long form, one row per (run, epoch);
+* ``view.convergence()``, ``view.gradients()``: one row per measured point;
+* ``view.trajectories()``, ``view.regions()``: trained models' states and decision regions;
+* ``view.bench()``: the bench table; ``view.executions()``: the ``run-all`` log.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import store
+from ..experiments import experiment_hashes
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        elif not isinstance(v, list):
+            out[key] = v
+    return out
+
+
+class MissingRuns(LookupError):
+    """What a figure or table needs is not in the store; the message names the experiment to run."""
+
+    def __init__(self, experiment: str):
+        super().__init__(f"no runs of experiment '{experiment}' (study run-all --experiments {experiment})")
+        self.experiment = experiment
+
+
+def attempt(what: str, fn, skipped: list[str], log=print):
+    """``fn()``, or, when its runs are missing or it breaks, one line in ``skipped`` and ``None``.
+
+    Used by figures and tables: one missing experiment or broken item must not stop the others.
+    """
+    try:
+        return fn()
+    except MissingRuns as exc:
+        msg = f"{what}: skipped: {exc}"
+    except Exception as exc:  # noqa: BLE001 - reported, never swallowed silently
+        msg = f"{what}: failed: {type(exc).__name__}: {exc}"
+    skipped.append(msg)
+    log(msg)
+    return None
+
+
+@dataclass
+class View:
+    records: dict[str, dict]  # hash -> record
+    problems: list[tuple[str, str]] = field(default_factory=list)  # (path, what is wrong)
+    membership: dict[str, set[str]] = field(default_factory=dict)  # experiment -> hashes
+    execution_log: list[dict] = field(default_factory=list)  # run-all invocations (run-all.log.jsonl)
+
+    def _select(self, experiment: str | None, kind: str | None = None) -> list[tuple[str, dict]]:
+        if experiment is not None and experiment not in self.membership:
+            raise KeyError(f"unknown experiment {experiment!r}")
+        chosen = self.membership[experiment] if experiment else set(self.records)
+        return [(h, r) for h, r in self.records.items() if h in chosen and (kind is None or r["kind"] == kind)]
+
+    def experiments_of(self, h: str) -> list[str]:
+        return [name for name, hashes in self.membership.items() if h in hashes]
+
+    def runs(self, experiment: str | None = None, kind: str | None = None) -> pd.DataFrame:
+        rows = []
+        for h, r in self._select(experiment, kind):
+            row = {"hash": h, "kind": r["kind"], "status": r["status"], "reason": r.get("reason"),
+                   "experiments": ",".join(self.experiments_of(h))}
+            row.update(_flatten(r["config"]))
+            row.update({k: v for k, v in r["metrics"].items() if not isinstance(v, (list, dict))})
+            row.update({f"timing.{k}": v for k, v in (r.get("timing") or {}).items() if not isinstance(v, (list, dict))})
+            row["gpu"] = r["env"].get("gpu")
+            rows.append(row)
+        df = pd.DataFrame(rows)
+        return df.sort_values([c for c in ("kind", "variant", "seed") if c in df]).reset_index(drop=True) if rows else df
+
+    def curves(self, experiment: str | None = None) -> pd.DataFrame:
+        frames = []
+        for h, r in self._select(experiment, "train"):
+            c = r.get("curves") or {}
+            if not c.get("epoch"):
+                continue
+            df = pd.DataFrame({k: c[k] for k in ("epoch", "loss", "train_acc", "nfe_forward", "nfe_backward",
+                                                  "accepted_steps", "rejected_steps")})
+            test = pd.Series(c["test_acc"], index=c["test_epoch"], dtype=float)
+            df["test_acc"] = df["epoch"].map(test)
+            df["hash"] = h
+            df["status"] = r["status"]
+            for k in ("variant", "seed", "backend", "method", "steps", "rtol", "adjoint_norm", "lift_dim",
+                      "time_input", "zero_init", "model"):
+                df[k] = r["config"].get(k)
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def convergence(self) -> pd.DataFrame:
+        rows = []
+        for h, r in self._select("convergence", "convergence"):
+            m = r["metrics"]
+            for n, hh, e in zip(m["steps"], m["h"], m["error"]):
+                rows.append({"solver": r["config"]["solver"], "steps": n, "h": hh, "error": e, "slope": m["slope"],
+                             "order": m["order"], "tableau": m["tableau"]})
+        return pd.DataFrame(rows)
+
+    def gradients(self) -> pd.DataFrame:
+        rows = []
+        for h, r in self._select("gradients", "gradients"):
+            for row in r["metrics"]["rows"]:
+                rows.append({"hash": h, "seed": r["config"]["seed"], **row})
+        return pd.DataFrame(rows)
+
+    def _trained_models(self):
+        """(record, its saved data) of every successful trajectories run."""
+        for _, r in self._select("trajectories", "trajectories"):
+            if r.get("data") and r["status"] == "ok":
+                yield r, r["data"]
+
+    def trajectories(self) -> pd.DataFrame:
+        """Long form: variant, time, point, label, x0, x1 (the input) and s0..s{d-1} (the state)."""
+        frames = []
+        for r, d in self._trained_models():
+            states = np.asarray(d["states"], dtype=float)  # (times, points, dim)
+            T, P, D = states.shape
+            df = pd.DataFrame(states.reshape(T * P, D), columns=[f"s{i}" for i in range(D)])
+            df.insert(0, "point", np.tile(np.arange(P), T))
+            df.insert(0, "time", np.repeat(np.asarray(d["times"]), P))
+            df.insert(0, "variant", r["config"]["variant"])
+            df["label"] = np.tile(np.asarray(d["labels"]), T)
+            inputs = np.asarray(d["inputs"])
+            df["x0"], df["x1"] = np.tile(inputs[:, 0], T), np.tile(inputs[:, 1], T)
+            df["test_acc"] = r["metrics"]["test_acc"]
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def regions(self) -> pd.DataFrame:
+        """Long form: variant, x, y, prob_class1 on the saved grid."""
+        frames = []
+        for r, d in self._trained_models():
+            g = np.asarray(d["grid"])
+            gx, gy = np.meshgrid(g, g)
+            frames.append(pd.DataFrame({"variant": r["config"]["variant"], "x": gx.ravel(), "y": gy.ravel(),
+                                        "prob_class1": np.asarray(d["prob_class1"]).ravel(),
+                                        "test_acc": r["metrics"]["test_acc"]}))
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def bench(self) -> pd.DataFrame:
+        """The bench table of the profile's ``bench`` run: one row per (solver, mode)."""
+        ok = [r for _, r in self._select("bench", "bench") if r["status"] == "ok"]
+        if not ok:
+            return pd.DataFrame()
+        rec = min(ok, key=lambda r: store.config_hash(r["config"]))  # the profile's bench config: one record
+        return pd.DataFrame(rec["metrics"]["rows"]).assign(matmul_gflops_128=rec["metrics"]["matmul_gflops_128"])
+
+    def status(self) -> pd.DataFrame:
+        """Per experiment: runs planned, done (ok or diverged), missing, diverged, failed, corrupt."""
+        corrupt = {Path(p).stem for p, _ in self.problems}
+        rows = []
+        for name, hashes in self.membership.items():
+            st = [self.records[h]["status"] if h in self.records else ("corrupt" if h in corrupt else "missing")
+                  for h in hashes]
+            rows.append({"experiment": name, "runs": len(st), "done": sum(s in ("ok", "diverged") for s in st),
+                         "missing": st.count("missing"), "diverged": st.count("diverged"), "failed": st.count("error"),
+                         "corrupt": st.count("corrupt")})
+        return pd.DataFrame(rows, columns=["experiment", "runs", "done", "missing", "diverged", "failed", "corrupt"])
+
+    def executions(self) -> pd.DataFrame:
+        """One row per ``run-all`` invocation: profile, seconds, runs done, skipped, failed."""
+        return pd.DataFrame(self.execution_log)
+
+
+def load(runs_dir: Path | str = "runs", profile: str = "full") -> View:
+    """Scan and validate the store; experiment membership is that of ``profile``."""
+    records, problems = {}, []
+    if Path(runs_dir).exists():
+        for path, rec, problem in store.scan(runs_dir):
+            if problem:
+                problems.append((str(path), problem))
+            elif path.parent.name == rec["kind"]:  # runs/<kind>/<hash>.json; `study run`'s single/ is not the store
+                records[path.stem] = rec
+    log, log_problems = store.read_log(runs_dir)
+    return View(records, problems + log_problems, experiment_hashes(profile), log)

@@ -1,0 +1,125 @@
+"""Each claim's rule on small synthetic tables: holds, partly, does not hold, and missing evidence."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from study.report.claims import CLAIMS, Evidence
+
+CLAIM = {c.name: c for c in CLAIMS}
+BAYES = 87.6
+
+
+def runs(variant, test, train=None, **cols):
+    """Rows of one variant's ok runs with the given accuracies (%)."""
+    train = test if train is None else train
+    return [{"variant": variant, "status": "ok", "test_acc": te / 100, "train_acc": tr / 100, "seed": i, **cols}
+            for i, (te, tr) in enumerate(zip(test, train))]
+
+
+def main_table(euler=(86, 86.5, 86.2), rk4=(86.1, 86.3, 86.4), resnet=(84.5, 84.7, 84.6),
+               train=None, params=(18_906, 364_236)):
+    train = train or {"euler": (89.2, 89.4, 89.0), "rk4": (90.9, 90.5, 91.0), "resnet": (93.0, 92.8, 93.1)}
+    rows = (runs("euler", euler, train["euler"], params=params[0], nfe_forward=80_000)
+            + runs("rk4", rk4, train["rk4"], params=params[0], nfe_forward=320_000)
+            + runs("resnet", resnet, train["resnet"], params=params[1], nfe_forward=80_000))
+    return pd.DataFrame(rows)
+
+
+def verdict(name, bayes=BAYES, gradients=None, **tables):
+    ev = Evidence({k: pd.DataFrame(v) if isinstance(v, list) else v for k, v in tables.items()}, bayes,
+                  gradients if gradients is not None else pd.DataFrame())
+    return CLAIM[name].judge(ev)
+
+
+def test_accuracies_against_the_bayes_ceiling_and_our_training_accuracies():
+    assert verdict("accuracies", main=main_table()).verdict == "partly"  # above Bayes, equal to our training acc.
+    low = {"euler": (80, 80, 80), "rk4": (80, 80, 80), "resnet": (80, 80, 80)}
+    assert verdict("accuracies", main=main_table(train=low)).verdict == "does not hold"
+    assert verdict("accuracies", bayes=99.0, main=main_table()).verdict == "holds"
+
+
+def test_parameters_are_counted_exactly():
+    assert verdict("parameters", main=main_table()).verdict == "holds"
+    assert verdict("parameters", main=main_table(params=(18_907, 364_236))).verdict == "does not hold"
+
+
+def test_rk4_cost_needs_four_times_the_nfe_and_a_time_ratio_near_the_articles():
+    timing = lambda r: [{"variant": "euler", "status": "ok", "step_time_s": 1.0},  # noqa: E731
+                        {"variant": "rk4", "status": "ok", "step_time_s": r}]
+    assert verdict("rk4-cost", main=main_table(), timing=timing(3.9)).verdict == "holds"
+    assert verdict("rk4-cost", main=main_table(), timing=timing(2.0)).verdict == "partly"
+    assert verdict("rk4-cost", main=main_table()).verdict == "cannot tell"  # no timing: NFE alone cannot tell
+
+
+def steps_table(euler_minus_rk4: float):
+    rows = []
+    for ne, nr in ((80, 20), (20, 5), (40, 10)):
+        rows += runs("euler", [86 + euler_minus_rk4] * 3, steps=ne) + runs("rk4", [86] * 3, steps=nr)
+    return rows
+
+
+def test_euler_per_flop_and_at_equal_nfe():
+    same = main_table()  # RK4 within a point of Euler: Euler wins per FLOP
+    assert verdict("euler-per-flop", main=same, steps=steps_table(2.0)).verdict == "holds"
+    assert verdict("euler-per-flop", main=same, steps=steps_table(0.0)).verdict == "partly"
+    rk4_better = main_table(euler=(80, 80.5, 80.2))
+    assert verdict("euler-per-flop", main=rk4_better, steps=steps_table(-2.0)).verdict == "does not hold"
+    missing = verdict("euler-per-flop", main=same)
+    assert missing.verdict == "cannot tell" and "Needs the steps experiment" in missing.evidence
+
+
+def memory_table(rk4_ratio, resnet_ratio, adjoint_growth=1.0):
+    rows = []
+    for n in (5, 20, 160):
+        e = 1000.0 * n
+        for solver, b in (("hand-euler", e), ("hand-rk4", rk4_ratio * e), ("resnet", resnet_ratio * e),
+                          ("tdq-euler", e), ("adjoint-euler", 100.0 * adjoint_growth ** (n / 160))):
+            rows.append({"steps": n, "solver": solver, "activation_bytes": b, "step_time_s": 0.01})
+    return rows
+
+
+def test_memory_ratios():
+    assert verdict("memory", memory=memory_table(2.6, 0.5)).verdict == "holds"
+    assert verdict("memory", memory=memory_table(4.0, 0.5)).verdict == "partly"
+    assert verdict("memory", memory=memory_table(4.0, 1.0)).verdict == "does not hold"
+    assert verdict("memory").verdict == "cannot tell"
+
+
+def test_adjoint_memory_is_constant_while_direct_grows():
+    assert verdict("adjoint", memory=memory_table(4, 1)).verdict == "holds"
+    assert verdict("adjoint", memory=memory_table(4, 1, adjoint_growth=2.0)).verdict == "partly"
+
+
+def ablations(l2, l6=(86.0, 86.2, 86.1), random_init=(86.0, 86.1, 86.2), diverged=0):
+    rows = runs("euler", l2, lift_dim=2, time_input=True, zero_init=True)
+    rows += runs("euler", l6, lift_dim=6, time_input=True, zero_init=True)
+    rows += runs("euler", random_init, lift_dim=6, time_input=True, zero_init=False)
+    rows += [{"variant": "euler", "status": "diverged", "test_acc": np.nan, "train_acc": np.nan, "lift_dim": 6,
+              "time_input": True, "zero_init": False}] * diverged
+    return rows
+
+
+def test_lifting_is_refuted_by_a_planar_flow_that_separates():
+    assert verdict("lifting", ablations=ablations([70, 71, 72])).verdict == "holds"
+    assert verdict("lifting", ablations=ablations([85.8, 86.0, 85.9])).verdict == "does not hold"
+    assert verdict("lifting", ablations=ablations([75, 70, 85.5])).verdict == "partly"  # one seed separates
+
+
+def test_zero_initialisation():
+    assert verdict("zero-init", ablations=ablations([80] * 3, random_init=(80, 80, 80))).verdict == "holds"
+    assert verdict("zero-init", ablations=ablations([80] * 3, diverged=1)).verdict == "holds"
+    assert verdict("zero-init", ablations=ablations([80] * 3, random_init=(84, 84.1, 84.2))).verdict == "partly"
+    assert verdict("zero-init", ablations=ablations([80] * 3)).verdict == "does not hold"
+
+
+@pytest.mark.parametrize("resnet,expected", [((84.5, 84.7, 84.6), "does not hold"),
+                                             ((90.0, 90.1, 90.2), "holds"),
+                                             ((80.0, 94.0, 86.0), "cannot tell")])
+def test_resnet_advantage_needs_a_significant_held_out_gain(resnet, expected):
+    assert verdict("resnet-advantage", main=main_table(resnet=resnet)).verdict == expected
+
+
+def test_every_claim_has_words_and_named_thresholds():
+    assert len({c.name for c in CLAIMS}) == len(CLAIMS)
+    for c in CLAIMS:
+        assert c.article and all(isinstance(k, str) for k in c.thresholds)

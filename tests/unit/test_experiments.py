@@ -1,0 +1,42 @@
+"""The experiment registry and the executor's plan: shared runs, seeds, cost estimates, job descriptions."""
+from study import executor, store
+from study.experiments import build, plan
+from study.runners import train as train_runner
+
+
+def test_plan_shares_runs_between_experiments():
+    jobs = plan("full")
+    euler20 = [j for j in jobs if j.kind == "train" and j.config["variant"] == "euler" and j.config["steps"] == 20
+               and j.config["lift_dim"] == 6 and j.config["time_input"] and j.config["zero_init"]]
+    assert len(euler20) == 1
+    assert euler20[0].seeds == [0, 1, 2, 3, 4] and set(euler20[0].experiments) == {"main", "steps", "ablations"}
+    configs = [store.config_hash(c) for j in jobs for c in j.run_configs()]
+    assert len(configs) == len(set(configs))  # no run planned twice
+    full = build("full")
+    assert sum(len(j.seeds) for j in full["main"]) == 8 * 5 + 3 + 1 + 1  # fixed-step variants 5 seeds, dopri5 fewer
+    assert {j.config["epochs"] for j in full["main"]} == {500}
+
+
+def test_cost_of_a_training_job_is_its_dynamics_evaluations():
+    """One evaluation at batch 128 is the unit: 500 epochs x 8 batches x 20 Euler steps = the article's 80,000."""
+    jobs = {(j.config["variant"], len(j.seeds)): j for j in build("full")["main"]}
+    cost = {k: executor.estimated_cost(j) for k, j in jobs.items()}
+    assert cost[("euler", 5)] == 80_000 * 0.6 * 5  # five batched seeds cost 3 seeds' worth
+    assert cost[("rk4", 5)] == 4 * cost[("euler", 5)]
+    assert cost[("adjoint-euler", 5)] == 2 * cost[("euler", 5)]
+    assert cost[("tdq-dopri5", 1)] == 500 * 8 * train_runner.ADAPTIVE_NFE_PER_SOLVE
+    assert cost[("adjoint-dopri5", 1)] == 2 * cost[("tdq-dopri5", 1)]
+    traj = next(j for j in build("full")["trajectories"] if j.config["variant"] == "rk4")
+    assert executor.estimated_cost(traj) == 500 * 8 * 80  # a training run of its variant, one seed
+
+
+def test_jobs_that_time_things_run_alone():
+    kinds = {j.kind: executor.alone(j) for j in plan("quick")}
+    assert kinds == {"train": False, "convergence": False, "gradients": False, "trajectories": False,
+                     "memory": True, "timing": True, "bench": True}
+
+
+def test_a_job_describes_what_differs_from_its_variant():
+    jobs = plan("full", ["steps"])
+    lines = {j.describe() for j in jobs}
+    assert "train euler steps=80 seeds 0,1,2" in lines and "train rk4 seeds 0,1,2" in lines

@@ -1,0 +1,75 @@
+"""Generated numbers and tables on small synthetic stores: the values numbers.tex gets, the bench's ratios."""
+import math
+
+import pytest
+
+from study import records
+from study.config import Protocol, run_config
+from study.report import tables
+from study.report.numbers import Numbers, spell
+from study.report.results import View
+from study.store import config_hash
+from study.variants import variant_config
+
+
+def train_record(variant, seed, test_acc, train_acc, status="ok", nfe=80_000):
+    config = run_config(variant_config(variant), Protocol(), seed, "cpu", {"variant": variant})
+    metrics = {"params": variant_config(variant).param_count(), "train_acc": train_acc, "test_acc": test_acc,
+               "nfe_forward": nfe, "nfe_backward": 0, "wall_time_s": 10.0, "activation_bytes": 2048}
+    return records.make(config, metrics, {}, status)
+
+
+def view_of(experiment: str, recs: list[dict]) -> View:
+    from study.experiments import build
+
+    by_hash = {config_hash(r["config"]): r for r in recs}
+    return View(by_hash, [], {**{name: set() for name in build("quick")}, experiment: set(by_hash)})
+
+
+def test_main_numbers_are_means_and_sample_sds_over_the_ok_seeds():
+    recs = [train_record("euler", s, acc, acc + 0.02) for s, acc in enumerate((0.86, 0.88, 0.84))]
+    recs.append(train_record("euler", 3, float("nan"), float("nan"), status="diverged"))
+    N = Numbers()
+    tex = tables.main_numbers(view_of("main", recs), N)
+    assert N.items["EulerTestAcc"] == "86.0" and N.items["EulerTestAccSd"] == "2.0"  # sd of 84, 86, 88
+    assert N.items["EulerTrainAcc"] == "88.0" and N.items["EulerSeeds"] == "4" and N.items["EulerDiverged"] == "1"
+    assert N.items["EulerNfeFwd"] == "80{,}000" and N.items["EulerActKiB"] == "2"
+    assert "Euler (hand) & 18{,}906 & $88.0 \\pm 2.0$ & $86.0 \\pm 2.0$$^{1\\dagger}$" in tex
+
+
+def test_a_one_seed_cell_shows_no_spread():
+    N = Numbers()
+    tables.main_numbers(view_of("main", [train_record("rk4", 0, 0.8, 0.9, nfe=320_000)]), N)
+    assert N.items["RKfourTestAcc"] == "80.0" and N.items["RKfourTestAccSd"] == "n/a"
+
+
+def test_bench_numbers_and_ratios():
+    from study.runners.bench import add_ratios_and_floors, step_flops
+
+    rows = [{"solver": s, "mode": "train", "method": m, "median_us": us}
+            for s, m, us in (("bare-euler", "euler", 500.0), ("hand-euler", "euler", 250.0),
+                             ("bare-rk4", "rk4", 2000.0), ("tdq-rk4", "rk4", 1700.0))]
+    rows = add_ratios_and_floors(rows, batch=128, gflops=100.0)
+    ratio = {r["solver"]: r["ratio_to_bare"] for r in rows}
+    assert ratio == {"bare-euler": 1.0, "hand-euler": 0.5, "bare-rk4": 1.0, "tdq-rk4": 0.85}
+    # floor: 3 x 2 x 128 x (7 x 128 + 128 x 128 + 128 x 6) multiply-adds per train step, at 100 GFLOP/s
+    euler_floor = 3 * 2 * 128 * (7 * 128 + 128 * 128 + 128 * 6) / 100e9 * 1e6
+    assert rows[1]["floor_us"] == pytest.approx(euler_floor) and rows[3]["floor_us"] == pytest.approx(4 * euler_floor)
+    assert step_flops(128, stages=4, mode="forward") * 3 == step_flops(128, stages=4, mode="train")
+    for r in rows:
+        r.update(spread_us=1.0)
+    bench = records.make({"kind": "bench", "steps": 20}, {"rows": rows, "matmul_gflops_128": 100.0}, {})
+    N = Numbers()
+    tex = tables.bench_numbers(view_of("bench", [bench]), N)
+    assert N.items["BenchHandEulerTrainRatio"] == "0.50" and N.items["BenchTdqRkfourTrainUs"] == "1700"
+    assert N.items["MatmulGflops"] == "100" and "hand\\mbox{-}euler & train & 250 & 1 & 0.50" in tex
+
+
+def test_numbers_tex_format():
+    N = Numbers()
+    N.add("Pi", math.pi, "{:.2f}")
+    N.add("Missing", float("nan"))
+    with pytest.raises(ValueError, match="letters only"):
+        N.add("Bad1", 1.0)
+    assert N.tex().splitlines()[1:] == ["\\newcommand{\\Missing}{n/a}", "\\newcommand{\\Pi}{3.14}"]
+    assert spell(160) == "OneSixty" and spell(7) is None
