@@ -3,7 +3,8 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# torch is installed first, pinned: on CPU-only machines this is the small CPU build.
+# torch is installed first, pinned; TORCH_SPEC goes to pip as it is, so it may carry pip options
+# (an --index-url for the CPU or a CUDA build: see README).
 TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= full
 
@@ -16,7 +17,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[dask,torchode,test]"
 	touch $@
 

@@ -25,17 +25,18 @@ class Method:
     order: int
     stages: int  # function evaluations per step (adaptive: per attempted step, FSAL aside)
     label: str
+    macro: str  # its stem in macro names of numbers.tex (letters only)
     tableau: str | None = None
     torchdiffeq: str | None = None
     adaptive: bool = False
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("euler", 1, 1, "Euler", tableau="euler", torchdiffeq="euler"),
-    Method("midpoint", 2, 2, "midpoint", tableau="midpoint", torchdiffeq="midpoint"),
-    Method("rk4", 4, 4, "RK4", tableau="rk4"),  # the classic RK4: torchdiffeq has none
-    Method("rk4-38", 4, 4, "RK4 3/8", tableau="rk4-38", torchdiffeq="rk4"),  # torchdiffeq's "rk4" is the 3/8 rule
-    Method("dopri5", 5, 6, "dopri5", torchdiffeq="dopri5", adaptive=True),
+    Method("euler", 1, 1, "Euler", "Euler", tableau="euler", torchdiffeq="euler"),
+    Method("midpoint", 2, 2, "midpoint", "Midpoint", tableau="midpoint", torchdiffeq="midpoint"),
+    Method("rk4", 4, 4, "RK4", "RKfour", tableau="rk4"),  # the classic RK4: torchdiffeq has none
+    Method("rk4-38", 4, 4, "RK4 3/8", "RKtte", tableau="rk4-38", torchdiffeq="rk4"),  # torchdiffeq's "rk4" is the 3/8 rule
+    Method("dopri5", 5, 6, "dopri5", "Dopri", torchdiffeq="dopri5", adaptive=True),
 )}
 FIXED_METHODS = tuple(n for n, m in METHODS.items() if not m.adaptive)
 ADAPTIVE_METHODS = tuple(n for n, m in METHODS.items() if m.adaptive)
@@ -48,6 +49,16 @@ def torchdiffeq_method(tdq_name: str) -> Method:
         if m.torchdiffeq == tdq_name:
             return m
     raise ValueError(f"torchdiffeq method {tdq_name!r} is not in the study's method table")
+
+
+def solver_method(solver: str) -> tuple[str, Method]:
+    """``(backend, method)`` of a solver named ``hand-<method>`` (our tableau) or ``tdq-<torchdiffeq's name>``."""
+    backend, _, name = solver.partition("-")
+    if backend == "tdq":
+        return backend, torchdiffeq_method(name)
+    if backend == "hand" and name in METHODS:
+        return backend, METHODS[name]
+    raise ValueError(f"unknown solver {solver!r}: use hand-<method> or tdq-<torchdiffeq method>")
 
 
 @dataclass

@@ -52,11 +52,15 @@ def _die_with_parent() -> None:
             pass
 
 
-def _status(path: Path) -> str | None:
+def is_result(path: Path, force_since: float | None = None) -> bool:
+    """Whether ``path`` holds a result to keep: a valid, well-placed ``ok`` or ``diverged`` record, written
+    at or after ``force_since`` when forcing (so that two ``--force`` runs redo each record once)."""
     try:
-        return store.read_record(path)["status"]
-    except store.CorruptRecord:
-        return None
+        if store.read_placed(path)["status"] not in ("ok", "diverged"):
+            return False
+        return force_since is None or os.lstat(path).st_mtime >= force_since
+    except (store.CorruptRecord, OSError):
+        return False
 
 
 def _records(runner, group: list[dict]) -> list[dict]:
@@ -74,14 +78,15 @@ def _records(runner, group: list[dict]) -> list[dict]:
         return [records.error(cfg, exc, env) for cfg in group]
 
 
-def execute(kind: str, configs: list[dict], runs_dir: str, force: bool = False) -> dict:
+def execute(kind: str, configs: list[dict], runs_dir: str, force_since: float | None = None) -> dict:
     """Run the missing runs among ``configs`` (all of one job) and store their records.
 
-    Returns ``{"done": [(path, status)], "skipped": [path], "busy": [path], "seconds": s}``.
-    An exception inside a run is stored as an ``error`` record with its traceback.
+    Returns ``{"done": [(path, status)], "skipped": [path], "busy": [path], "unwritten": [(path, why)],
+    "seconds": s}``.  An exception inside a run is stored as an ``error`` record with its traceback; a record
+    that cannot be written (a full disk) is reported, never half-written.
     """
     _limit_threads()
-    out = {"done": [], "skipped": [], "busy": [], "seconds": 0.0}
+    out = {"done": [], "skipped": [], "busy": [], "unwritten": [], "seconds": 0.0}
     locks, todo = [], []
     try:
         for cfg in configs:
@@ -90,7 +95,7 @@ def execute(kind: str, configs: list[dict], runs_dir: str, force: bool = False) 
             if not lock.acquire():
                 out["busy"].append(str(path))
                 continue
-            if path.exists() and not force and _status(path) in ("ok", "diverged"):
+            if is_result(path, force_since):
                 lock.release()
                 out["skipped"].append(str(path))
                 continue
@@ -103,7 +108,12 @@ def execute(kind: str, configs: list[dict], runs_dir: str, force: bool = False) 
         configs = [c for c, _ in todo]
         for group in ([configs] if runner.BATCHED else [[c] for c in configs]):
             for cfg, rec in zip(group, _records(runner, group)):
-                path = store.write_atomic(store.record_path(runs_dir, kind, cfg), rec)
+                path = store.record_path(runs_dir, kind, cfg)
+                try:
+                    store.write_atomic(path, rec)
+                except (OSError, store.StoreError) as exc:
+                    out["unwritten"].append((str(path), str(getattr(exc, 'strerror', None) or exc)))
+                    continue
                 out["done"].append((str(path), rec["status"]))
         out["seconds"] = time.perf_counter() - t0
         return out
@@ -134,20 +144,22 @@ class Summary:
     job_seconds: dict = field(default_factory=dict)  # kind -> summed seconds of its jobs (worker time)
 
 
-def pending(jobs: list[Job], runs_dir: Path, force: bool, summary: Summary) -> list[Job]:
+def pending(jobs: list[Job], runs_dir: Path, force_since: float | None, summary: Summary) -> list[Job]:
     """The jobs (narrowed to their missing seeds) that still need to run.
 
-    Runs without a record, with a corrupt one (moved aside) or with an ``error`` record (retried)
-    need to run; ``ok`` and ``diverged`` records are results and are kept.
+    Runs without a record, with a corrupt or foreign one (moved aside), with an ``error`` record (retried)
+    or, when forcing, with a record older than ``force_since`` need to run; ``ok`` and ``diverged`` records
+    are results and are kept.
     """
     out = []
     for job in jobs:
         missing = []
         for seed, cfg in zip(job.seeds, job.run_configs()):
             path = store.record_path(runs_dir, job.kind, cfg)
-            if path.exists() and not force:
+            if os.path.lexists(path):
                 try:
-                    if store.read_record(path)["status"] != "error":  # a failed run is retried
+                    if store.read_placed(path)["status"] != "error" and (
+                            force_since is None or os.lstat(path).st_mtime >= force_since):
                         summary.skipped += 1
                         continue
                 except store.CorruptRecord as exc:
@@ -177,11 +189,11 @@ def _pool(workers: int, scheduler: str | None):
 class _Run:
     """One ``run_jobs`` call: submits jobs, absorbs their results into the summary."""
 
-    def __init__(self, pool, runs_dir: Path, force: bool, summary: Summary, log):
-        self.pool, self.runs_dir, self.force, self.summary, self.log = pool, runs_dir, force, summary, log
+    def __init__(self, pool, runs_dir: Path, force_since: float | None, summary: Summary, log):
+        self.pool, self.runs_dir, self.force_since, self.summary, self.log = pool, runs_dir, force_since, summary, log
 
     def submit(self, job: Job):
-        return self.pool.submit(execute, job.kind, job.run_configs(), str(self.runs_dir), self.force)
+        return self.pool.submit(execute, job.kind, job.run_configs(), str(self.runs_dir), self.force_since)
 
     def absorb(self, job: Job, fut) -> list[Job]:
         """Record a finished job; return it again (narrowed) if some runs were busy elsewhere."""
@@ -195,6 +207,8 @@ class _Run:
             return []
         if res["done"]:
             summary.job_seconds[job.kind] = summary.job_seconds.get(job.kind, 0.0) + res["seconds"]
+        for path, why in res["unwritten"]:
+            summary.failed.append(f"{path}: {why}")
         for path, status in res["done"]:
             summary.done += 1
             if status == "diverged":
@@ -224,21 +238,22 @@ class _Run:
         while retry:  # runs another process is executing: wait for its records (or its death)
             time.sleep(2.0)
             again = []
-            for job in pending(retry, self.runs_dir, force=False, summary=self.summary):
+            for job in pending(retry, self.runs_dir, self.force_since, self.summary):
                 again += self.absorb(job, self.submit(job))
             retry = again
 
 
 def run_jobs(jobs: list[Job], runs_dir: Path, workers: int = 1, scheduler: str | None = None,
-             force: bool = False, log=None) -> Summary:
-    """Run ``jobs``; ``log(event, job, result)`` is told about each finished job."""
+             force_since: float | None = None, log=None) -> Summary:
+    """Run ``jobs``; ``log(event, job, result)`` is told about each finished job.  ``force_since``: rerun
+    records written before this time (``time.time()``) too, as ``run-all --force`` does."""
     runs_dir = Path(runs_dir)
     summary = Summary()
     t_start = time.perf_counter()
-    todo = pending(jobs, runs_dir, force, summary)
+    todo = pending(jobs, runs_dir, force_since, summary)
     pool, client = _pool(workers, scheduler)
     try:
-        _Run(pool, runs_dir, force, summary, log).all(todo)
+        _Run(pool, runs_dir, force_since, summary, log).all(todo)
     except KeyboardInterrupt:
         if isinstance(pool, cf.ProcessPoolExecutor):
             for p in list(getattr(pool, "_processes", {}).values()):
@@ -254,9 +269,9 @@ def run_jobs(jobs: list[Job], runs_dir: Path, workers: int = 1, scheduler: str |
     return summary
 
 
-def log_invocation(runs_dir: Path, profile, names, workers, scheduler, summary: Summary) -> None:
+def log_invocation(runs_dir: Path, profile, names, workers, scheduler, summary: Summary) -> str | None:
     """Append one ``run-all`` invocation that ran something to the store's log (the profile's wall time
-    is the sum of its entries)."""
+    is the sum of its entries); returns what went wrong, if anything."""
     import platform
 
     entry = {"profile": profile, "experiments": names, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -265,8 +280,13 @@ def log_invocation(runs_dir: Path, profile, names, workers, scheduler, summary: 
              "scheduler": scheduler, "machine": platform.machine(), "cpu_count": os.cpu_count(),
              "exclusive_seconds": round(summary.exclusive_seconds, 1),
              "job_seconds": {k: round(v, 1) for k, v in sorted(summary.job_seconds.items())}}
-    if summary.done:
+    if not summary.done:
+        return None
+    try:
         store.append_log(runs_dir, entry)
+    except OSError as exc:
+        return f"could not append to {Path(runs_dir) / store.EXECUTION_LOG}: {exc.strerror or exc}"
+    return None
 
 
 def failure_detail(path: str) -> str:

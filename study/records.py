@@ -9,6 +9,7 @@ built here and nowhere else, and validated here when read.  Torch-free.
 """
 from __future__ import annotations
 
+import math
 import traceback as _traceback
 
 SCHEMA_VERSION = 1
@@ -34,18 +35,114 @@ def error(config: dict, exc: BaseException, env: dict) -> dict:
                    traceback="".join(_traceback.format_exception(exc))), "config": config}
 
 
+# What each kind's ok and diverged records hold: dotted path -> type.  Types: int, float (an int is a float too;
+# never NaN: non-finite numbers are stored as null), str, bool, dict, list[T]; a trailing "?" allows null.
+_TRAIN_METRICS = {
+    "params": "int", "train_acc": "float", "test_acc": "float", "final_loss": "float?", "epochs_completed": "int",
+    "nfe_forward": "int", "nfe_backward": "int", "nfe_eval": "int", "nfe_final_eval": "int", "accepted_steps": "int",
+    "rejected_steps": "int", "wall_time_s": "float", "activation_bytes": "int?",
+}
+_TRAIN_CURVES = {"epoch": "list[int]", "loss": "list[float?]", "train_acc": "list[float?]", "nfe_forward": "list[int]",
+                 "nfe_backward": "list[int]", "accepted_steps": "list[int]", "rejected_steps": "list[int]",
+                 "test_epoch": "list[int]", "test_acc": "list[float?]"}
+_MODEL = {"model": "str", "backend": "str", "method": "str", "steps": "int", "rtol": "float?", "atol": "float?",
+          "adjoint_norm": "str?", "lift_dim": "int", "hidden": "int", "head_hidden": "int", "time_input": "bool",
+          "zero_init": "bool", "max_num_steps": "int"}
+_PROTOCOL = {"epochs": "int", "lr": "float", "batch_size": "int", "n_train": "int", "n_test": "int", "sigma": "float",
+             "eval_every": "int", "curve_test_points": "int"}
+SCHEMA: dict[str, dict[str, str]] = {
+    "train": {**{f"config.{k}": t for k, t in {**_MODEL, **_PROTOCOL, "variant": "str", "seed": "int", "device": "str"}.items()},
+              **{f"metrics.{k}": t for k, t in _TRAIN_METRICS.items()},
+              **{f"curves.{k}": t for k, t in _TRAIN_CURVES.items()}},
+    "memory": {**{f"config.{k}": t for k, t in {**_MODEL, "solver": "str", "variant": "str", "seed": "int",
+                                                "batch_size": "int", "repeats": "int", "device": "str"}.items()},
+               "metrics.activation_bytes": "int", "metrics.nfe_forward": "int", "metrics.nfe_backward": "int",
+               "metrics.params": "int", "metrics.step_time_s": "float", "metrics.step_time_spread_s": "float",
+               "metrics.step_time_samples": "int"},
+    "convergence": {"config.solver": "str", "config.steps": "list[int]", "config.problem": "str", "config.t1": "float",
+                    "metrics.steps": "list[int]", "metrics.h": "list[float]", "metrics.error": "list[float]",
+                    "metrics.slope": "float?", "metrics.order": "int", "metrics.tableau": "str"},
+    "gradients": {"config.train_variant": "str", "config.seed": "int", "config.steps": "list[int]",
+                  "config.tolerances": "list[float]", "config.batch_size": "int", "config.protocol": "dict",
+                  "metrics.rows": "list[dict]", "metrics.trained_test_acc": "float?"},
+    "trajectories": {"config.variant": "str", "config.seed": "int", "config.points": "int", "config.times": "int",
+                     "config.grid": "int", "config.protocol": "dict", "metrics.train_acc": "float?",
+                     "metrics.test_acc": "float?", "metrics.params": "int", "metrics.nfe_forward": "int",
+                     "data.times": "list[float]", "data.labels": "list[int]", "data.inputs": "list[list[float]]",
+                     "data.states": "list[list[list[float]]]", "data.grid": "list[float]",
+                     "data.prob_class1": "list[list[float]]"},
+    "timing": {"config.variant": "str", "config.batch_size": "int", "config.repeats": "int", "config.members": "int",
+               "config.seed": "int", "metrics.step_time_s": "float", "metrics.step_time_spread_s": "float",
+               "metrics.nfe_per_step": "float", "metrics.time_per_nfe_s": "float?", "metrics.implied_protocol_s": "float",
+               "metrics.repeats": "int"},
+    "bench": {"config.steps": "int", "config.batch_size": "int", "config.rounds": "int", "metrics.rows": "list[dict]",
+              "metrics.matmul_gflops_128": "float"},
+}
+ROWS: dict[str, dict[str, str]] = {  # the entries of metrics.rows
+    "gradients": {"method": "str", "steps": "int?", "tol": "float?"},
+    "bench": {"solver": "str", "mode": "str", "method": "str", "median_us": "float", "spread_us": "float",
+              "ratio_to_bare": "float", "floor_us": "float"},
+}
+SAME_LENGTH = {"train": [("curves.epoch", "curves.loss", "curves.train_acc", "curves.nfe_forward"),
+                         ("curves.test_epoch", "curves.test_acc")],
+               "convergence": [("metrics.steps", "metrics.h", "metrics.error")]}
+DIVERGED_MAY_BE_NULL = {"metrics.train_acc", "metrics.test_acc"}
+
+
+def _type_ok(value, spec: str) -> bool:
+    if spec.endswith("?"):
+        return value is None or _type_ok(value, spec[:-1])
+    if spec.startswith("list["):
+        return isinstance(value, list) and all(_type_ok(v, spec[5:-1]) for v in value)
+    if spec == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if spec == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, {"str": str, "bool": bool, "dict": dict}[spec])
+
+
+def _get(record: dict, dotted: str):
+    value = record
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise InvalidRecord(f"missing field {dotted!r}")
+        value = value[part]
+    return value
+
+
+def _check_fields(record: dict, fields: dict[str, str], nullable: set[str] = frozenset()) -> None:
+    for dotted, spec in fields.items():
+        value = _get(record, dotted)
+        if not _type_ok(value, spec + ("?" if dotted in nullable and not spec.endswith("?") else "")):
+            shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+            raise InvalidRecord(f"field {dotted!r} should be {spec}, is {shown}")
+
+
 def validate(record) -> None:
-    """Raise :class:`InvalidRecord` naming what is wrong with ``record``."""
+    """Raise :class:`InvalidRecord` naming what is wrong with ``record``: its envelope, and for ``ok`` and
+    ``diverged`` records every field its kind's figures and tables read (:data:`SCHEMA`)."""
     if not isinstance(record, dict):
         raise InvalidRecord("not a JSON object")
     for key, typ in REQUIRED.items():
         if key not in record:
             raise InvalidRecord(f"missing field {key!r}")
-        if not isinstance(record[key], typ):
+        if not isinstance(record[key], typ) or isinstance(record[key], bool) and typ is int:
             raise InvalidRecord(f"field {key!r} should be {typ.__name__}, is {type(record[key]).__name__}")
+    if record["schema"] != SCHEMA_VERSION:
+        raise InvalidRecord(f"schema {record['schema']} is not this package's ({SCHEMA_VERSION})")
     if record["status"] not in STATUSES:
         raise InvalidRecord(f"status {record['status']!r} is not one of {', '.join(STATUSES)}")
-    if record["status"] == "ok" and record["kind"] == "train":
-        for m in ("params", "train_acc", "test_acc", "nfe_forward"):
-            if m not in record["metrics"]:
-                raise InvalidRecord(f"ok training record without metrics.{m}")
+    kind = record["kind"]
+    if kind not in SCHEMA:
+        raise InvalidRecord(f"kind {kind!r} is not one of {', '.join(SCHEMA)}")
+    if record["config"].get("kind") != kind:
+        raise InvalidRecord(f"config.kind {record['config'].get('kind')!r} is not the record's kind {kind!r}")
+    if record["status"] == "error":
+        return
+    _check_fields(record, SCHEMA[kind], DIVERGED_MAY_BE_NULL if record["status"] == "diverged" else set())
+    for i, row in enumerate(record["metrics"].get("rows", []) if kind in ROWS else []):
+        _check_fields({"row": row}, {f"row.{k}": t for k, t in ROWS[kind].items()})
+    for group in SAME_LENGTH.get(kind, []):
+        lengths = {len(_get(record, f)) for f in group}
+        if len(lengths) > 1:
+            raise InvalidRecord(f"fields {', '.join(group)} should have one length, have {sorted(lengths)}")

@@ -1,28 +1,39 @@
 """The run store: one JSON record per run, at a path derived from its config.
 
-``runs/<kind>/<hash>.json`` where ``hash`` is a stable digest of the
-run's config (``study.records`` says what a record holds).  Records are written to a temporary file in the same directory,
-flushed, fsynced and atomically renamed, so a reader (or a restart after
-kill -9) sees either no record or a complete one.
+``runs/<kind>/<hash>.json`` where ``hash`` is a stable digest of the run's
+config (``study.records`` says what a record holds).  Records are written to a
+temporary file in the same directory, flushed, fsynced and atomically renamed,
+so a reader (or a restart after kill -9) sees either no record or a complete
+one.  Nothing in the store is trusted: every file is read as bytes from a
+regular file (never a FIFO, device or link), decoded, parsed and validated, and
+anything that fails is a :class:`CorruptRecord` naming what is wrong.  The
+store never follows or writes through a symbolic link inside the runs
+directory.
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 
 from . import records
 
-
-
 EXECUTION_LOG = "run-all.log.jsonl"  # one JSON line per run-all invocation that ran something
+SINGLE = "single"  # `study run` / `study bench` records: kept apart from the experiments
+MAX_RECORD_BYTES = 256 * 2**20
 
 
 class CorruptRecord(Exception):
-    """A file in the store that is not a valid record; the message says what is wrong."""
+    """A file in the store that is not a valid record (or not where its config says); the message says why."""
+
+
+class StoreError(Exception):
+    """The store cannot be used as it is (a symbolic link inside it, a lock that is a link, ...)."""
 
 
 def _canonical(obj) -> str:
@@ -49,24 +60,46 @@ def _clean(obj):
     return obj
 
 
-def write_atomic(path: Path | str, record: dict) -> Path:
-    """Write ``record`` as JSON to ``path`` atomically (temp file, fsync, rename)."""
+def _directory(path: Path) -> None:
+    """Create ``path`` (and parents) as real directories; a symbolic link on the way is an error."""
+    for d in reversed([path, *path.parents]):
+        try:
+            st = os.lstat(d)
+        except FileNotFoundError:
+            os.mkdir(d)
+            continue
+        if stat.S_ISLNK(st.st_mode) and d == path:
+            raise StoreError(f"{d} is a symbolic link: the store never writes through links")
+        if not stat.S_ISDIR(os.stat(d).st_mode):
+            raise StoreError(f"{d} is not a directory")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_text_atomic(path: Path | str, text: str | bytes) -> Path:
+    """Write ``text`` to ``path`` atomically (temp file, fsync, rename): readers see the old file or the new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(_clean(record), indent=1, sort_keys=True, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    _directory(path.parent)
+    data = text.encode() if isinstance(text, str) else text
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.write("\n")
+        os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes it private)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
+        os.replace(tmp, path)  # replaces a link at `path` itself; never follows it
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and exc.errno is not None:  # name the file we could not write
+            raise OSError(exc.errno, f"cannot write: {exc.strerror}", str(path)) from None
         raise
     try:  # make the rename itself durable
         dfd = os.open(path.parent, os.O_RDONLY)
@@ -79,21 +112,62 @@ def write_atomic(path: Path | str, record: dict) -> Path:
     return path
 
 
+def write_atomic(path: Path | str, record: dict) -> Path:
+    """Write ``record`` as JSON to ``path`` atomically."""
+    return write_text_atomic(path, json.dumps(_clean(record), indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def read_record(path: Path | str) -> dict:
     """Read and validate one record; :class:`CorruptRecord` if it is not one."""
     path = Path(path)
     try:
-        text = path.read_text()
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            raise CorruptRecord("a symbolic link, not a record (the store never follows links)")
+        if not stat.S_ISREG(st.st_mode):
+            raise CorruptRecord("not a regular file")
+        if st.st_size > MAX_RECORD_BYTES:
+            raise CorruptRecord(f"{st.st_size} bytes, larger than any record ({MAX_RECORD_BYTES} at most)")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise CorruptRecord("not a regular file")
+            raw = fh.read(MAX_RECORD_BYTES + 1)
     except OSError as exc:
         raise CorruptRecord(f"cannot read: {exc.strerror or exc}") from None
     try:
-        rec = json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorruptRecord(f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})") from None
+    try:
+        rec = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise CorruptRecord(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise CorruptRecord("not a record (JSON nested too deeply)") from None
+    except ValueError as exc:
+        raise CorruptRecord(str(exc)) from None
     try:
         records.validate(rec)
     except records.InvalidRecord as exc:
         raise CorruptRecord(str(exc)) from None
+    return rec
+
+
+def read_placed(path: Path | str) -> dict:
+    """:func:`read_record`, and the record must be where its config puts it: a record under another
+    config's file name, or in another kind's directory, is *foreign* (a :class:`CorruptRecord`)."""
+    path = Path(path)
+    rec = read_record(path)
+    h = config_hash(rec["config"])
+    if path.stem != h:
+        raise CorruptRecord(f"foreign record: its config hashes to {h}, not to its file name")
+    if path.parent.name not in (rec["kind"], SINGLE):
+        raise CorruptRecord(f"foreign record: a {rec['kind']!r} record in the {path.parent.name!r} directory")
     return rec
 
 
@@ -104,77 +178,126 @@ class RunLock:
     holder dies, kill -9 included: a lock is never stale.  The record is
     written before the lock is released, and whoever takes a lock checks for
     the record first, so a run is never executed twice.  (``flock`` needs a
-    local or lock-aware shared file system.)
+    local or lock-aware shared file system.)  A lock file that is a symbolic
+    link is never opened through.
     """
 
     def __init__(self, record: Path | str):
         self.path = Path(record).with_suffix(".lock")
-        self._fh = None
+        self._fd: int | None = None
 
     def acquire(self) -> bool:
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _directory(self.path.parent)
         while True:
-            fh = open(self.path, "a+")
             try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise StoreError(f"{self.path} is a symbolic link: the store never opens locks through links") from None
+                raise
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                fh.close()
+                os.close(fd)
                 return False
             try:  # the holder may have unlinked the file between our open and our lock: lock the live one
-                if os.fstat(fh.fileno()).st_ino == os.stat(self.path).st_ino:
-                    self._fh = fh
+                if os.fstat(fd).st_ino == os.lstat(self.path).st_ino:
+                    self._fd = fd
                     return True
             except FileNotFoundError:
                 pass
-            fh.close()
+            os.close(fd)
 
     def release(self) -> None:
-        if self._fh is None:
+        if self._fd is None:
             return
         try:
             self.path.unlink()
         except FileNotFoundError:
             pass
-        self._fh.close()  # closing releases the flock
-        self._fh = None
+        os.close(self._fd)  # closing releases the flock
+        self._fd = None
 
 
 def quarantine(path: Path | str) -> Path:
-    """Move a corrupt file aside (``<name>.corrupt``) so that its run is redone and the evidence kept."""
+    """Move a corrupt entry aside (``<name>.corrupt``, or ``.corrupt.N`` if that exists) so that its run is
+    redone and every earlier piece of evidence is kept."""
     path = Path(path)
     dest = path.with_name(path.name + ".corrupt")
-    os.replace(path, dest)
+    n = 0
+    while os.path.lexists(dest):
+        n += 1
+        dest = path.with_name(f"{path.name}.corrupt.{n}")
+    os.rename(path, dest)
     return dest
 
 
+def links(runs_dir: Path | str) -> list[Path]:
+    """Symbolic links inside the runs directory (the directory itself may be one)."""
+    root = Path(runs_dir)
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                found.append(p)
+    return sorted(found)
+
+
+def check_usable(runs_dir: Path | str) -> None:
+    """:class:`StoreError` if the store holds symbolic links: records written through them would land
+    outside it, and records behind them would be invisible to ``status``."""
+    found = links(runs_dir) if Path(runs_dir).is_dir() else []
+    if found:
+        where = ", ".join(f"{p} -> {os.readlink(p)}" for p in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise StoreError(f"the runs directory holds symbolic links ({where}); the store never follows links: "
+                         "move them away or point --runs-dir at the real directory")
+
+
 def scan(runs_dir: Path | str):
-    """Yield ``(path, record or None, problem or None)`` for every ``*.json`` under ``runs_dir``."""
-    for path in sorted(Path(runs_dir).rglob("*.json")):
-        try:
-            rec = read_record(path)
-            if path.stem != config_hash(rec["config"]):
-                raise CorruptRecord(f"its config hashes to {config_hash(rec['config'])}, not to its file name")
-            yield path, rec, None
-        except CorruptRecord as exc:
-            yield path, None, str(exc)
+    """Yield ``(path, record or None, problem or None)`` for every ``*.json`` entry under ``runs_dir``,
+    links included (as problems), without following any link."""
+    root = Path(runs_dir)
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        dirnames.sort()
+        here = Path(dirpath)
+        for name in sorted(dirnames + filenames):
+            path = here / name
+            if path.is_symlink():
+                if name.endswith(".json") or name in dirnames:
+                    yield path, None, f"a symbolic link (-> {os.readlink(path)}): the store never follows links"
+            elif name.endswith(".json"):
+                try:
+                    yield path, read_placed(path), None
+                except CorruptRecord as exc:
+                    yield path, None, str(exc)
 
 
 def append_log(runs_dir: Path | str, entry: dict) -> None:
     """Append ``entry`` as one JSON line to the store's execution log."""
-    with open(Path(runs_dir) / EXECUTION_LOG, "a") as fh:
+    path = Path(runs_dir) / EXECUTION_LOG
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "a") as fh:
         fh.write(json.dumps(entry) + "\n")
 
 
 def read_log(runs_dir: Path | str) -> tuple[list[dict], list[tuple[str, str]]]:
-    """The execution log's entries, and ``(where, problem)`` for each line that is not JSON."""
+    """The execution log's entries, and ``(where, problem)`` for each line that is not a JSON object."""
     entries, problems = [], []
     path = Path(runs_dir) / EXECUTION_LOG
-    if path.exists():
-        for i, line in enumerate(path.read_text().splitlines(), 1):
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
-                problems.append((f"{path}:{i}", "not valid JSON"))
+    try:
+        text = path.read_bytes().decode("utf-8", errors="replace") if path.is_file() and not path.is_symlink() else ""
+    except OSError as exc:
+        return [], [(str(path), f"cannot read: {exc.strerror or exc}")]
+    for i, line in enumerate(text.splitlines(), 1):
+        try:
+            entry = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            entry = None
+        if isinstance(entry, dict):
+            entries.append(entry)
+        else:
+            problems.append((f"{path}:{i}", "not a JSON object"))
     return entries, problems

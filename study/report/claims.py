@@ -17,7 +17,7 @@ import pandas as pd
 
 from .. import data
 from .reported import ARTICLE
-from .results import MissingRuns, View
+from .results import View
 
 VERDICTS = ("holds", "partly", "does not hold", "cannot tell")
 TABLES = ("main", "timing", "steps", "memory", "ablations")
@@ -30,10 +30,14 @@ class Evidence:
     tables: dict[str, pd.DataFrame]
     bayes: float
     gradients: pd.DataFrame = field(default_factory=pd.DataFrame)
+    command: Callable[[list[str]], str] = lambda names: f"study run-all --experiments {','.join(names)}"
 
     @classmethod
-    def from_view(cls, view: View) -> "Evidence":
-        return cls({name: view.runs(name) for name in TABLES}, 100 * data.bayes_accuracy()[0], view.gradients())
+    def from_view(cls, view: View, partial: bool = False) -> "Evidence":
+        """The view's complete experiments (with ``partial``, those with some runs too)."""
+        usable = lambda n: view.complete(n) or (partial and view.progress(n)[0] > 0)  # noqa: E731
+        return cls({n: view.runs(n) for n in TABLES if usable(n)}, 100 * data.bayes_accuracy()[0],
+                   view.gradients() if usable("gradients") else pd.DataFrame(), view.command)
 
     def runs(self, name: str) -> pd.DataFrame:
         return self.tables.get(name, pd.DataFrame())
@@ -61,7 +65,7 @@ class Claim:
         missing = [n for n in self.needs if not ev.has(n)]
         if missing:
             return Finding("n/a", "cannot tell", "Needs the " + ", ".join(missing) + " experiment" +
-                           ("s" if len(missing) > 1 else "") + f" (study run-all --experiments {','.join(missing)})")
+                           ("s" if len(missing) > 1 else "") + f" ({ev.command(missing)})")
         found = self.rule(ev, self.thresholds)
         if found.verdict not in VERDICTS:
             raise ValueError(f"claim {self.name}: verdict {found.verdict!r} is not one of {VERDICTS}")
@@ -266,12 +270,12 @@ CLAIMS: list[Claim] = [
 ]
 
 
-def judge_all(view: View) -> list[tuple[Claim, Finding]]:
-    """Every claim with its finding; MissingRuns when ``main`` lacks the article's three models."""
+def judge_all(view: View, partial: bool = False) -> list[tuple[Claim, Finding]]:
+    """Every claim with its finding; ``MissingRuns`` when ``main`` lacks the article's three models."""
     main = view.runs("main")
     if main.empty or not {"euler", "rk4", "resnet"} <= set(main[main["status"] == "ok"]["variant"]):
-        raise MissingRuns("main")
-    ev = Evidence.from_view(view)
+        raise view.missing("main")
+    ev = Evidence.from_view(view, partial)
     return [(c, c.judge(ev)) for c in CLAIMS]
 
 

@@ -1,7 +1,9 @@
 """Every figure of the study, one function each, drawn from the pandas view (``study.results``).
 
-``draw_all(view, out)`` draws what the runs allow; a figure whose runs are
-missing is skipped with one line naming the experiment to run.
+``draw_all(view, out)`` draws every figure whose experiments are complete; a
+figure whose runs are incomplete is skipped with one line naming the
+experiment and the command that completes it (``partial=True`` draws it,
+marked as partial).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import pandas as pd
 from .. import data
 from . import style
 from .reported import ARTICLE
-from .results import MissingRuns, View, attempt
+from .results import MissingRuns, Outcome, View, attempt
 
 
 def _need(df: pd.DataFrame, experiment: str) -> pd.DataFrame:
@@ -398,23 +400,39 @@ def fig_gradients(view: View, out: Path):
     return fig
 
 
-FIGURES = {
-    "fig01_data": fig_data, "fig02_main": fig_main, "fig03_curves": fig_curves, "fig04_frontier": fig_frontier,
-    "fig05_memory": fig_memory, "fig06_step_time": fig_step_time, "fig07_dopri5_nfe": fig_dopri5_nfe,
-    "fig08_convergence": fig_convergence, "fig09_trajectories": fig_trajectories, "fig10_regions": fig_regions,
-    "fig11_ablations": fig_ablations, "fig12_gradients": fig_gradients,
+FIGURES = {  # name -> (function, the experiments it reads)
+    "fig01_data": (fig_data, ()), "fig02_main": (fig_main, ("main",)), "fig03_curves": (fig_curves, ("main",)),
+    "fig04_frontier": (fig_frontier, ("steps", "tolerance")), "fig05_memory": (fig_memory, ("memory",)),
+    "fig06_step_time": (fig_step_time, ("memory",)), "fig07_dopri5_nfe": (fig_dopri5_nfe, ("main",)),
+    "fig08_convergence": (fig_convergence, ("convergence",)), "fig09_trajectories": (fig_trajectories, ("trajectories",)),
+    "fig10_regions": (fig_regions, ("trajectories",)), "fig11_ablations": (fig_ablations, ("ablations",)),
+    "fig12_gradients": (fig_gradients, ("gradients",)),
 }
 
 
-def draw_all(view: View, out: Path, only: list[str] | None = None, log=print) -> tuple[list[Path], list[str]]:
-    """Draw every figure the runs allow; returns (files written, one line per skipped figure)."""
-    written, skipped = [], []
-    for name, fn in FIGURES.items():
+def _mark_partial(fig, view: View, needs) -> None:
+    text = "PARTIAL: " + "; ".join(f"{n} {view.progress(n)[0]} of {view.progress(n)[1]} runs" for n in needs
+                                   if not view.complete(n))
+    fig.text(0.5, 1.02, text, ha="center", va="bottom", fontsize=7, color="#C00000")  # above any title
+
+
+def draw_all(view: View, out: Path, only: list[str] | None = None, log=print, partial: bool = False) -> Outcome:
+    """Draw every figure whose experiments are complete (with ``partial``, those with some runs too,
+    marked as partial); one line per figure skipped or failed."""
+    outcome = Outcome()
+    for name, (fn, needs) in FIGURES.items():
         if only and name not in only:
             continue
-        fig = attempt(name, lambda: fn(view, out), skipped, log)
+        fig = attempt(name, lambda: fn(view, out), outcome, log, view, needs, partial)
         if fig is None:
             continue
-        written += style.save(fig, out, name)
+        if name in outcome.partial:
+            _mark_partial(fig, view, needs)
+        try:
+            outcome.written += style.save(fig, out, name)
+        except OSError as exc:
+            outcome.failed.append(f"{name}: failed: {exc.strerror or exc}")
+            log(outcome.failed[-1])
+            continue
         log(f"{name}: {out / name}.pdf")
-    return written, skipped
+    return outcome

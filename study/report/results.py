@@ -35,25 +35,47 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 class MissingRuns(LookupError):
-    """What a figure or table needs is not in the store; the message names the experiment to run."""
+    """What a figure or table needs is not (all) in the store; the message says how much is there and the
+    exact command that completes it."""
 
-    def __init__(self, experiment: str):
-        super().__init__(f"no runs of experiment '{experiment}' (study run-all --experiments {experiment})")
+    def __init__(self, experiment: str, done: int = 0, planned: int | None = None, command: str | None = None):
+        have = f"has {done} of {planned} runs" if planned is not None else "has no runs"
+        command = command or f"study run-all --experiments {experiment}"
+        super().__init__(f"experiment '{experiment}' {have}; complete it with: {command}")
         self.experiment = experiment
 
 
-def attempt(what: str, fn, skipped: list[str], log=print):
-    """``fn()``, or, when its runs are missing or it breaks, one line in ``skipped`` and ``None``.
+@dataclass
+class Outcome:
+    """What a report step did: files written, items skipped (incomplete experiments) and items that failed."""
 
-    Used by figures and tables: one missing experiment or broken item must not stop the others.
+    written: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
+
+
+def attempt(what: str, fn, outcome: Outcome, log=print, view: "View | None" = None, needs=(), partial: bool = False):
+    """``fn()``, or ``None`` with one line when an experiment it ``needs`` is incomplete (skipped, unless
+    ``partial``: then it is drawn and its name listed in ``outcome.partial``) or when it breaks (failed).
+
+    Used by figures and tables: one incomplete experiment or broken item must not stop the others.
     """
+    incomplete = [n for n in needs if view is not None and not view.complete(n)]
     try:
-        return fn()
+        if incomplete and not (partial and all(view.progress(n)[0] for n in incomplete)):
+            raise view.missing(incomplete[0])
+        result = fn()
+        if incomplete:
+            outcome.partial.append(what)
+            log(f"{what}: partial: " + "; ".join(f"{n} {view.progress(n)[0]} of {view.progress(n)[1]} runs" for n in incomplete))
+        return result
     except MissingRuns as exc:
         msg = f"{what}: skipped: {exc}"
+        outcome.skipped.append(msg)
     except Exception as exc:  # noqa: BLE001 - reported, never swallowed silently
         msg = f"{what}: failed: {type(exc).__name__}: {exc}"
-    skipped.append(msg)
+        outcome.failed.append(msg)
     log(msg)
     return None
 
@@ -64,6 +86,31 @@ class View:
     problems: list[tuple[str, str]] = field(default_factory=list)  # (path, what is wrong)
     membership: dict[str, set[str]] = field(default_factory=dict)  # experiment -> hashes
     execution_log: list[dict] = field(default_factory=list)  # run-all invocations (run-all.log.jsonl)
+    profile: str = "full"
+    runs_dir: str = "runs"
+
+    def progress(self, experiment: str) -> tuple[int, int]:
+        """``(done, planned)`` runs of an experiment; done means an ``ok`` or ``diverged`` record."""
+        hashes = self.membership.get(experiment, set())
+        done = sum(1 for h in hashes if h in self.records and self.records[h]["status"] in ("ok", "diverged"))
+        return done, len(hashes)
+
+    def complete(self, experiment: str) -> bool:
+        done, planned = self.progress(experiment)
+        return planned > 0 and done == planned
+
+    def command(self, experiments: list[str]) -> str:
+        """The exact ``run-all`` command that completes ``experiments`` in this view's store and profile."""
+        cmd = f"study run-all --experiments {','.join(experiments)}"
+        if self.profile != "full":
+            cmd += f" --profile {self.profile}"
+        if Path(self.runs_dir) != Path("runs"):
+            cmd += f" --runs-dir {self.runs_dir}"
+        return cmd
+
+    def missing(self, experiment: str) -> MissingRuns:
+        done, planned = self.progress(experiment)
+        return MissingRuns(experiment, done, planned, self.command([experiment]))
 
     def _select(self, experiment: str | None, kind: str | None = None) -> list[tuple[str, dict]]:
         if experiment is not None and experiment not in self.membership:
@@ -190,4 +237,4 @@ def load(runs_dir: Path | str = "runs", profile: str = "full") -> View:
             elif path.parent.name == rec["kind"]:  # runs/<kind>/<hash>.json; `study run`'s single/ is not the store
                 records[path.stem] = rec
     log, log_problems = store.read_log(runs_dir)
-    return View(records, problems + log_problems, experiment_hashes(profile), log)
+    return View(records, problems + log_problems, experiment_hashes(profile), log, profile, str(runs_dir))

@@ -1,6 +1,7 @@
 """One visual style for the whole study: colours, markers, sizes, and deterministic saving."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -58,10 +59,17 @@ def apply() -> None:
 
 
 def save(fig, out_dir: Path, name: str) -> list[Path]:
-    """Vector PDF and PNG preview, byte-identical for identical input (no dates, fixed metadata)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pdf, png = out_dir / f"{name}.pdf", out_dir / f"{name}.png"
-    fig.savefig(pdf, metadata={"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}, bbox_inches="tight")
-    fig.savefig(png, metadata={"Software": None}, bbox_inches="tight")
-    plt.close(fig)
-    return [pdf, png]
+    """Vector PDF and PNG preview, byte-identical for identical input (no dates, fixed metadata), each
+    written atomically: an interrupted or failed save leaves the previous file, never a truncated one."""
+    from ..store import write_text_atomic
+
+    out = []
+    try:
+        for ext, metadata in (("pdf", {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}),
+                              ("png", {"Software": None})):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=ext, metadata=metadata, bbox_inches="tight")
+            out.append(write_text_atomic(out_dir / f"{name}.{ext}", buf.getvalue()))
+    finally:
+        plt.close(fig)
+    return out

@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from .. import data, variants
-from ..config import METHODS
+from ..config import METHODS, solver_method
+from ..store import write_text_atomic
 from . import claims
 from .numbers import Numbers, spell
 from .reported import ARTICLE
-from .results import MissingRuns, View, attempt
+from .results import MissingRuns, Outcome, View, attempt
 from .style import label, ordered
 
 
@@ -197,7 +198,8 @@ def bench_numbers(view: View, N: Numbers) -> str:
                   "Bench: per solver step, medians over interleaved rounds.")
 
 
-def other_numbers(view: View, N: Numbers) -> None:
+def constant_numbers(view: View, N: Numbers) -> None:
+    """Numbers that need no runs: the Bayes ceiling, parameter counts, the article's numbers, the profile's time."""
     acc, se = data.bayes_accuracy()
     N.add("BayesAcc", 100 * acc)
     N.add("BayesAccSe", 100 * se, "{:.2f}")
@@ -209,47 +211,48 @@ def other_numbers(view: View, N: Numbers) -> None:
     N.add("ArticleRKfourAcc", 100 * ARTICLE["rk4"]["accuracy"])
     N.add("ArticleResNetAcc", 100 * ARTICLE["resnet"]["accuracy"])
     N.add("ArticleTimeRatio", ARTICLE["rk4"]["time_s"] / ARTICLE["euler"]["time_s"], "{:.1f}")
-    conv = view.convergence()
-    slope_names = {"hand-euler": "HandEuler", "hand-midpoint": "HandMidpoint", "hand-rk4": "HandRKfour",
-                   "hand-rk4-38": "HandRKtte", "tdq-euler": "TdqEuler", "tdq-midpoint": "TdqMidpoint", "tdq-rk4": "TdqRKtte"}
-    if not conv.empty:
-        for s, d in conv.groupby("solver"):
-            if s in slope_names:
-                N.add("Slope" + slope_names[s], d["slope"].iloc[0], "{:.2f}")
-    grads = view.gradients()
-    if not grads.empty:
-        for m, d in grads.groupby("method"):
-            key = variants.VARIANTS[m].macro if m in variants.VARIANTS else "X"
-            N.add(f"Grad{key}Max", d["rel_err_vs_direct"].max(), "{:.2g}")
-            N.add(f"Grad{key}Min", d["rel_err_vs_direct"].min(), "{:.2g}")
-            if d["steps"].notna().any():
-                g = d.set_index("steps")
-                for n in (20,):
-                    if n in g.index:
-                        N.add(f"Grad{key}Twenty", g.loc[n, "rel_err_vs_direct"], "{:.2g}")
-    ab = view.runs("ablations")
-    if not ab.empty:
-        base = ab[(ab["variant"] == "euler") & ab["time_input"].astype(bool) & ab["zero_init"].astype(bool)]
-        for d_, g in base.groupby("lift_dim"):
-            word = spell(int(d_))
-            if word:
-                N.add(f"Lift{word}BestTestAcc", 100 * g[g["status"] == "ok"]["test_acc"].max())
-                N.add(f"Lift{word}TestAcc", _ms(g[g["status"] == "ok"]["test_acc"])[0])
-                N.add(f"Lift{word}TrainAcc", _ms(g[g["status"] == "ok"]["train_acc"])[0])
-        for name, mask in (("NoTime", (ab["variant"] == "euler") & ~ab["time_input"].astype(bool)),
-                           ("RandInit", (ab["variant"] == "euler") & ~ab["zero_init"].astype(bool)),
-                           ("ResNetRandInit", (ab["variant"] == "resnet") & ~ab["zero_init"].astype(bool))):
-            g = ab[mask]
-            N.add(f"{name}TestAcc", _ms(g[g["status"] == "ok"]["test_acc"])[0])
-            N.add(f"{name}TrainAcc", _ms(g[g["status"] == "ok"]["train_acc"])[0])
-            N.add(f"{name}Diverged", int((g["status"] == "diverged").sum()), "{:d}")
-            N.add(f"{name}Seeds", len(g), "{:d}")
-        N.add("AblationSeeds", int(base.groupby("lift_dim").size().min()), "{:d}")
     ex = view.executions()
     if not ex.empty:
         full = ex[ex["profile"] == "full"]
         if not full.empty:
             N.add("FullProfileMinutes", full["seconds"].sum() / 60, "{:.0f}")
+
+
+def convergence_numbers(view: View, N: Numbers) -> None:
+    for s, d in view.convergence().groupby("solver"):
+        backend, method = solver_method(s)
+        N.add(f"Slope{'Hand' if backend == 'hand' else 'Tdq'}{method.macro}", d["slope"].iloc[0], "{:.2f}")
+
+
+def gradient_numbers(view: View, N: Numbers) -> None:
+    for m, d in view.gradients().groupby("method"):
+        key = variants.VARIANTS[m].macro if m in variants.VARIANTS else "X"
+        N.add(f"Grad{key}Max", d["rel_err_vs_direct"].max(), "{:.2g}")
+        N.add(f"Grad{key}Min", d["rel_err_vs_direct"].min(), "{:.2g}")
+        if d["steps"].notna().any():
+            g = d.set_index("steps")
+            if 20 in g.index:
+                N.add(f"Grad{key}Twenty", g.loc[20, "rel_err_vs_direct"], "{:.2g}")
+
+
+def ablation_numbers(view: View, N: Numbers) -> None:
+    ab = view.runs("ablations")
+    base = ab[(ab["variant"] == "euler") & ab["time_input"].astype(bool) & ab["zero_init"].astype(bool)]
+    for d_, g in base.groupby("lift_dim"):
+        word = spell(int(d_))
+        if word:
+            N.add(f"Lift{word}BestTestAcc", 100 * g[g["status"] == "ok"]["test_acc"].max())
+            N.add(f"Lift{word}TestAcc", _ms(g[g["status"] == "ok"]["test_acc"])[0])
+            N.add(f"Lift{word}TrainAcc", _ms(g[g["status"] == "ok"]["train_acc"])[0])
+    for name, mask in (("NoTime", (ab["variant"] == "euler") & ~ab["time_input"].astype(bool)),
+                       ("RandInit", (ab["variant"] == "euler") & ~ab["zero_init"].astype(bool)),
+                       ("ResNetRandInit", (ab["variant"] == "resnet") & ~ab["zero_init"].astype(bool))):
+        g = ab[mask]
+        N.add(f"{name}TestAcc", _ms(g[g["status"] == "ok"]["test_acc"])[0])
+        N.add(f"{name}TrainAcc", _ms(g[g["status"] == "ok"]["train_acc"])[0])
+        N.add(f"{name}Diverged", int((g["status"] == "diverged").sum()), "{:d}")
+        N.add(f"{name}Seeds", len(g), "{:d}")
+    N.add("AblationSeeds", int(base.groupby("lift_dim").size().min()), "{:d}")
 
 
 def variants_table() -> str:
@@ -275,40 +278,55 @@ def claim_numbers(judged, N: Numbers) -> None:
     N.add("ClaimsTotal", len(judged), "{:d}")
 
 
-def write_all(view: View, out: Path, log=print) -> tuple[list[Path], list[str]]:
-    """Write every table and numbers.tex into ``out``; returns (files, skipped lines)."""
-    out.mkdir(parents=True, exist_ok=True)
-    N = Numbers()
-    files, skipped = [out / "variants.tex"], []
-    files[0].write_text(variants_table())
-    builders = {"main_results": main_numbers, "memory": memory_numbers, "bench": bench_numbers}
-    for name, fn in builders.items():
-        text = attempt(f"{name}.tex", lambda: fn(view, N), skipped, log)
-        if text is not None:
-            files.append(out / f"{name}.tex")
-            files[-1].write_text(text)
-    sweeps = attempt("steps.tex, tolerance.tex", lambda: sweep_numbers(view, N), skipped, log)
-    if sweeps is not None:
-        for name, text in zip(("steps", "tolerance"), sweeps):
-            files.append(out / f"{name}.tex")
-            files[-1].write_text(text)
-    attempt("numbers.tex (some numbers)", lambda: other_numbers(view, N), skipped, log)
-    judged = attempt("claims.tex", lambda: claims.judge_all(view), skipped, log)
-    if judged is not None:
-        claim_numbers(judged, N)
-        files.append(out / "claims.tex")
-        files[-1].write_text(claims.table(judged))
+TABLES = {  # file -> (builder, the experiments it reads); each builder adds its numbers to numbers.tex
+    "main_results": (main_numbers, ("main", "timing")),
+    "memory": (memory_numbers, ("memory",)),
+    "bench": (bench_numbers, ("bench",)),
+    "steps, tolerance": (sweep_numbers, ("steps", "tolerance")),
+}
+NUMBERS = {  # numbers.tex parts without a table of their own
+    "constants": (constant_numbers, ()),
+    "convergence": (convergence_numbers, ("convergence",)),
+    "gradients": (gradient_numbers, ("gradients",)),
+    "ablations": (ablation_numbers, ("ablations",)),
+}
+
+
+def _numbers_tex(N: Numbers, paper: Path, log) -> str:
+    """numbers.tex; every macro main.tex quotes that the runs cannot give is defined as n/a."""
     text = N.tex()
-    paper = out.parent / "main.tex"
-    if paper.exists():  # every number the paper quotes gets a macro; those the runs cannot give show n/a
+    if paper.exists():
         used = set(re.findall(r"\\([A-Z][A-Za-z]+)", paper.read_text()))
         missing = sorted(used - set(N.items))
         if missing:
             log(f"numbers.tex: {len(missing)} number(s) the paper quotes have no runs (shown as n/a): {', '.join(missing)}")
             text += "% Quoted by main.tex but not computable from these runs:\n"
             text += "".join(f"\\providecommand{{\\{m}}}{{n/a}}\n" for m in missing)
-    files.append(out / "numbers.tex")
-    files[-1].write_text(text)
-    for f in files:
-        log(f"wrote {f}")
-    return files, skipped
+    return text
+
+
+def write_all(view: View, out: Path, log=print, partial: bool = False) -> Outcome:
+    """Write every table whose experiments are complete (with ``partial``, those with some runs too, marked),
+    the claims table and numbers.tex into ``out``, each file atomically."""
+    N, outcome, texts = Numbers(), Outcome(), {"variants": variants_table()}
+    for name, (fn, needs) in TABLES.items():
+        built = attempt(f"{name}.tex", lambda: fn(view, N), outcome, log, view, needs, partial)
+        for file, text in zip(name.split(", "), built if isinstance(built, tuple) else [built]):
+            if text is not None:
+                mark = f"{name}.tex" in outcome.partial
+                texts[file] = ("% PARTIAL: drawn from incomplete experiments (study tables --partial)\n" if mark else "") + text
+    for name, (fn, needs) in NUMBERS.items():
+        attempt(f"numbers.tex ({name})", lambda: fn(view, N), outcome, log, view, needs, partial)
+    judged = attempt("claims.tex", lambda: claims.judge_all(view, partial), outcome, log, view, ("main",), partial)
+    if judged is not None:
+        claim_numbers(judged, N)
+        texts["claims"] = claims.table(judged)
+    texts["numbers"] = _numbers_tex(N, out.parent / "main.tex", log)
+    for file, text in texts.items():
+        try:
+            outcome.written.append(write_text_atomic(out / f"{file}.tex", text))
+            log(f"wrote {out / file}.tex")
+        except OSError as exc:
+            outcome.failed.append(f"{file}.tex: failed: {exc.strerror or exc}")
+            log(outcome.failed[-1])
+    return outcome

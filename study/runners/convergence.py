@@ -13,7 +13,7 @@ import torch
 import torchdiffeq
 
 from .. import records
-from ..config import METHODS, torchdiffeq_method
+from ..config import solver_method
 from ..engine import solvers
 from ..provenance import environment
 
@@ -34,15 +34,9 @@ def _exact_problem(name: str):
     return (lambda t, y: torch.cos(torch.as_tensor(t, dtype=torch.float64)) * y), y0, (lambda t: y0 * math.exp(math.sin(t)))
 
 
-def method_of(solver: str):
-    """``(backend, our Method)`` of a convergence solver name."""
-    backend, name = solver.split("-", 1)
-    return backend, (torchdiffeq_method(name) if backend == "tdq" else METHODS[name])
-
-
 def measure(config: dict) -> dict:
     """Global error at ``t1`` against step size for one solver; the fitted log-log slope is its order."""
-    backend, method = method_of(config["solver"])
+    backend, method = solver_method(config["solver"])
     f, y0, exact = _exact_problem(config["problem"])
     t1 = float(config["t1"])
     errors = []

@@ -1,4 +1,5 @@
-"""The command line: one-line errors with exit code 2, and a record from `study run`."""
+"""The command line: records from `study run`, the registry and data commands, the GPU check script
+(bad input: test_bad_input.py)."""
 import json
 import subprocess
 import sys
@@ -6,36 +7,6 @@ import sys
 import pytest
 
 from tests.helpers import ENV, study
-
-
-@pytest.mark.parametrize(
-    "args,needle",
-    [
-        (["run", "nope"], "unknown variant 'nope'; choose one of: euler, rk4"),
-        (["run", "euler", "--epochs", "0"], "--epochs must be a positive integer"),
-        (["run", "euler", "--epochs", "-3"], "--epochs must be a positive integer"),
-        (["run", "euler", "--steps", "0"], "--steps must be a positive integer"),
-        (["run", "euler", "--device", "tpu"], "unknown device 'tpu'"),
-        (["run", "euler", "--epochs", "x"], "'x' is not a valid integer"),
-        (["run", "euler", "--frobnicate"], "No such option"),
-        (["frobnicate"], "No such command"),
-        (["dataset", "--sigma", "-1"], "--sigma must be positive"),
-    ],
-)
-def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
-    r = study(*args, "--runs-dir", str(tmp_path / "r")) if args[0] == "run" and "--frobnicate" not in args else study(*args)
-    assert r.returncode == 2, r.stderr
-    lines = r.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("study: error:") and needle in lines[0], r.stderr
-    assert "Traceback" not in r.stderr
-    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("*.json"))
-
-
-def test_unwritable_runs_dir(tmp_path):
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    r = study("run", "euler", "--epochs", "1", "--runs-dir", str(blocker / "runs"))
-    assert r.returncode == 2 and "not writable" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_cuda_when_absent_is_a_clear_error(tmp_path):

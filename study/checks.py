@@ -1,0 +1,162 @@
+"""What a user may type, checked before anything is created: each problem is one :class:`UserError` line.
+
+The limits are the study's documented bounds (README, "Commands"): seeds fit the
+initialisation's 64-bit seed arithmetic, thread and worker counts are bounded by
+the machine's cores, and steps, epochs and bench rounds by what can finish or
+fit in memory.
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+SEED_MAX = 2**32 - 1  # seed * 7919 + 17 must stay a 64-bit integer (the initialisation's generator seed)
+EPOCHS_MAX = 100_000  # the article trains 500
+STEPS_MAX = 10_000  # 10,000 RK4 steps keep about 5 GiB of activations at batch 128
+BENCH_STEPS_MAX = 1_000
+BENCH_ROUNDS_MAX = 1_000
+BATCH_MAX = 1_000  # the training set
+SIGMA_RANGE = (0.01, 1.0)  # noise std: below 0.01 the Bayes quadrature cannot resolve it; the spirals have radius 1
+SHOWN = 60  # characters of a user's string echoed back in an error
+
+
+class UserError(Exception):
+    """Bad input: reported as one line ``study: error: ...``, exit code 2."""
+
+
+def shown(text: str) -> str:
+    """``text`` as an error message quotes it: repr, cut to :data:`SHOWN` characters."""
+    r = repr(text)
+    return r if len(r) <= SHOWN else r[: SHOWN - 4] + "...'"
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def int_in(name: str, value, lo: int, hi: int, why: str = "") -> int | None:
+    """``value`` (None passes) if ``lo <= value <= hi``, else a UserError naming the range."""
+    if value is None:
+        return None
+    if not lo <= value <= hi:
+        raise UserError(f"{name} must be an integer from {lo:,} to {hi:,}{' (' + why + ')' if why else ''}, got {value}")
+    return value
+
+
+def seed(value: int, name: str = "--seed") -> int:
+    return int_in(name, value, 0, SEED_MAX)
+
+
+def threads(value: int) -> int:
+    return int_in("--threads", value, 1, cores(), f"this machine has {cores()} cores")
+
+
+def workers(value: int | None) -> int:
+    return int_in("--workers", value, 1, cores(), f"one process per core at most; this machine has {cores()}") or cores()
+
+
+def sigma(value: float) -> float:
+    lo, hi = SIGMA_RANGE
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise UserError(f"--sigma must be a noise standard deviation from {lo:g} to {hi:g}, got {value!r}")
+    return value
+
+
+def device(name: str) -> str:
+    if name == "cpu":
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"device {shown(name)} requested but CUDA is not available here; use --device cpu")
+        if ":" in name and int(name[5:]) >= torch.cuda.device_count():
+            raise UserError(f"device {shown(name)} does not exist ({torch.cuda.device_count()} CUDA device(s))")
+        return name
+    raise UserError(f"unknown device {shown(name)}; choose cpu, cuda or cuda:N")
+
+
+def _nonempty(option: str, path: Path) -> Path:
+    if str(path).strip() in ("", "."):
+        if str(path).strip() == "":
+            raise UserError(f"{option} must name a directory, got an empty string")
+    return path
+
+
+def output_dir(option: str, path: Path) -> Path:
+    """A directory we may create and write into (nothing is created here)."""
+    _nonempty(option, path)
+    if path.exists() or path.is_symlink():
+        if not path.is_dir():
+            raise UserError(f"{option} {shown(str(path))} is a file, not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise UserError(f"{option} {shown(str(path))} is not writable")
+        return path
+    parent = next((p for p in path.absolute().parents if p.exists()), None)
+    if parent is None or not parent.is_dir():
+        raise UserError(f"{option} {shown(str(path))} cannot be created: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {shown(str(path))} cannot be created: {parent} is not writable")
+    return path
+
+
+def run_store(option: str, path: Path) -> Path:
+    """An existing run store to read: a directory that is empty or holds the store's entries."""
+    from . import runners, store
+
+    _nonempty(option, path)
+    if not path.exists():
+        raise UserError(f"runs directory {shown(str(path))} does not exist; run 'study run-all' first")
+    if not path.is_dir():
+        raise UserError(f"{option} {shown(str(path))} is a file, not a runs directory")
+    try:
+        entries = set(os.listdir(path))
+    except OSError as exc:
+        raise UserError(f"runs directory {shown(str(path))} cannot be read: {exc.strerror}") from None
+    known = set(runners.KINDS) | {store.SINGLE, store.EXECUTION_LOG}
+    if entries and not entries & known:
+        raise UserError(f"{shown(str(path))} is not a run store: it holds none of {', '.join(sorted(known))}")
+    return path
+
+
+def experiments(profile: str, names: str | None) -> list[str] | None:
+    """The profile's experiments chosen by ``--experiments a,b`` (None: all)."""
+    from .experiments import PROFILES, build
+
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile {shown(profile)}; choose one of: {', '.join(PROFILES)}")
+    if names is None:
+        return None
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    known = list(build(profile))
+    if not chosen:
+        raise UserError(f"--experiments names no experiment; choose from: {', '.join(known)}")
+    bad = [n for n in chosen if n not in known]
+    if bad:
+        raise UserError(f"unknown experiment(s) {', '.join(shown(b) for b in bad)}; choose from: {', '.join(known)}")
+    return chosen
+
+
+def scheduler(address: str | None) -> str | None:
+    """A Dask scheduler address, checked and reached (before anything is written)."""
+    if address is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address)
+    if parts.scheme not in ("tcp", "tls", "inproc", "ucx", "ws", "wss") or not parts.netloc:
+        raise UserError(f"--scheduler needs an address like tcp://host:8786, got {shown(address)}")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UserError("--scheduler needs Dask: pip install 'study[dask]'") from None
+    try:
+        Client(address, timeout="10s").close()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect is the user's address or network
+        raise UserError(f"cannot reach the Dask scheduler at {shown(address)}: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")) from None
+    return address

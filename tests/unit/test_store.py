@@ -1,0 +1,187 @@
+"""The run store against every way a file can break it: each case is reported, moved aside and redone."""
+import copy
+import errno
+import json
+import os
+import shutil
+
+import pytest
+
+from study import executor, records, store
+from study.experiments import Job
+from tests.helpers import ROOT
+
+SHIPPED = ROOT / "runs"
+
+
+def shipped(kind: str) -> dict:
+    """One shipped record of ``kind`` (a known-good record to break)."""
+    return store.read_record(sorted((SHIPPED / kind).glob("*.json"))[0])
+
+
+@pytest.fixture
+def placed(tmp_path):
+    """A store holding one good training record: (runs dir, its path, the record)."""
+    rec = shipped("train")
+    path = store.record_path(tmp_path, "train", rec["config"])
+    store.write_atomic(path, rec)
+    return tmp_path, path, rec
+
+
+def job_of(rec: dict) -> Job:
+    cfg = dict(rec["config"])
+    seed = cfg.pop("seed")
+    return Job("train", cfg, [seed], ["main"])
+
+
+def pending_after(runs_dir, rec) -> tuple[list[Job], executor.Summary]:
+    summary = executor.Summary()
+    return executor.pending([job_of(rec)], runs_dir, None, summary), summary
+
+
+@pytest.mark.parametrize("content,problem", [
+    (b'{"schema": 1, "kind": "\xff\xfe"}', "not UTF-8 text (byte 0xff at offset 23)"),
+    (b"[" * 100_000 + b"]" * 100_000, "JSON nested too deeply"),
+    (b'{"schema": 1, "kind": "tr', "not valid JSON"),
+    (b'{"schema": NaN}', "NaN is not valid JSON"),
+    (b"[1, 2]", "not a JSON object"),
+])
+def test_unreadable_bytes_are_corrupt_records_that_get_moved_aside_and_rerun(placed, content, problem):
+    runs, path, rec = placed
+    path.write_bytes(content)
+    with pytest.raises(store.CorruptRecord, match=problem.replace("(", r"\(").replace(")", r"\)")):
+        store.read_record(path)
+    problems = [p for _, _, p in store.scan(runs) if p]
+    assert len(problems) == 1 and problem.split(" (")[0] in problems[0]
+    todo, summary = pending_after(runs, rec)
+    assert todo and todo[0].seeds == [rec["config"]["seed"]] and problem.split(" (")[0] in summary.quarantined[0]
+    assert not path.exists() and path.with_name(path.name + ".corrupt").read_bytes() == content
+
+
+def test_a_fifo_or_a_directory_named_like_a_record_never_hangs_or_crashes(placed):
+    runs, path, rec = placed
+    path.unlink()
+    os.mkfifo(path)  # opening a FIFO for reading would block until a writer comes
+    with pytest.raises(store.CorruptRecord, match="not a regular file"):
+        store.read_record(path)
+    todo, _ = pending_after(runs, rec)
+    assert todo and path.with_name(path.name + ".corrupt").exists()
+    path.mkdir()
+    assert [p for _, _, p in store.scan(runs) if p] == ["not a regular file"]
+
+
+def test_repeated_corruption_keeps_every_piece_of_evidence(placed):
+    runs, path, rec = placed
+    path.with_name(path.name + ".corrupt").mkdir()  # an earlier .corrupt that is a directory
+    for i, junk in enumerate((b"first", b"second")):
+        path.write_bytes(junk)
+        pending_after(runs, rec)
+    assert path.with_name(path.name + ".corrupt").is_dir()
+    assert path.with_name(path.name + ".corrupt.1").read_bytes() == b"first"
+    assert path.with_name(path.name + ".corrupt.2").read_bytes() == b"second"
+
+
+def test_a_foreign_record_is_not_counted_as_done(placed):
+    runs, path, rec = placed
+    other = copy.deepcopy(rec)
+    other["config"]["seed"] += 100  # a valid record, but of another config
+    path.write_text(json.dumps(other))
+    with pytest.raises(store.CorruptRecord, match="foreign record: its config hashes to"):
+        store.read_placed(path)
+    assert not executor.is_result(path)
+    todo, summary = pending_after(runs, rec)
+    assert todo and "foreign record" in summary.quarantined[0]
+    misplaced = runs / "memory" / path.name  # a train record in another kind's directory
+    misplaced.parent.mkdir()
+    misplaced.write_text(json.dumps(rec))
+    with pytest.raises(store.CorruptRecord, match="a 'train' record in the 'memory' directory"):
+        store.read_placed(misplaced)
+
+
+BREAKS = {  # kind -> (dotted field, bad value, the message's words)
+    "train": [("metrics.test_acc", "abc", "should be float"), ("curves.loss", [1.0], "one length"),
+              ("metrics", {}, "missing field 'metrics.params'"), ("config.seed", True, "should be int")],
+    "convergence": [("metrics", {}, "missing field"), ("metrics.error", [1.0, "x"], "should be list[float]")],
+    "memory": [("metrics.activation_bytes", 1.5, "should be int"), ("config.solver", None, "should be str")],
+    "gradients": [("metrics.rows", [{"method": 3}], "should be str")],
+    "trajectories": [("data.states", "x", "should be list")],
+    "timing": [("metrics.step_time_s", None, "should be float")],
+    "bench": [("metrics.rows", [{"solver": "a"}], "missing field 'row.mode'")],
+}
+
+
+@pytest.mark.parametrize("kind,field,value,words", [(k, *b) for k, bs in BREAKS.items() for b in bs])
+def test_every_kind_is_validated_field_by_field(kind, field, value, words):
+    rec = shipped(kind)
+    records.validate(rec)  # the shipped record is valid
+    broken = copy.deepcopy(rec)
+    *parents, last = field.split(".")
+    target = broken
+    for p in parents:
+        target = target[p]
+    target[last] = value
+    with pytest.raises(records.InvalidRecord, match=words.replace("[", r"\[").replace("]", r"\]")):
+        records.validate(broken)
+
+
+def test_envelope_validation():
+    rec = shipped("convergence")
+    for change, words in (({"schema": 99}, "schema 99"), ({"status": "great"}, "status 'great'"),
+                          ({"kind": "nope"}, "kind 'nope'"), ({"schema": True}, "should be int")):
+        with pytest.raises(records.InvalidRecord, match=words):
+            records.validate({**rec, **change})
+
+
+def test_a_full_disk_leaves_the_old_file_and_names_the_new_one(tmp_path, monkeypatch):
+    target = tmp_path / "fig.pdf"
+    target.write_bytes(b"old")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        store.write_text_atomic(target, b"new and longer")
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(target)
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["fig.pdf"]
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    path = store.write_text_atomic(tmp_path / "a.tex", "x")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~store._umask()
+
+
+def test_symbolic_links_are_never_followed_or_written_through(tmp_path, placed):
+    runs, path, rec = placed
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.move(str(runs / "train"), str(outside / "train"))
+    (runs / "train").symlink_to(outside / "train", target_is_directory=True)
+    with pytest.raises(store.StoreError, match="symbolic links"):
+        store.check_usable(runs)
+    with pytest.raises(store.StoreError, match="is a symbolic link"):
+        store.write_atomic(path, rec)
+    problems = [p for _, _, p in store.scan(runs) if p]
+    assert len(problems) == 1 and "a symbolic link" in problems[0]
+    (runs / "train").unlink()
+    shutil.move(str(outside / "train"), str(runs / "train"))
+    lock = path.with_suffix(".lock")
+    lock.symlink_to(tmp_path / "planted")
+    with pytest.raises(store.StoreError, match="never opens locks through links"):
+        store.RunLock(path).acquire()
+    assert not (tmp_path / "planted").exists()
+
+
+def test_force_reruns_only_records_older_than_the_invocation(placed):
+    runs, path, rec = placed
+    started = path.stat().st_mtime + 1.0  # an invocation that started after the record was written
+    assert not executor.is_result(path, force_since=started)
+    assert executor.is_result(path, force_since=started - 2.0)  # written during the invocation: keep it
+    todo = executor.pending([job_of(rec)], runs, started, executor.Summary())
+    assert len(todo) == 1 and todo[0].seeds == [rec["config"]["seed"]]
+
+
+def test_the_execution_log_tolerates_broken_lines(tmp_path):
+    (tmp_path / store.EXECUTION_LOG).write_bytes(b'{"profile": "full", "seconds": 3}\n\xff\n[1]\n')
+    entries, problems = store.read_log(tmp_path)
+    assert entries == [{"profile": "full", "seconds": 3}] and len(problems) == 2
