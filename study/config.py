@@ -36,11 +36,12 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("midpoint", 2, 2, "midpoint", "Midpoint", tableau="midpoint", torchdiffeq="midpoint"),
     Method("rk4", 4, 4, "RK4", "RKfour", tableau="rk4"),  # the classic RK4: torchdiffeq has none
     Method("rk4-38", 4, 4, "RK4 3/8", "RKtte", tableau="rk4-38", torchdiffeq="rk4"),  # torchdiffeq's "rk4" is the 3/8 rule
-    Method("dopri5", 5, 6, "dopri5", "Dopri", torchdiffeq="dopri5", adaptive=True),
+    Method("dopri5", 5, 6, "dopri5", "Dopri", tableau="dopri5", torchdiffeq="dopri5", adaptive=True),
 )}
 FIXED_METHODS = tuple(n for n, m in METHODS.items() if not m.adaptive)
 ADAPTIVE_METHODS = tuple(n for n, m in METHODS.items() if m.adaptive)
-BACKENDS = ("hand", "torchdiffeq", "torchdiffeq-adjoint")
+BACKENDS = ("hand", "torchdiffeq", "torchdiffeq-adjoint", "hand-adjoint", "hand-checkpoint")
+HAND_BACKENDS = ("hand", "hand-adjoint", "hand-checkpoint")  # the hand engine: direct, continuous adjoint, checkpointed
 
 
 def torchdiffeq_method(tdq_name: str) -> Method:
@@ -101,12 +102,11 @@ class ModelConfig:
         method = METHODS.get(self.method)
         if method is None:
             bad(f"unknown method {self.method!r}; choose one of {', '.join(FIXED_METHODS + ADAPTIVE_METHODS)}")
-        if method.adaptive:
-            if self.backend == "hand":
-                bad(f"the hand backend has fixed-step methods only ({', '.join(FIXED_METHODS)}); use torchdiffeq for {self.method}")
-            if not (self.rtol and self.atol and self.rtol > 0 and self.atol > 0):
-                bad(f"{self.method} needs positive rtol and atol")
-        if self.backend != "hand" and method.torchdiffeq is None:
+        if method.adaptive and not (self.rtol and self.atol and self.rtol > 0 and self.atol > 0):
+            bad(f"{self.method} needs positive rtol and atol")
+        if self.backend in HAND_BACKENDS and method.tableau is None:
+            bad(f"the hand engine has no {self.method!r}")
+        if self.backend not in HAND_BACKENDS and method.torchdiffeq is None:
             bad(f"torchdiffeq has no {self.method!r} (its 'rk4' is our {torchdiffeq_method('rk4').name!r})")
         if self.adjoint_norm not in (None, "seminorm"):
             bad(f"adjoint_norm must be null or 'seminorm', got {self.adjoint_norm!r}")

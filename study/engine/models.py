@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from ..config import METHODS, ModelConfig
-from . import hand_solve, solvers
+from . import hand_ode, hand_solve, solvers
+from .stepper import Control
 from .instrument import note_derived
 
 
@@ -211,14 +212,25 @@ class ODEBlock(nn.Module):
             finally:
                 if not torch.is_grad_enabled():
                     self.func.release_prepared()
-        if self.cfg.backend == "hand" and trajectory_points is None:
+        if self.cfg.backend == "hand" and trajectory_points is None and not self.cfg.adaptive:
             return hand_solve.solve(self.func, y0, solvers.get_tableau(self.cfg.method), self.cfg.steps)
+        if self.cfg.backend.startswith("hand") and trajectory_points is None:
+            return self._hand_solve(y0)
         with self.func.prepared():
             return self._solve(y0, trajectory_points)
 
+    def _hand_solve(self, y0: torch.Tensor) -> torch.Tensor:
+        """The hand engine on the evaluation building block: adaptive, checkpointed or adjoint solves."""
+        cfg, f = self.cfg, self.func
+        control = Control(cfg.rtol, cfg.atol, cfg.max_num_steps) if cfg.adaptive else None
+        spec = hand_ode.Solve(cfg.method, cfg.steps, control, cfg.adjoint_norm == "seminorm")
+        solve = {"hand": hand_ode.direct, "hand-checkpoint": hand_ode.checkpointed, "hand-adjoint": hand_ode.adjoint}[cfg.backend]
+        raw = (f.l1.weight, f.l1.bias, f.w_t, f.l2.weight, f.l2.bias, f.l3.weight, f.l3.bias)
+        return solve(y0.transpose(1, 2).contiguous(), raw, spec, f.counter).transpose(1, 2).contiguous()
+
     def _solve(self, y0: torch.Tensor, trajectory_points: int | None) -> torch.Tensor:
         cfg = self.cfg
-        if cfg.backend == "hand":
+        if cfg.backend in ("hand", "hand-checkpoint", "hand-adjoint") and not cfg.adaptive:
             if trajectory_points is None:
                 return solvers.odeint_fixed(self.func, y0, 0.0, 1.0, cfg.steps, cfg.method)
             traj = solvers.odeint_fixed(self.func, y0, 0.0, 1.0, cfg.steps, cfg.method, trajectory=True)

@@ -150,3 +150,39 @@ def odeint_fixed(
         if trajectory:
             states.append(y)
     return torch.stack(states) if trajectory else y
+
+
+@dataclass(frozen=True)
+class Embedded:
+    """An embedded pair for adaptive steps: the propagating tableau (its last stage is evaluated at the new
+    state: first same as last), the error weights ``b_err`` (``b`` minus the embedded method's weights), the
+    weights ``mid`` of the midpoint used by the dense output, and the order the step-size controller uses."""
+
+    tableau: Tableau
+    b_err: tuple[float, ...]
+    mid: tuple[float, ...]
+    order: int
+
+    @property
+    def name(self) -> str:
+        return self.tableau.name
+
+
+_DOPRI5_B = [F(35, 384), 0, F(500, 1113), F(125, 192), F(-2187, 6784), F(11, 84)]
+EMBEDDED: dict[str, Embedded] = {
+    "dopri5": Embedded(  # Dormand-Prince 5(4) with Shampine's dense output, as torchdiffeq's dopri5
+        _tableau("dopri5", [0, F(1, 5), F(3, 10), F(4, 5), F(8, 9), 1, 1],
+                 [[], [F(1, 5)], [F(3, 40), F(9, 40)], [F(44, 45), F(-56, 15), F(32, 9)],
+                  [F(19372, 6561), F(-25360, 2187), F(64448, 6561), F(-212, 729)],
+                  [F(9017, 3168), F(-355, 33), F(46732, 5247), F(49, 176), F(-5103, 18656)],
+                  _DOPRI5_B],
+                 _DOPRI5_B + [0], order=5),
+        b_err=tuple(float(x) for x in (F(35, 384) - F(1951, 21600), 0, F(500, 1113) - F(22642, 50085),
+                                       F(125, 192) - F(451, 720), F(-2187, 6784) - F(-12231, 42400),
+                                       F(11, 84) - F(649, 6300), F(-1, 60))),
+        mid=tuple(float(x) for x in (F(6025192743, 30085553152) / 2, 0, F(51252292925, 65400821598) / 2,
+                                     F(-2691868925, 45128329728) / 2, F(187940372067, 1594534317056) / 2,
+                                     F(-1776094331, 19743644256) / 2, F(11237099, 235043384) / 2)),
+        order=5,
+    ),
+}

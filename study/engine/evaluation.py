@@ -1,0 +1,104 @@
+"""The engine's building block: one evaluation of the dynamics network, with its backward by hand.
+
+The network is ``f(t, y) = W3 tanh(W2 tanh(W1 y + b1 + t w_t) + b2) + b3`` evaluated
+as in :class:`study.engine.models.Dynamics`: ``tanh(z) = 2 sigmoid(2 z) - 1`` with
+the affine parts folded into the weights once per solve (:func:`fold_weights`),
+and the state feature-major, ``(S, d, B)`` (the width-6 products then have the 6
+as their row count, several times faster here).
+
+:func:`evaluate` is differentiable (an autograd Function whose backward is the
+hand-written vector-Jacobian product :func:`vjp`, checked with ``gradcheck``);
+:func:`evaluate_vjp` gives the value and the VJP in one call, as the continuous
+adjoint's backward solve needs.  Time is an input, not differentiated.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch.autograd.function import once_differentiable
+
+_sigmoid_backward = torch.ops.aten.sigmoid_backward
+
+
+class Folded(NamedTuple):
+    """The dynamics' weights as the evaluation uses them; columns are ``(S, rows, 1)``, ``wt`` may be None.
+
+    A per-block ResNet stacks a step axis after the member axis (``(S, N, rows, cols)``);
+    :meth:`at` selects one step's weights (for shared weights it is the identity).
+    """
+
+    a1: torch.Tensor
+    b1: torch.Tensor
+    wt: torch.Tensor | None
+    a2: torch.Tensor
+    c2: torch.Tensor
+    a3: torch.Tensor
+    c3: torch.Tensor
+
+    def at(self, n: int) -> "Folded":
+        if self.a1.dim() == 3:  # shared weights
+            return self
+        return Folded(*(None if w is None else w[:, n] for w in self))
+
+
+def fold_weights(W1, b1, wt, W2, b2, W3, b3) -> Folded:
+    """``(a1, a2, a3) = (2 W1, 4 W2, 2 W3)``, ``b1 -> 2 b1``, ``w_t -> 2 w_t``, ``c2 = 2 (b2 - W2 1)``,
+    ``c3 = b3 - W3 1`` (with ``h = 2 s - 1``); differentiable, done once per solve."""
+    col = lambda x: None if x is None else x.unsqueeze(-1)  # noqa: E731
+    return Folded(2.0 * W1, col(2.0 * b1), col(None if wt is None else 2.0 * wt), 4.0 * W2,
+                  col(2.0 * (b2 - W2.sum(-1))), 2.0 * W3, col(b3 - W3.sum(-1)))
+
+
+def _forward(y, t, w: Folded):
+    """``(f, s1, s2)`` for feature-major ``y`` (S, d, B); ``t`` a float or an ``(S, 1, 1)`` tensor."""
+    c1 = w.b1 if w.wt is None else w.b1 + t * w.wt
+    s1 = torch.sigmoid(torch.baddbmm(c1, w.a1, y))
+    s2 = torch.sigmoid(torch.baddbmm(w.c2, w.a2, s1))
+    return torch.baddbmm(w.c3, w.a3, s2), s1, s2
+
+
+def vjp(g, y, t, s1, s2, w: Folded):
+    """``g^T df/dy`` and ``g^T df/dw`` for each folded weight (``None`` for an absent ``wt``)."""
+    g2 = _sigmoid_backward(torch.bmm(w.a3.transpose(1, 2), g), s2)
+    g1 = _sigmoid_backward(torch.bmm(w.a2.transpose(1, 2), g2), s1)
+    gy = torch.bmm(w.a1.transpose(1, 2), g1)
+    gb1 = g1.sum(-1, keepdim=True)
+    gwt = None if w.wt is None else (t * gb1 if isinstance(t, torch.Tensor) else gb1 * t)
+    grads = Folded(torch.bmm(g1, y.transpose(1, 2)), gb1, gwt, torch.bmm(g2, s1.transpose(1, 2)),
+                   g2.sum(-1, keepdim=True), torch.bmm(g, s2.transpose(1, 2)), g.sum(-1, keepdim=True))
+    return gy, grads
+
+
+class _Evaluate(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, t, a1, b1, wt, a2, c2, a3, c3):
+        w = Folded(a1, b1, wt, a2, c2, a3, c3)
+        f, s1, s2 = _forward(y, t, w)
+        ctx.save_for_backward(y, s1, s2, a1, a2, a3, *((t,) if isinstance(t, torch.Tensor) else ()))
+        ctx.t = None if isinstance(t, torch.Tensor) else t
+        ctx.has_wt = wt is not None
+        return f
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        y, s1, s2, a1, a2, a3, *t = ctx.saved_tensors
+        t = t[0] if t else ctx.t
+        gy, gw = vjp(g.contiguous(), y, t, s1, s2, Folded(a1, None, True if ctx.has_wt else None, a2, None, a3, None))
+        return (gy, None, *gw)
+
+
+def evaluate(y: torch.Tensor, t, w: Folded) -> torch.Tensor:
+    """``f(t, y)`` for feature-major ``y`` (S, d, B); differentiable in ``y`` and the folded weights."""
+    if torch.is_grad_enabled() and (y.requires_grad or any(x is not None and x.requires_grad for x in w)):
+        return _Evaluate.apply(y, t, *w)
+    return _forward(y, t, w)[0]
+
+
+def evaluate_vjp(y: torch.Tensor, t, w: Folded, g: torch.Tensor):
+    """``(f, g^T df/dy, g^T df/dw)`` in one pass, without an autograd graph."""
+    with torch.no_grad():
+        f, s1, s2 = _forward(y, t, w)
+        gy, gw = vjp(g, y, t, s1, s2, w)
+    return f, gy, gw

@@ -1,0 +1,187 @@
+"""The hand engine's solves on the evaluation building block: adaptive dopri5, the continuous adjoint and
+the checkpointed adjoint.
+
+All three take the dynamics' raw parameters and a feature-major state ``(S, d, B)``,
+evaluate the network with :func:`study.engine.evaluation.evaluate` and step with
+:mod:`study.engine.stepper`:
+
+* :func:`direct` - fixed or adaptive steps, differentiated by backpropagation through
+  the accepted steps (autograd over the evaluation's hand-written VJP);
+* :func:`checkpointed` - the same forward solve without a graph, keeping only the state
+  before each accepted step; the backward recomputes one step at a time and
+  backpropagates through it, so the gradient is exactly that of the discretisation
+  that was run (as direct backpropagation gives it) with one state per step kept;
+* :func:`adjoint` - the continuous adjoint: the forward solve keeps only ``y(t1)``; the
+  backward integrates ``(y, a, g)`` from ``t1`` back to ``t0`` with
+  ``y' = f``, ``a' = -a^T df/dy``, ``g' = -a^T df/dtheta`` by the same solver (the
+  VJPs by :func:`study.engine.evaluation.evaluate_vjp`), like torchdiffeq's
+  ``odeint_adjoint`` with its default norm (or the seminorm, which leaves ``g`` out).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import stepper
+from .evaluation import Folded, evaluate, evaluate_vjp, fold_weights
+from .instrument import note_derived
+from .solvers import EMBEDDED, TABLEAUS
+
+
+@dataclass(frozen=True)
+class Solve:
+    """How to solve on [t0, t1]: a fixed-step tableau and its steps, or an embedded pair and its control."""
+
+    method: str
+    steps: int = 20
+    control: stepper.Control | None = None
+    seminorm: bool = False
+    t0: float = 0.0
+    t1: float = 1.0
+
+    @property
+    def adaptive(self) -> bool:
+        return self.method in EMBEDDED
+
+
+def _rhs(w: Folded, counter) -> stepper.RHS:
+    def F(t, state):
+        counter.counts[counter.phase] += 1
+        return (evaluate(state[0], t, w),)
+
+    return F
+
+
+def _accepting(counter):
+    def on_accept():
+        if counter.phase != "backward":
+            counter.accepted += 1
+
+    return on_accept
+
+
+def _forward(F, y0: torch.Tensor, spec: Solve, counter, trace: stepper.Trace | None = None, on_step=None) -> torch.Tensor:
+    if spec.adaptive:
+        trace = stepper.Trace() if trace is None else trace
+        try:
+            (y1,) = stepper.adaptive(F, EMBEDDED[spec.method], (y0,), spec.t0, spec.t1, spec.control, trace=trace,
+                                     on_accept=_accepting(counter))
+        finally:
+            if counter.phase != "backward":
+                counter.rejected += trace.rejected
+        return y1
+    (y1,) = stepper.fixed(F, TABLEAUS[spec.method], (y0,), spec.t0, spec.t1, spec.steps, on_step)
+    return y1
+
+
+def direct(y0: torch.Tensor, raw: tuple, spec: Solve, counter) -> torch.Tensor:
+    """Backpropagation through the accepted steps."""
+    w = fold_weights(*raw)
+    note_derived(w)
+    return _forward(_rhs(w, counter), y0, spec, counter)
+
+
+def unfold_grads(g: Folded) -> tuple:
+    """Gradients with respect to the folded weights -> with respect to the raw parameters (chain rule of
+    :func:`study.engine.evaluation.fold_weights`)."""
+    sq = lambda x: None if x is None else x.squeeze(-1)  # noqa: E731
+    return (2.0 * g.a1, 2.0 * sq(g.b1), None if g.wt is None else 2.0 * sq(g.wt), 4.0 * g.a2 - 2.0 * g.c2,
+            2.0 * sq(g.c2), 2.0 * g.a3 - g.c3, sq(g.c3))
+
+
+class _Checkpointed(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y0, spec: Solve, counter, *raw):
+        w = fold_weights(*raw)
+        kept: list = []
+        trace = stepper.Trace()
+        y1 = _forward(_rhs(w, counter), y0, spec, counter, trace, on_step=lambda n, t, y: kept.append(y[0]))
+        if spec.adaptive:
+            kept = [s[2][0] for s in trace.steps]
+            ctx.plan = [(t, dt) for t, dt, _ in trace.steps]
+            ctx.x = trace.x
+        else:
+            dt = (spec.t1 - spec.t0) / spec.steps
+            ctx.plan = [(spec.t0 + n * dt, dt) for n in range(spec.steps)]
+        ctx.spec, ctx.counter, ctx.has_wt = spec, counter, raw[2] is not None
+        ctx.save_for_backward(torch.stack(kept), *[r for r in raw if r is not None])  # one state per step
+        return y1
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g):
+        kept, *params = ctx.saved_tensors
+        raw = list(params[:2]) + ([params[2]] if ctx.has_wt else [None]) + list(params[3 if ctx.has_wt else 2:])
+        spec, counter = ctx.spec, ctx.counter
+        leaves = [None if r is None else r.detach().requires_grad_() for r in raw]
+        grads = [None if r is None else torch.zeros_like(r) for r in raw]
+        with torch.enable_grad():
+            w = fold_weights(*leaves)
+            F = _rhs(w, counter)
+            for n in reversed(range(len(ctx.plan))):
+                t, dt = ctx.plan[n]
+                y = kept[n].detach().requires_grad_()
+                if spec.adaptive:
+                    pair = EMBEDDED[spec.method]
+                    y1, _, _, ks = stepper.trial(F, pair, t, (y,), F(t, (y,)), dt)
+                    out = stepper.dense(pair, (y,), y1, ks, dt, ctx.x) if n == len(ctx.plan) - 1 else y1
+                else:
+                    tab = TABLEAUS[spec.method]
+                    out = stepper.axpy((y,), tab.b, stepper.stages(F, tab, t, (y,), dt), dt)
+                wrt = [y] + [x for x in leaves if x is not None]
+                got = torch.autograd.grad(out[0], wrt, g, retain_graph=n > 0, allow_unused=True)
+                g = got[0]
+                for acc, x in zip((a for a in grads if a is not None), got[1:]):
+                    if x is not None:
+                        acc.add_(x)
+        return (g, None, None, *grads)
+
+
+def checkpointed(y0: torch.Tensor, raw: tuple, spec: Solve, counter) -> torch.Tensor:
+    if not torch.is_grad_enabled():
+        return direct(y0, raw, spec, counter)
+    return _Checkpointed.apply(y0, spec, counter, *raw)
+
+
+class _Adjoint(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y0, spec: Solve, counter, *raw):
+        w = fold_weights(*raw)
+        y1 = _forward(_rhs(w, counter), y0, spec, counter)
+        ctx.spec, ctx.counter, ctx.has_wt = spec, counter, raw[2] is not None
+        ctx.save_for_backward(y1, *[r for r in raw if r is not None])  # y(t1) only: O(1) in the steps
+        return y1
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, a1):
+        y1, *params = ctx.saved_tensors
+        raw = list(params[:2]) + ([params[2]] if ctx.has_wt else [None]) + list(params[3 if ctx.has_wt else 2:])
+        spec, counter = ctx.spec, ctx.counter
+        w = fold_weights(*raw)
+        present = [i for i, x in enumerate(w) if x is not None]
+
+        def F(t, state):  # reverse dynamics of (y, a, g): y' = f, a' = -a^T f_y, g' = -a^T f_theta
+            counter.counts[counter.phase] += 1
+            f, gy, gw = evaluate_vjp(state[0], t, w, state[1])
+            raw_g = unfold_grads(gw)
+            return (f, -gy, *(-raw_g[i] for i in present))
+
+        aug = (y1, a1.contiguous(), *(torch.zeros_like(raw[i]) for i in present))
+        if spec.adaptive:
+            parts = (0, 1) if spec.seminorm else None
+            end = stepper.adaptive(F, EMBEDDED[spec.method], aug, spec.t1, spec.t0, spec.control, norm_parts=parts)
+        else:
+            end = stepper.fixed(F, TABLEAUS[spec.method], aug, spec.t1, spec.t0, spec.steps)
+        grads: list = [None] * 7
+        for i, g in zip(present, end[2:]):
+            grads[i] = g
+        return (end[1], None, None, *grads)
+
+
+def adjoint(y0: torch.Tensor, raw: tuple, spec: Solve, counter) -> torch.Tensor:
+    if not torch.is_grad_enabled():
+        return direct(y0, raw, spec, counter)
+    return _Adjoint.apply(y0, spec, counter, *raw)

@@ -1,0 +1,183 @@
+"""Generic Runge-Kutta steppers over Butcher tableaus, on states that are tuples of tensors.
+
+One stage loop (:func:`stages`) serves every solve of the hand engine: fixed steps
+(:func:`fixed`), adaptive steps with an embedded pair and torchdiffeq's step-size
+controller (:func:`adaptive`), forward and - on the augmented state of the
+continuous adjoint - backward in time.  A state is a tuple of tensors; the right
+hand side ``F(t, state) -> tuple`` is the caller's (it counts its evaluations).
+
+The adaptive solver follows torchdiffeq's ``dopri5`` step for step: the initial
+step of Hairer, Norsett and Wanner (II.4), the error ratio
+``norm(err / (atol + rtol max(|y0|, |y1|)))`` with torchdiffeq's RMS norm over the
+whole state (the maximum over its parts for a tuple), ``accept = ratio <= 1``, the
+next step ``dt min(ifactor, max(safety / ratio^(1/order), dfactor))`` (``dfactor``
+only when rejecting), first-same-as-last, steps past the end and Shampine's dense
+output back to it, and the same failures: ``max_num_steps exceeded`` and
+``underflow in dt`` (AssertionErrors, as torchdiffeq raises them).  Time and step
+sizes are Python floats (float64), as torchdiffeq's time-like values are float64.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+
+from .solvers import Embedded, Tableau
+
+State = tuple  # of tensors
+RHS = Callable[[float, State], State]
+
+
+def axpy(y: State, coeffs: Sequence[float], ks: Sequence[State], dt: float) -> State:
+    """``y + dt * sum_j coeffs[j] ks[j]`` for each part (zero coefficients skipped; increments summed first,
+    then added to the state once, as :func:`study.engine.solvers.combine` does)."""
+    terms = [(a, k) for a, k in zip(coeffs, ks) if a != 0.0]
+    if not terms:
+        return y
+    out = []
+    for p, yp in enumerate(y):
+        if len(terms) == 1:
+            out.append(torch.add(yp, terms[0][1][p], alpha=dt * terms[0][0]))
+            continue
+        acc = terms[0][1][p] * terms[0][0]
+        for a, k in terms[1:]:
+            acc = acc + k[p] * a
+        out.append(torch.add(yp, acc, alpha=dt))
+    return tuple(out)
+
+
+def stages(F: RHS, tab: Tableau, t: float, y: State, dt: float, k0: State | None = None) -> list[State]:
+    """The stage derivatives of one step from ``(t, y)``; ``k0 = F(t, y)`` may be given (first same as last)."""
+    ks: list[State] = []
+    for i, (ci, ai) in enumerate(zip(tab.c, tab.a)):
+        if i == 0 and k0 is not None:
+            ks.append(k0)
+            continue
+        ks.append(F(t + dt if ci == 1.0 else t + ci * dt, axpy(y, ai, ks, dt)))
+    return ks
+
+
+def fixed(F: RHS, tab: Tableau, y: State, t0: float, t1: float, steps: int, on_step=None) -> State:
+    """``steps`` equal steps from ``t0`` to ``t1`` (``t1 < t0`` integrates backward); ``on_step(n, t, y)``
+    is told the state before each step."""
+    dt = (t1 - t0) / steps
+    for n in range(steps):
+        t = t0 + n * dt
+        if on_step is not None:
+            on_step(n, t, y)
+        y = axpy(y, tab.b, stages(F, tab, t, y, dt), dt)
+    return y
+
+
+def rms(x: torch.Tensor) -> float:
+    return float(x.detach().abs().pow(2).mean().sqrt())
+
+
+@dataclass(frozen=True)
+class Control:
+    """torchdiffeq's step-size control settings (its defaults)."""
+
+    rtol: float
+    atol: float
+    max_num_steps: int = 2**31 - 1
+    safety: float = 0.9
+    ifactor: float = 10.0
+    dfactor: float = 0.2
+
+
+@dataclass
+class Trace:
+    """What an adaptive solve did: accepted steps ``(t, dt, state before)``, rejected count, and the last
+    step's dense-output point ``x`` in [0, 1] (the end time inside the last accepted step)."""
+
+    steps: list = field(default_factory=list)
+    rejected: int = 0
+    x: float = 1.0
+
+
+def _norm_ratio(err: State, y0: State, y1: State, ctl: Control, parts) -> float:
+    return max(rms(e / (ctl.atol + ctl.rtol * torch.maximum(a.abs(), b.abs())))
+               for p, (e, a, b) in enumerate(zip(err, y0, y1)) if p in parts)
+
+
+def _initial_step(F: RHS, t0: float, y0: State, f0: State, order: int, ctl: Control, parts, direction: float) -> float:
+    """Hairer, Norsett and Wanner's initial step, as torchdiffeq's ``_select_initial_step``."""
+    scale = [ctl.atol + y.abs() * ctl.rtol for y in y0]
+    d0 = max(rms(y / s) for p, (y, s) in enumerate(zip(y0, scale)) if p in parts)
+    d1 = max(rms(f / s) for p, (f, s) in enumerate(zip(f0, scale)) if p in parts)
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 else 0.01 * d0 / d1
+    with torch.no_grad():
+        f1 = F(t0 + direction * h0, axpy(tuple(y.detach() for y in y0), [1.0], [tuple(f.detach() for f in f0)], direction * h0))
+    d2 = max(rms((a - b) / s) for p, (a, b, s) in enumerate(zip(f1, f0, scale)) if p in parts) / h0
+    h1 = max(1e-6, h0 * 1e-3) if d1 <= 1e-15 and d2 <= 1e-15 else (0.01 / max(d1, d2)) ** (1.0 / (order + 1))
+    return min(100 * h0, h1)
+
+
+def _next_step(dt: float, ratio: float, ctl: Control, order: int) -> float:
+    if ratio == 0:
+        return dt * ctl.ifactor
+    dfactor = 1.0 if ratio < 1 else ctl.dfactor
+    return dt * min(ctl.ifactor, max(ctl.safety / ratio ** (1.0 / order), dfactor))
+
+
+def trial(F: RHS, pair: Embedded, t: float, y: State, f0: State, dt: float):
+    """One attempted step: ``(y1, f1, error estimate, stage derivatives)``."""
+    tab = pair.tableau
+    ks = stages(F, tab, t, y, dt, f0)
+    y1 = axpy(y, tab.b, ks, dt)
+    err = tuple(sum(ks[j][p] * (dt * e) for j, e in enumerate(pair.b_err) if e != 0.0) for p in range(len(y)))
+    return y1, ks[-1], err, ks
+
+
+def dense(pair: Embedded, y0: State, y1: State, ks: list[State], dt: float, x: float) -> State:
+    """Shampine's fourth-order dense output at ``x`` in [0, 1] of the step ``y0 -> y1`` (torchdiffeq's fit)."""
+    ymid = axpy(y0, pair.mid, ks, dt)
+    out = []
+    for p in range(len(y0)):
+        f0, f1, a0, a1, m = ks[0][p], ks[-1][p], y0[p], y1[p], ymid[p]
+        coeffs = [a0, dt * f0, dt * (f1 - 4 * f0) - 11 * a0 - 5 * a1 + 16 * m,
+                  dt * (5 * f0 - 3 * f1) + 18 * a0 + 14 * a1 - 32 * m, 2 * dt * (f1 - f0) - 8 * (a1 + a0) + 16 * m]
+        total, power = coeffs[0] + x * coeffs[1], x
+        for c in coeffs[2:]:
+            power = power * x
+            total = total + power * c
+        out.append(total)
+    return tuple(out)
+
+
+def adaptive(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ctl: Control,
+             norm_parts: Sequence[int] | None = None, trace: Trace | None = None, on_accept=None) -> State:
+    """The state at ``t1`` by adaptive steps (``t1 < t0`` integrates backward).  ``norm_parts``: the parts of
+    the state the error norm reads (all by default; the adjoint's seminorm leaves out the parameters').
+    The graph, where there is one, runs through the accepted steps only."""
+    parts = set(range(len(y0)) if norm_parts is None else norm_parts)
+    direction = 1.0 if t1 >= t0 else -1.0
+    trace = Trace() if trace is None else trace
+    f0 = F(t0, y0)
+    dt = direction * _initial_step(F, t0, y0, f0, pair.order - 1, ctl, parts, direction)
+    t, y, n = t0, y0, 0
+    while direction * (t1 - t) > 0:
+        if n >= ctl.max_num_steps:
+            raise AssertionError(f"max_num_steps exceeded ({n}>={ctl.max_num_steps})")
+        if not direction * ((t + dt) - t) > 0:
+            raise AssertionError(f"underflow in dt {dt}")
+        y1, f1, err, ks = trial(F, pair, t, y, f0, dt)
+        with torch.no_grad():
+            ratio = _norm_ratio(err, y, y1, ctl, parts)
+        if ratio <= 1:  # accept (a NaN ratio rejects, as in torchdiffeq, until the step underflows)
+            trace.steps.append((t, dt, y))
+            if on_accept is not None:
+                on_accept()
+            if direction * (t + dt - t1) >= 0:  # the step reaches past the end: dense output back to it
+                trace.x = (t1 - t) / dt
+                y = dense(pair, y, y1, ks, dt, trace.x)
+                t = t1
+                break
+            t, y, f0 = t + dt, y1, f1
+        else:
+            trace.rejected += 1
+        dt = _next_step(dt, ratio, ctl, pair.order)
+        n += 1
+    return y
