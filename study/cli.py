@@ -175,7 +175,10 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store):
     torch.set_num_threads(1)
     from .runners import bench as bench_runner
 
-    config = {"kind": "bench", "steps": steps, "batch_size": batch, "rounds": rounds, "device": device, "torchode": True}
+    from .experiments import all_engines
+
+    config = {"kind": "bench", "steps": steps, "batch_size": batch, "rounds": rounds, "device": device, "torchode": True,
+              "engines": all_engines()}
     bar = _progress_bar(2 * rounds, "bench", "round")
     rec = bench_runner.record(config, progress=(lambda mode, r, n: bar.update(1)) if bar is not None else None)
     if bar is not None:

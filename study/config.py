@@ -40,6 +40,20 @@ METHODS: dict[str, Method] = {m.name: m for m in (
 )}
 FIXED_METHODS = tuple(n for n, m in METHODS.items() if not m.adaptive)
 ADAPTIVE_METHODS = tuple(n for n, m in METHODS.items() if m.adaptive)
+# What a run's numbers depend on beyond its config: the code path that computes them, versioned.  A change of
+# a path's numerics bumps its version here; the version is part of every config that uses the path, so
+# `run-all` reruns exactly the runs it changed and `study status` shows their old records as stale.
+ENGINES = {
+    "fused": 1,  # the hand backend's fused fixed-step solve and the ResNet (engine/hand_solve.py)
+    "evaluation": 1,  # the hand engine on one evaluation: adaptive, adjoint, checkpointed (engine/hand_ode.py)
+    "torchdiffeq": 1,  # our dynamics under torchdiffeq's odeint / odeint_adjoint (engine/models.py)
+}
+
+
+def engine_label(name: str) -> str:
+    return f"{name}-{ENGINES[name]}"
+
+
 BACKENDS = ("hand", "torchdiffeq", "torchdiffeq-adjoint", "hand-adjoint", "hand-checkpoint")
 HAND_BACKENDS = ("hand", "hand-adjoint", "hand-checkpoint")  # the hand engine: direct, continuous adjoint, checkpointed
 
@@ -116,6 +130,13 @@ class ModelConfig:
         return self.model == "ode" and METHODS[self.method].adaptive
 
     @property
+    def engine(self) -> str:
+        """The versioned code path that computes this model's solves (see :data:`ENGINES`)."""
+        if self.model == "resnet" or (self.backend == "hand" and not self.adaptive):
+            return engine_label("fused")
+        return engine_label("evaluation" if self.backend in HAND_BACKENDS else "torchdiffeq")
+
+    @property
     def stages(self) -> int:
         """Evaluations per step (ResNet: one per block)."""
         return 1 if self.model == "resnet" else METHODS[self.method].stages
@@ -162,4 +183,5 @@ class Protocol:
 
 def run_config(model_cfg: ModelConfig, protocol: Protocol, seed: int, device: str = "cpu", extra: dict | None = None) -> dict:
     """The full config a training record stores (and its store path is hashed from)."""
-    return {"kind": "train", **(extra or {}), "seed": int(seed), "device": device, **asdict(model_cfg), **asdict(protocol)}
+    return {"kind": "train", **(extra or {}), "seed": int(seed), "device": device, **asdict(model_cfg), **asdict(protocol),
+            "engine": model_cfg.engine}

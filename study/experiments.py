@@ -15,7 +15,7 @@ from __future__ import annotations
 import copy
 from dataclasses import asdict, dataclass, field
 
-from .config import Protocol, run_config
+from .config import ENGINES, Protocol, engine_label, run_config
 from .store import config_hash
 from . import variants
 from .variants import variant_config
@@ -142,7 +142,8 @@ def _memory_jobs(spec: dict) -> list[Job]:
         for n in spec["memory_steps"]:
             cfg = variant_config(variant, steps=n, zero_init=False, **overrides)
             jobs.append(Job("memory", {"kind": "memory", "solver": label, "variant": variant, "device": "cpu",
-                                       "batch_size": 128, "repeats": spec["memory_repeats"], **asdict(cfg)}, [0]))
+                                       "batch_size": 128, "repeats": spec["memory_repeats"], **asdict(cfg),
+                                       "engine": cfg.engine}, [0]))
     return jobs
 
 
@@ -166,14 +167,17 @@ def build(profile: str) -> dict[str, list[Job]]:
                                              "problem": "cos", "t1": 2.0}, [None]) for s in CONVERGENCE_SOLVERS]
     proto = asdict(Protocol(**{**spec["protocol"], "epochs": spec["gradient_epochs"]}))
     ex["gradients"] = [Job("gradients", {"kind": "gradients", "train_variant": "euler", "protocol": proto,
+                                         "engines": all_engines(),
                                          "steps": spec["gradient_steps"], "tolerances": spec["gradient_tolerances"],
                                          "batch_size": 128, "device": "cpu"}, [0])]
     proto = asdict(Protocol(**spec["protocol"]))
     ex["trajectories"] = [Job("trajectories", {"kind": "trajectories", "variant": v, "protocol": proto,
+                                               "engine": variant_config(v).engine,
                                                "points": 400, "times": 21, "grid": 120, "device": "cpu"}, [0])
                           for v in spec["trajectory_variants"]]
     ex["timing"] = [Job("timing", c, [None]) for c in timing_configs(spec["timing_repeats"])]
     ex["bench"] = [Job("bench", {"kind": "bench", "steps": 20, "batch_size": 128, "rounds": spec["bench_rounds"],
+                                 "engines": all_engines(),
                                  "device": "cpu", "torchode": True}, [None])]
     for name, jobs in ex.items():
         for j in jobs:
@@ -184,7 +188,12 @@ def build(profile: str) -> dict[str, list[Job]]:
 def timing_configs(repeats: int, device: str = "cpu") -> list[dict]:
     """The ``timing`` experiment: each variant's training step, alone and with 5 seeds batched."""
     return [{"kind": "timing", "variant": v, "batch_size": 128, "repeats": repeats, "warmup": 5, "members": 5,
-             "seed": 0, "device": device} for v in variants.VARIANTS]
+             "seed": 0, "device": device, "engine": variant_config(v).engine} for v in variants.VARIANTS]
+
+
+def all_engines() -> str:
+    """Every engine with its version: what runs that use several of them (bench, gradients) depend on."""
+    return ",".join(engine_label(name) for name in sorted(ENGINES))
 
 
 def plan(profile: str, experiments: list[str] | None = None) -> list[Job]:

@@ -58,7 +58,8 @@ def main(argv=None) -> int:
     for n in (10, 20, 40):
         for v in ("euler", "rk4", "adjoint-euler"):
             cfg = {"kind": "memory", "solver": v, "variant": v, "device": args.device, "batch_size": 128,
-                   "repeats": 10, "seed": 0, **variant_config(v, steps=n, zero_init=False).__dict__}
+                   "repeats": 10, "seed": 0, **variant_config(v, steps=n, zero_init=False).__dict__,
+                   "engine": variant_config(v).engine}
             rec = memory.measure(cfg)
             m = rec["metrics"]
             out["memory"].append({"variant": v, "steps": n, "activation_bytes": m["activation_bytes"],
