@@ -281,16 +281,17 @@ def _run_all_progress(bar, todo_runs: int):
 def status(profile, runs_dir):
     """Runs done, missing, diverged, failed, corrupt.
 
-    Per experiment of the profile; a run that several experiments share counts in each of them.
+    Per experiment of the profile; a run that several experiments share counts in each of them.  Stale runs
+    (counted among the missing) have a record made by an older version of the code that computes them.
     """
     from . import results
 
     checks.experiments(profile, None)
     checks.run_store("--runs-dir", runs_dir)
     view = results.load(runs_dir, profile)
-    click.echo(f"{'experiment':<14}{'runs':>6}{'done':>6}{'missing':>9}{'diverged':>10}{'failed':>8}{'corrupt':>9}")
+    click.echo(f"{'experiment':<14}{'runs':>6}{'done':>6}{'missing':>9}{'stale':>7}{'diverged':>10}{'failed':>8}{'corrupt':>9}")
     for r in view.status().itertuples(index=False):
-        click.echo(f"{r.experiment:<14}" + "".join(f"{v:>{w}}" for v, w in zip(r[1:], (6, 6, 9, 10, 8, 9))))
+        click.echo(f"{r.experiment:<14}" + "".join(f"{v:>{w}}" for v, w in zip(r[1:], (6, 6, 9, 7, 10, 8, 9))))
     for path, problem in view.problems:
         _echo_err(f"corrupt: {path}: {problem}")
 

@@ -220,6 +220,17 @@ def plan(profile: str, experiments: list[str] | None = None) -> list[Job]:
     return list(merged.values())
 
 
+def without_engine(config: dict) -> dict:
+    """A config without its engine versions: two records equal here differ only in the code that made them."""
+    return {k: v for k, v in config.items() if k not in ("engine", "engines")}
+
+
+def engine_free_hashes(profile: str) -> dict[str, str]:
+    """Planned run's hash -> the hash of its config without engine versions (how stale records are found)."""
+    return {config_hash(c): config_hash(without_engine(c)) for jobs in build(profile).values() for j in jobs
+            for c in j.run_configs()}
+
+
 def experiment_hashes(profile: str) -> dict[str, set[str]]:
     """Experiment name -> the config hashes of its runs (how the results view selects an experiment)."""
     return {name: {config_hash(c) for j in jobs for c in j.run_configs()} for name, jobs in build(profile).items()}

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import store
-from ..experiments import experiment_hashes
+from ..experiments import engine_free_hashes, experiment_hashes, without_engine
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -88,6 +88,12 @@ class View:
     execution_log: list[dict] = field(default_factory=list)  # run-all invocations (run-all.log.jsonl)
     profile: str = "full"
     runs_dir: str = "runs"
+    engine_free: dict[str, str] = field(default_factory=dict)  # planned hash -> hash without engine versions
+
+    def stale(self) -> set[str]:
+        """Planned runs without a record whose config, but for its engine versions, has one: made by older code."""
+        have = {store.config_hash(without_engine(r["config"])) for r in self.records.values()}
+        return {h for h, free in self.engine_free.items() if h not in self.records and free in have}
 
     def progress(self, experiment: str) -> tuple[int, int]:
         """``(done, planned)`` runs of an experiment; done means an ``ok`` or ``diverged`` record."""
@@ -212,15 +218,15 @@ class View:
 
     def status(self) -> pd.DataFrame:
         """Per experiment: runs planned, done (ok or diverged), missing, diverged, failed, corrupt."""
-        corrupt = {Path(p).stem for p, _ in self.problems}
+        corrupt, stale = {Path(p).stem for p, _ in self.problems}, self.stale()
         rows = []
         for name, hashes in self.membership.items():
-            st = [self.records[h]["status"] if h in self.records else ("corrupt" if h in corrupt else "missing")
-                  for h in hashes]
+            st = [self.records[h]["status"] if h in self.records else
+                  ("corrupt" if h in corrupt else "stale" if h in stale else "missing") for h in hashes]
             rows.append({"experiment": name, "runs": len(st), "done": sum(s in ("ok", "diverged") for s in st),
-                         "missing": st.count("missing"), "diverged": st.count("diverged"), "failed": st.count("error"),
-                         "corrupt": st.count("corrupt")})
-        return pd.DataFrame(rows, columns=["experiment", "runs", "done", "missing", "diverged", "failed", "corrupt"])
+                         "missing": st.count("missing") + st.count("stale"), "stale": st.count("stale"),
+                         "diverged": st.count("diverged"), "failed": st.count("error"), "corrupt": st.count("corrupt")})
+        return pd.DataFrame(rows, columns=["experiment", "runs", "done", "missing", "stale", "diverged", "failed", "corrupt"])
 
     def executions(self) -> pd.DataFrame:
         """One row per ``run-all`` invocation: profile, seconds, runs done, skipped, failed."""
@@ -237,4 +243,5 @@ def load(runs_dir: Path | str = "runs", profile: str = "full") -> View:
             elif path.parent.name == rec["kind"]:  # runs/<kind>/<hash>.json; `study run`'s single/ is not the store
                 records[path.stem] = rec
     log, log_problems = store.read_log(runs_dir)
-    return View(records, problems + log_problems, experiment_hashes(profile), log, profile, str(runs_dir))
+    return View(records, problems + log_problems, experiment_hashes(profile), log, profile, str(runs_dir),
+                engine_free_hashes(profile))

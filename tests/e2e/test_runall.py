@@ -120,7 +120,7 @@ def test_corrupt_and_foreign_records_are_reported_and_redone(tmp_path, reference
     assert f"corrupt: {victim}: not valid JSON" in r.stderr
     assert "0123456789abcdef.json: missing field 'schema'" in r.stderr
     main_row = next(line for line in r.stdout.splitlines() if line.startswith("main"))
-    assert main_row.split()[1:] == ["11", "10", "0", "0", "0", "1"]
+    assert main_row.split()[1:] == ["11", "10", "0", "0", "0", "0", "1"]
     view = load(d, "quick")
     assert len(view.problems) == 2 and len(view.runs("main")) == 10  # corrupt files are never used
     r = study("run-all", "--profile", "quick", "--experiments", "main", "--runs-dir", str(d))

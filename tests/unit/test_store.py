@@ -185,3 +185,22 @@ def test_the_execution_log_tolerates_broken_lines(tmp_path):
     (tmp_path / store.EXECUTION_LOG).write_bytes(b'{"profile": "full", "seconds": 3}\n\xff\n[1]\n')
     entries, problems = store.read_log(tmp_path)
     assert entries == [{"profile": "full", "seconds": 3}] and len(problems) == 2
+
+
+def test_a_record_made_by_an_older_engine_is_stale_and_rerun(tmp_path, monkeypatch):
+    """Bumping an engine's version changes its runs' configs: their old records show as stale, get rerun."""
+    from study import config, results
+    from study.experiments import plan
+
+    jobs = [j for j in plan("quick", ["convergence", "trajectories"]) if j.kind == "trajectories"][:1]
+    cfg = jobs[0].run_configs()[0]
+    old = store.record_path(tmp_path, "trajectories", cfg)
+    rec = shipped("trajectories")
+    rec["config"] = cfg
+    store.write_atomic(old, rec)
+    assert results.load(tmp_path, "quick").status().set_index("experiment").loc["trajectories", "stale"] == 0
+    monkeypatch.setitem(config.ENGINES, "fused", config.ENGINES["fused"] + 1)
+    view = results.load(tmp_path, "quick")
+    row = view.status().set_index("experiment").loc["trajectories"]
+    assert row["stale"] == 1 and row["done"] == 0
+    assert executor.pending(plan("quick", ["trajectories"]), tmp_path, None, executor.Summary())
