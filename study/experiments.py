@@ -80,6 +80,8 @@ MEMORY_SOLVERS = [  # (label, variant, overrides) measured against the number of
     ("adjoint-euler", "adjoint-euler", {}),
     ("adjoint-rk4", "adjoint-rk4", {}),
     ("adjoint-dopri5", "adjoint-dopri5", {}),  # tolerance-controlled: does not depend on N
+    ("hand-adjoint-euler", "hand-adjoint-euler", {}),  # the hand engine's continuous adjoint: constant in N
+    ("checkpoint-euler", "checkpoint-euler", {}),  # the checkpointed adjoint: one state per step
 ]
 CONVERGENCE_SOLVERS = ["hand-euler", "hand-midpoint", "hand-rk4", "hand-rk4-38", "tdq-euler", "tdq-midpoint", "tdq-rk4"]
 

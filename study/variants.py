@@ -93,6 +93,21 @@ VARIANTS: dict[str, Variant] = _entries(
             {"model": "ode", "backend": "torchdiffeq-adjoint", "method": "dopri5", **_TOL}),
     Variant("adjoint-dopri5-seminorm", "dopri5 (adj., seminorm)", "AdjDopriSemi",
             {"model": "ode", "backend": "torchdiffeq-adjoint", "method": "dopri5", **_TOL, "adjoint_norm": "seminorm"}),
+    # the hand engine on one evaluation: adaptive dopri5 (direct backpropagation through the accepted steps),
+    # the continuous adjoint, and the checkpointed adjoint (exact gradient of the discretisation, one state a step)
+    Variant("hand-dopri5", "dopri5 (hand)", "HandDopri", {"model": "ode", "backend": "hand", "method": "dopri5", **_TOL}),
+    Variant("hand-adjoint-euler", "Euler (hand adjoint)", "HandAdjEuler",
+            {"model": "ode", "backend": "hand-adjoint", "method": "euler", "steps": 20}),
+    Variant("hand-adjoint-rk4", "RK4 (hand adjoint)", "HandAdjRKfour",
+            {"model": "ode", "backend": "hand-adjoint", "method": "rk4", "steps": 20}),
+    Variant("hand-adjoint-dopri5", "dopri5 (hand adjoint)", "HandAdjDopri",
+            {"model": "ode", "backend": "hand-adjoint", "method": "dopri5", **_TOL}),
+    Variant("checkpoint-euler", "Euler (checkpointed)", "CkptEuler",
+            {"model": "ode", "backend": "hand-checkpoint", "method": "euler", "steps": 20}),
+    Variant("checkpoint-rk4", "RK4 (checkpointed)", "CkptRKfour",
+            {"model": "ode", "backend": "hand-checkpoint", "method": "rk4", "steps": 20}),
+    Variant("checkpoint-dopri5", "dopri5 (checkpointed)", "CkptDopri",
+            {"model": "ode", "backend": "hand-checkpoint", "method": "dopri5", **_TOL}),
 )
 def get(name: str) -> Variant:
     if name not in VARIANTS:

@@ -20,8 +20,10 @@ METHOD_COLOURS = {
     "dopri5": "#009E73",
     "resnet": "#000000",
 }
-BACKEND_MARKERS = {"hand": "o", "torchdiffeq": "s", "torchdiffeq-adjoint": "^", "seminorm": "v", "resnet": "D"}
-BACKEND_LINES = {"hand": "-", "torchdiffeq": "--", "torchdiffeq-adjoint": ":", "seminorm": "-.", "resnet": "-"}
+BACKEND_MARKERS = {"hand": "o", "torchdiffeq": "s", "torchdiffeq-adjoint": "^", "seminorm": "v", "resnet": "D",
+                   "hand-adjoint": "P", "hand-checkpoint": "X"}
+BACKEND_LINES = {"hand": "-", "torchdiffeq": "--", "torchdiffeq-adjoint": ":", "seminorm": "-.", "resnet": "-",
+                 "hand-adjoint": (0, (3, 1, 1, 1, 1, 1)), "hand-checkpoint": (0, (5, 1))}
 
 def ordered(names) -> list[str]:
     """The registered variants among ``names``, in the registry's order (every figure's and table's order)."""
