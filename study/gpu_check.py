@@ -2,7 +2,8 @@
 
     python -m study.gpu_check [--device cuda] [--out DIR]
 
-1. trains euler, rk4, resnet, tdq-dopri5 and adjoint-euler for a few epochs on the device and checks
+1. trains euler, rk4, resnet, tdq-dopri5, adjoint-euler and the hand engine's hand-dopri5, hand-adjoint-rk4
+   and checkpoint-dopri5 for a few epochs on the device and checks
    that each matches the same run on the CPU (accuracy within 2 points, identical NFE);
 2. the bench table on the device (CUDA-synchronised timing, warm-up first);
 3. the CUDA peak memory of one training step against saved-tensor bytes, for N = 10, 20, 40.
@@ -25,7 +26,8 @@ from .runners.bench import measure
 from .runners.train import train
 from .variants import variant_config
 
-CHECK_VARIANTS = ["euler", "rk4", "resnet", "tdq-dopri5", "adjoint-euler"]
+CHECK_VARIANTS = ["euler", "rk4", "resnet", "tdq-dopri5", "adjoint-euler", "hand-dopri5", "hand-adjoint-rk4",
+                  "checkpoint-dopri5"]
 
 
 def main(argv=None) -> int:
@@ -56,7 +58,7 @@ def main(argv=None) -> int:
         print(json.dumps(out["training"][-1]), flush=True)
     out["bench"] = measure(rounds=args.rounds, device=args.device, with_torchode=False)
     for n in (10, 20, 40):
-        for v in ("euler", "rk4", "adjoint-euler"):
+        for v in ("euler", "rk4", "adjoint-euler", "hand-adjoint-euler", "checkpoint-euler"):
             cfg = {"kind": "memory", "solver": v, "variant": v, "device": args.device, "batch_size": 128,
                    "repeats": 10, "seed": 0, **variant_config(v, steps=n, zero_init=False).__dict__,
                    "engine": variant_config(v).engine}

@@ -24,7 +24,7 @@ def cost(config: dict, members: int) -> float:
     method = METHODS.get(config.get("method"))
     adaptive = method is not None and method.adaptive and config.get("model", "ode") == "ode"
     per_pass = ADAPTIVE_NFE_PER_SOLVE if adaptive else config.get("steps", 20) * (method.stages if method else 1)
-    factor = 2.0 if config.get("backend") == "torchdiffeq-adjoint" else 1.0
+    factor = 2.0 if config.get("backend") in ("torchdiffeq-adjoint", "hand-adjoint", "hand-checkpoint") else 1.0  # a second solve
     return proto.epochs * proto.batches * per_pass * factor * (members if members == 1 else 0.6 * members)
 
 

@@ -47,7 +47,9 @@ def test_gpu_check_script_runs_its_code_paths_on_cpu(tmp_path):
                         "--out", str(tmp_path)], capture_output=True, text=True, env=ENV, timeout=600)
     assert r.returncode == 0, r.stderr + r.stdout
     out = json.loads((tmp_path / "gpu_check.json").read_text())
-    assert {t["variant"] for t in out["training"]} == {"euler", "rk4", "resnet", "tdq-dopri5", "adjoint-euler"}
+    from study.gpu_check import CHECK_VARIANTS
+
+    assert [t["variant"] for t in out["training"]] == CHECK_VARIANTS
     nfe = {t["variant"]: t["nfe_forward"] for t in out["training"]}  # 1 epoch = 8 batches, counted by hand
-    assert nfe["euler"] == nfe["resnet"] == 8 * 20 and nfe["rk4"] == 8 * 80
-    assert len(out["memory"]) == 9 and out["bench"]["rows"]
+    assert nfe["euler"] == nfe["resnet"] == 8 * 20 and nfe["rk4"] == nfe["hand-adjoint-rk4"] == 8 * 80
+    assert len(out["memory"]) == 15 and out["bench"]["rows"]

@@ -27,6 +27,7 @@ def test_cost_of_a_training_job_is_its_dynamics_evaluations():
     assert cost[("euler", 5)] == 80_000 * 0.6 * 5  # five batched seeds cost 3 seeds' worth
     assert cost[("rk4", 5)] == 4 * cost[("euler", 5)]
     assert cost[("adjoint-euler", 5)] == 2 * cost[("euler", 5)]
+    assert cost[("hand-adjoint-euler", 5)] == cost[("checkpoint-euler", 5)] == cost[("adjoint-euler", 5)]
     assert cost[("tdq-dopri5", 1)] == 500 * 8 * train_runner.ADAPTIVE_NFE_PER_SOLVE
     assert cost[("adjoint-dopri5", 1)] == 2 * cost[("tdq-dopri5", 1)]
     traj = next(j for j in build("full")["trajectories"] if j.config["variant"] == "rk4")
