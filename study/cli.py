@@ -175,10 +175,10 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store):
     torch.set_num_threads(1)
     from .runners import bench as bench_runner
 
-    from .experiments import all_engines
+    from .experiments import BENCH_SUITE, all_engines
 
     config = {"kind": "bench", "steps": steps, "batch_size": batch, "rounds": rounds, "device": device, "torchode": True,
-              "engines": all_engines()}
+              "engines": all_engines(), "suite": BENCH_SUITE}
     bar = _progress_bar(2 * rounds, "bench", "round")
     rec = bench_runner.record(config, progress=(lambda mode, r, n: bar.update(1)) if bar is not None else None)
     if bar is not None:
@@ -188,11 +188,11 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store):
         click.echo(json.dumps(rows, indent=1))
     else:
         click.echo(f"per solver step, batch {batch}, {steps} steps, 1 thread, {rec['env']['device']}; "
-                   f"median +- half-IQR over {rounds} rounds; ratio to the bare loop of the same method and mode")
-        click.echo(f"{'solver':<16}{'mode':<9}{'median_us':>10}{'spread_us':>10}{'ratio':>7}{'floor_us':>10}")
+                   f"median +- half-IQR over {rounds} rounds; per NFE for adaptive rows; ratio to the row in 'vs'")
+        click.echo(f"{'solver':<21}{'mode':<9}{'per':<5}{'median_us':>10}{'spread_us':>10}{'ratio':>7}  {'vs':<16}{'floor_us':>9}")
         for r in rows:
-            click.echo(f"{r['solver']:<16}{r['mode']:<9}{r['median_us']:>10.1f}{r['spread_us']:>10.1f}"
-                       f"{r['ratio_to_bare']:>7.2f}{r['floor_us']:>10.1f}")
+            click.echo(f"{r['solver']:<21}{r['mode']:<9}{r['per']:<5}{r['median_us']:>10.1f}{r['spread_us']:>10.1f}"
+                       f"{r['ratio_to_bare']:>7.2f}  {r['reference']:<16}{r['floor_us']:>9.1f}")
         click.echo(f"matrix multiply (128 x 128 x 128): {rec['metrics']['matmul_gflops_128']:.1f} GFLOP/s; "
                    "floor_us = the step's matmul FLOPs at that rate; -xN rows: per seed, N seeds batched")
     if not no_store:

@@ -179,7 +179,7 @@ def build(profile: str) -> dict[str, list[Job]]:
                           for v in spec["trajectory_variants"]]
     ex["timing"] = [Job("timing", c, [None]) for c in timing_configs(spec["timing_repeats"])]
     ex["bench"] = [Job("bench", {"kind": "bench", "steps": 20, "batch_size": 128, "rounds": spec["bench_rounds"],
-                                 "engines": all_engines(),
+                                 "engines": all_engines(), "suite": BENCH_SUITE,
                                  "device": "cpu", "torchode": True}, [None])]
     for name, jobs in ex.items():
         for j in jobs:
@@ -191,6 +191,9 @@ def timing_configs(repeats: int, device: str = "cpu") -> list[dict]:
     """The ``timing`` experiment: each variant's training step, alone and with 5 seeds batched."""
     return [{"kind": "timing", "variant": v, "batch_size": 128, "repeats": repeats, "warmup": 5, "members": 5,
              "seed": 0, "device": device, "engine": variant_config(v).engine} for v in variants.VARIANTS]
+
+
+BENCH_SUITE = 2  # which rows the bench measures: 2 added the hand engine's adaptive, adjoint and checkpointed rows
 
 
 def all_engines() -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -89,31 +90,74 @@ class TorchodeODE(nn.Module):
         return self.model.head2(torch.relu(self.model.head1(y1.unsqueeze(0))))[0]
 
 
-def candidates(steps: int, batch: int, device, members: int = 5, with_torchode: bool = True) -> dict:
-    """name -> (model, x, y, is_ensemble, members)."""
+@dataclass
+class Candidate:
+    """One row of the bench: a model and its batch, how its time is normalised (per solver step, or per dynamics
+    evaluation for adaptive solves, whose steps vary) and the row its ratio is taken to."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    ensemble: bool
+    method: str
+    reference: str
+    members: int = 1
+    per: str = "step"
+
+
+def _stiff(model: Classifier) -> Classifier:
+    """Weights with a flow that dopri5 needs several steps for (a trained model's are like this; fresh ones
+    with a zero last layer need one): the last two layers scaled, the same for every adaptive candidate."""
+    with torch.no_grad():
+        model.core.func.l3.weight.mul_(30.0)
+        model.core.func.l2.weight.mul_(3.0)
+    return model
+
+
+def candidates(steps: int, batch: int, device, members: int = 5, with_torchode: bool = True) -> dict[str, Candidate]:
+    """name -> Candidate: the bare loops, hand and torchdiffeq fixed steps, batched seeds, torchode, and the hand
+    engine's adaptive, adjoint and checkpointed solves against torchdiffeq's on the same weights."""
     sp = data.make_split(0, n_test=2)
     x2 = torch.from_numpy(sp.x_train[:batch]).to(device)
     y2 = torch.from_numpy(sp.y_train[:batch]).to(device)
+    x1, y1 = x2.unsqueeze(0), y2.unsqueeze(0)
     xe, ye = x2.unsqueeze(0).expand(members, -1, -1).contiguous(), y2.unsqueeze(0).expand(members, -1).contiguous()
-    out = {}
+    model = lambda v, seeds=(0,), **kw: Classifier(variant_config(v, zero_init=False, **kw), list(seeds)).to(device)  # noqa: E731
+    out: dict[str, Candidate] = {}
     for method in ("euler", "rk4"):
         torch.manual_seed(0)
-        out[f"bare-{method}"] = (BareODE(method, steps).to(device), x2, y2, False, 1)
-        out[f"hand-{method}"] = (Classifier(variant_config(method, steps=steps, zero_init=False), [0]).to(device),
-                                 x2.unsqueeze(0), y2.unsqueeze(0), True, 1)
+        bare = f"bare-{method}"
+        out[bare] = Candidate(BareODE(method, steps).to(device), x2, y2, False, method, bare)
+        out[f"hand-{method}"] = Candidate(model(method, steps=steps), x1, y1, True, method, bare)
         tdq = "tdq-euler" if method == "euler" else "tdq-rk4"
-        out[tdq] = (Classifier(variant_config(tdq, steps=steps, zero_init=False), [0]).to(device),
-                    x2.unsqueeze(0), y2.unsqueeze(0), True, 1)
-        out[f"hand-{method}-x{members}"] = (
-            Classifier(variant_config(method, steps=steps, zero_init=False), list(range(members))).to(device),
-            xe, ye, True, members)
+        out[tdq] = Candidate(model(tdq, steps=steps), x1, y1, True, method, bare)
+        out[f"hand-{method}-x{members}"] = Candidate(model(method, range(members), steps=steps), xe, ye, True, method,
+                                                     bare, members)
+        out[f"checkpoint-{method}"] = Candidate(model(f"checkpoint-{method}", steps=steps), x1, y1, True, method, bare)
+    # The adjoints with the same arithmetic: torchdiffeq's rk4 is the 3/8 rule.
+    out["adjoint-rk4"] = Candidate(model("adjoint-rk4", steps=steps), x1, y1, True, "rk4", "adjoint-rk4")
+    out["hand-adjoint-rk4-38"] = Candidate(model("hand-adjoint-rk4", method="rk4-38", steps=steps), x1, y1, True, "rk4",
+                                           "adjoint-rk4")
+    for name, reference in (("tdq-dopri5", "tdq-dopri5"), ("hand-dopri5", "tdq-dopri5"), ("checkpoint-dopri5", "tdq-dopri5"),
+                            ("adjoint-dopri5", "adjoint-dopri5"), ("hand-adjoint-dopri5", "adjoint-dopri5")):
+        torch.manual_seed(0)
+        out[name] = Candidate(_stiff(model(name)), x1, y1, True, "dopri5", reference, per="nfe")
     if with_torchode:
         try:
-            m = Classifier(variant_config("euler", steps=steps, zero_init=False), [0]).to(device)
-            out["torchode-euler"] = (TorchodeODE(m, steps), x2, y2, False, 1)
+            out["torchode-euler"] = Candidate(TorchodeODE(model("euler", steps=steps), steps), x2, y2, False, "euler",
+                                              "bare-euler")
         except ImportError:
             pass
     return out
+
+
+def _nfe_per_call(c: Candidate, fn) -> float:
+    """Dynamics evaluations of one call (adaptive candidates: their step count is the weights')."""
+    counter = c.model.counter
+    counter.reset()
+    fn()
+    counts = counter.counts
+    return float(counts["forward"] + counts["backward"] + counts["eval"])
 
 
 def matmul_gflops(device, n: int = 128, k: int = 128, m: int = 128, repeats: int = 200) -> float:
@@ -138,22 +182,30 @@ def step_flops(batch: int, dim: int = 6, hidden: int = 128, stages: int = 1, mod
     return per_eval * stages * (3 if mode == "train" else 1)
 
 
+def _calibrate(fns: dict, device, min_round_s: float) -> dict[str, int]:
+    """Warm-up, and calls per round so that a round lasts about ``min_round_s``."""
+    inner = {}
+    for name, fn in fns.items():
+        for _ in range(3):
+            fn()
+        sync(device)
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        inner[name] = max(1, int(min_round_s / max(time.perf_counter() - t0, 1e-6)))
+    return inner
+
+
 def measure(steps: int = 20, batch: int = 128, rounds: int = 15, device: str = "cpu", min_round_s: float = 0.05,
             with_torchode: bool = True, progress=None) -> dict:
-    """The bench table: rows of per-step medians, spreads and ratios, all measured in this process."""
+    """The bench table: per step (per evaluation for adaptive rows) medians, spreads and ratios, all measured in
+    this process, interleaved round by round."""
     cands = candidates(steps, batch, device, with_torchode=with_torchode)
     rows = []
     for mode in ("forward", "train"):
-        fns = {name: optimizer_step(m, x, y, mode, ens) for name, (m, x, y, ens, _) in cands.items()}
-        inner = {}
-        for name, fn in fns.items():  # warm-up, and calls per round so that a round lasts ~min_round_s
-            for _ in range(3):
-                fn()
-            sync(device)
-            t0 = time.perf_counter()
-            fn()
-            sync(device)
-            inner[name] = max(1, int(min_round_s / max(time.perf_counter() - t0, 1e-6)))
+        fns = {name: optimizer_step(c.model, c.x, c.y, mode, c.ensemble) for name, c in cands.items()}
+        inner = _calibrate(fns, device, min_round_s)
+        units = {name: (_nfe_per_call(c, fns[name]) if c.per == "nfe" else steps) * c.members for name, c in cands.items()}
         samples = {name: [] for name in fns}
         for r in range(rounds):
             for name, fn in fns.items():
@@ -162,25 +214,28 @@ def measure(steps: int = 20, batch: int = 128, rounds: int = 15, device: str = "
                 for _ in range(inner[name]):
                     fn()
                 sync(device)
-                members = cands[name][4]
-                samples[name].append((time.perf_counter() - t0) / inner[name] / steps / members * 1e6)
+                samples[name].append((time.perf_counter() - t0) / inner[name] / units[name] * 1e6)
             if progress:
                 progress(mode, r + 1, rounds)
         for name, s in samples.items():
             med, spread = median_spread(s)
-            method = "rk4" if "rk4" in name else "euler"
-            rows.append({"solver": name, "mode": mode, "steps": steps, "batch": batch, "method": method,
-                         "members": cands[name][4], "median_us": med, "spread_us": spread, "rounds": len(s)})
+            c = cands[name]
+            rows.append({"solver": name, "mode": mode, "steps": steps, "batch": batch, "method": c.method,
+                         "members": c.members, "per": c.per, "reference": c.reference,
+                         "nfe_per_call": units[name] / c.members if c.per == "nfe" else None,
+                         "median_us": med, "spread_us": spread, "rounds": len(s)})
     rate = matmul_gflops(device)
     return {"rows": add_ratios_and_floors(rows, batch, rate), "matmul_gflops_128": rate}
 
 
 def add_ratios_and_floors(rows: list[dict], batch: int, gflops: float) -> list[dict]:
-    """Each row's ratio to the bare loop of its method and mode, and its arithmetic floor at ``gflops``."""
+    """Each row's ratio to its reference row in the same mode (the bare loop of its method unless the row names
+    another), and its arithmetic floor at ``gflops`` (per step, or per evaluation for rows timed per NFE)."""
     for row in rows:
-        bare = next(r for r in rows if r["solver"] == f"bare-{row['method']}" and r["mode"] == row["mode"])
-        row["ratio_to_bare"] = row["median_us"] / bare["median_us"]
-        stages = METHODS[row["method"]].stages
+        ref_name = row.get("reference") or f"bare-{row['method']}"
+        ref = next(r for r in rows if r["solver"] == ref_name and r["mode"] == row["mode"])
+        row["ratio_to_bare"] = row["median_us"] / ref["median_us"]
+        stages = 1 if row.get("per") == "nfe" else METHODS[row["method"]].stages
         row["floor_us"] = step_flops(batch, stages=stages, mode=row["mode"]) / (gflops * 1e9) * 1e6
     return rows
 
