@@ -49,13 +49,18 @@ def test_bench_numbers_and_ratios():
     rows = [{"solver": s, "mode": "train", "method": m, "median_us": us}
             for s, m, us in (("bare-euler", "euler", 500.0), ("hand-euler", "euler", 250.0),
                              ("bare-rk4", "rk4", 2000.0), ("tdq-rk4", "rk4", 1700.0))]
+    rows += [{"solver": s, "mode": "train", "method": "dopri5", "median_us": us, "per": "nfe", "reference": "tdq-dopri5"}
+             for s, us in (("tdq-dopri5", 800.0), ("hand-dopri5", 400.0))]
     rows = add_ratios_and_floors(rows, batch=128, gflops=100.0)
     ratio = {r["solver"]: r["ratio_to_bare"] for r in rows}
-    assert ratio == {"bare-euler": 1.0, "hand-euler": 0.5, "bare-rk4": 1.0, "tdq-rk4": 0.85}
+    assert ratio == {"bare-euler": 1.0, "hand-euler": 0.5, "bare-rk4": 1.0, "tdq-rk4": 0.85, "tdq-dopri5": 1.0,
+                     "hand-dopri5": 0.5}
+    assert rows[-1]["floor_us"] == pytest.approx(rows[1]["floor_us"])  # per evaluation: one Euler step's floor
     # floor: 3 x 2 x 128 x (7 x 128 + 128 x 128 + 128 x 6) multiply-adds per train step, at 100 GFLOP/s
     euler_floor = 3 * 2 * 128 * (7 * 128 + 128 * 128 + 128 * 6) / 100e9 * 1e6
     assert rows[1]["floor_us"] == pytest.approx(euler_floor) and rows[3]["floor_us"] == pytest.approx(4 * euler_floor)
     assert step_flops(128, stages=4, mode="forward") * 3 == step_flops(128, stages=4, mode="train")
+    rows = rows[:4]
     for r in rows:
         r.update(spread_us=1.0)
     bench = records.make({"kind": "bench", "steps": 20}, {"rows": rows, "matmul_gflops_128": 100.0}, {})
