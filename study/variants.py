@@ -109,6 +109,8 @@ VARIANTS: dict[str, Variant] = _entries(
     Variant("checkpoint-dopri5", "dopri5 (checkpointed)", "CkptDopri",
             {"model": "ode", "backend": "hand-checkpoint", "method": "dopri5", **_TOL}),
 )
+
+
 def get(name: str) -> Variant:
     if name not in VARIANTS:
         raise KeyError(f"unknown variant {name!r}; choose one of: {', '.join(VARIANTS)}")

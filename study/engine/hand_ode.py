@@ -91,6 +91,19 @@ def unfold_grads(g: Folded) -> tuple:
             2.0 * sq(g.c2), 2.0 * g.a3 - g.c3, sq(g.c3))
 
 
+def _save(ctx, spec: Solve, counter, first: torch.Tensor, raw: tuple) -> None:
+    """Keep ``first`` (the activation) and the parameters (``w_t`` may be absent) for the backward."""
+    ctx.spec, ctx.counter, ctx.has_wt = spec, counter, raw[2] is not None
+    ctx.save_for_backward(first, *[r for r in raw if r is not None])
+
+
+def _saved(ctx) -> tuple[torch.Tensor, list]:
+    first, *params = ctx.saved_tensors
+    if not ctx.has_wt:
+        params.insert(2, None)
+    return first, params
+
+
 class _Checkpointed(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y0, spec: Solve, counter, *raw):
@@ -105,15 +118,13 @@ class _Checkpointed(torch.autograd.Function):
         else:
             dt = (spec.t1 - spec.t0) / spec.steps
             ctx.plan = [(spec.t0 + n * dt, dt) for n in range(spec.steps)]
-        ctx.spec, ctx.counter, ctx.has_wt = spec, counter, raw[2] is not None
-        ctx.save_for_backward(torch.stack(kept), *[r for r in raw if r is not None])  # one state per step
+        _save(ctx, spec, counter, torch.stack(kept), raw)  # one state per step
         return y1
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
-        kept, *params = ctx.saved_tensors
-        raw = list(params[:2]) + ([params[2]] if ctx.has_wt else [None]) + list(params[3 if ctx.has_wt else 2:])
+        kept, raw = _saved(ctx)
         spec, counter = ctx.spec, ctx.counter
         leaves = [None if r is None else r.detach().requires_grad_() for r in raw]
         grads = [None if r is None else torch.zeros_like(r) for r in raw]
@@ -150,15 +161,13 @@ class _Adjoint(torch.autograd.Function):
     def forward(ctx, y0, spec: Solve, counter, *raw):
         w = fold_weights(*raw)
         y1 = _forward(_rhs(w, counter), y0, spec, counter)
-        ctx.spec, ctx.counter, ctx.has_wt = spec, counter, raw[2] is not None
-        ctx.save_for_backward(y1, *[r for r in raw if r is not None])  # y(t1) only: O(1) in the steps
+        _save(ctx, spec, counter, y1, raw)  # y(t1) only: O(1) in the steps
         return y1
 
     @staticmethod
     @once_differentiable
     def backward(ctx, a1):
-        y1, *params = ctx.saved_tensors
-        raw = list(params[:2]) + ([params[2]] if ctx.has_wt else [None]) + list(params[3 if ctx.has_wt else 2:])
+        y1, raw = _saved(ctx)
         spec, counter = ctx.spec, ctx.counter
         w = fold_weights(*raw)
         present = [i for i, x in enumerate(w) if x is not None]

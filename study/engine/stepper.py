@@ -18,7 +18,6 @@ sizes are Python floats (float64), as torchdiffeq's time-like values are float64
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 

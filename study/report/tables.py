@@ -11,7 +11,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from .. import data, variants
 from ..config import METHODS, solver_method

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from study import executor, store
-from study.experiments import Job, plan
+from study.experiments import Job
 from study.results import load
 from tests.helpers import ENV, study
 from tests.helpers import strip as comparable
