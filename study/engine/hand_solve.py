@@ -88,6 +88,7 @@ class Workspace:
     def __init__(self) -> None:
         self.saved: dict = {}  # key -> _Slot
         self.times: dict = {}  # (tableau, steps, dtype, device) -> evaluation times
+        self.counter = None  # the dynamics' NFE counter, counted evaluation by evaluation
 
     def take(self, key, make, ctx) -> "_Slot":
         slot = self.saved.get(key)
@@ -107,7 +108,7 @@ class Workspace:
         return self.times[key]
 
     def __getstate__(self):  # copies and pickles of a model start with empty buffers
-        return {"saved": {}, "times": {}}
+        return {"saved": {}, "times": {}, "counter": None}
 
 
 class _Slot:
@@ -126,6 +127,7 @@ class _FixedSolve(torch.autograd.Function):
         E = steps * s
         dt = 1.0 / steps
         ts = ws.eval_times(tab, steps, y0.dtype, y0.device)
+        counts, phase = ws.counter.counts, ws.counter.phase
         a1, a2, a3, c2, c3, c1 = _weights(W1, b1, wt, W2, b2, W3, b3, ts, s, per_step)
         at = _step_weights(per_step)
         opts = {"dtype": y0.dtype, "device": y0.device}
@@ -152,6 +154,7 @@ class _FixedSolve(torch.autograd.Function):
                     u = combine(y, tab.a[i], ks, dt, out=U[:, at_e(e)])
                 ks.append(_eval_into(at(a1, n), at(a2, n), at(a3, n), c1[:, :, e : e + 1], at(c2, n), at(c3, n), u,
                                      S1[:, at_e(e)], S2[:, at_e(e)]))
+                counts[phase] += 1  # NFE counted where the evaluation happens
                 e += 1
             out = U[:, e] if keep and n + 1 < steps else torch.empty(S, d, B, **opts)
             y = combine(y, tab.b, ks, dt, out=out)
@@ -225,12 +228,11 @@ def _needs_grad(y0, weights) -> bool:
 def solve(func, y0: torch.Tensor, tab: Tableau, steps: int) -> torch.Tensor:
     """``y(1)`` from ``y(0) = y0`` (shape ``(S, B, d)``) in ``steps`` steps of ``tab`` on ``func``'s network.
 
-    ``func`` is a :class:`study.engine.models.Dynamics`; its counter gets ``steps x stages``
-    evaluations in its current phase.
+    ``func`` is a :class:`study.engine.models.Dynamics`; its counter counts each evaluation in its current phase.
     """
-    func.counter.counts[func.counter.phase] += steps * tab.stages
     if func.workspace is None:
         func.workspace = Workspace()
+    func.workspace.counter = func.counter
     weights = (func.l1.weight, func.l1.bias, func.w_t, func.l2.weight, func.l2.bias, func.l3.weight, func.l3.bias)
     return _FixedSolve.apply(y0, tab, steps, False, func.workspace, _needs_grad(y0, weights), *weights)
 
@@ -238,13 +240,13 @@ def solve(func, y0: torch.Tensor, tab: Tableau, steps: int) -> torch.Tensor:
 def solve_blocks(blocks, y0: torch.Tensor) -> torch.Tensor:
     """The ResNet ``h <- h + (1/N) block_i(h)``: forward Euler whose step ``i`` uses block ``i``'s weights.
 
-    ``blocks`` are :class:`study.engine.models.Dynamics` sharing one counter, which gets
-    ``N`` evaluations; block ``i`` sees time ``i / N`` if it has a time input.
+    ``blocks`` are :class:`study.engine.models.Dynamics` sharing one counter, which counts
+    each of the ``N`` evaluations; block ``i`` sees time ``i / N`` if it has a time input.
     """
     first = blocks[0]
-    first.counter.counts[first.counter.phase] += len(blocks)
     if first.workspace is None:
         first.workspace = Workspace()
+    first.workspace.counter = first.counter
     stack = lambda get: torch.stack([get(b) for b in blocks], 1)  # noqa: E731 - (S, N, ...)
     weights = [stack(lambda b: b.l1.weight), stack(lambda b: b.l1.bias),
                None if first.w_t is None else stack(lambda b: b.w_t),
