@@ -79,7 +79,7 @@ def fig_main(view: View, out: Path):
     df = _results(view.runs("main"), "main")
     plt = _plt()
     order = style.ordered(df["variant"])
-    fig, ax = plt.subplots(figsize=(style.TEXT, 2.6))
+    fig, ax = plt.subplots(figsize=(style.TEXT, max(2.6, 0.6 + 0.19 * len(order))))  # rows stay readable
     y = np.arange(len(order))
     for i, v in enumerate(order):
         d = df[df["variant"] == v]
