@@ -99,7 +99,8 @@ def main_numbers(view: View, N: Numbers) -> str:
     if not cur.empty:
         per_run = cur.groupby("hash").agg(final=("loss", "last"), best=("loss", "min"), backend=("backend", "first"),
                                           model=("model", "first"), method=("method", "first"))
-        direct = per_run[(per_run["backend"] != "torchdiffeq-adjoint") | (per_run["model"] == "resnet")]
+        continuous_adjoint = per_run["backend"].isin(["torchdiffeq-adjoint", "hand-adjoint"])
+        direct = per_run[~continuous_adjoint | (per_run["model"] == "resnet")]  # backprop, checkpointed or not
         spiked = direct[direct["final"] > 1.5 * direct["best"]]
         N.add("SpikedRuns", len(spiked), "{:d}")
         N.add("SpikedRunsTotal", len(direct), "{:d}")
@@ -210,6 +211,7 @@ def constant_numbers(view: View, N: Numbers) -> None:
     N.add("ArticleRKfourAcc", 100 * ARTICLE["rk4"]["accuracy"])
     N.add("ArticleResNetAcc", 100 * ARTICLE["resnet"]["accuracy"])
     N.add("ArticleTimeRatio", ARTICLE["rk4"]["time_s"] / ARTICLE["euler"]["time_s"], "{:.1f}")
+    N.add("VariantCount", len(variants.VARIANTS), "{:d}")
     ex = view.executions()
     if not ex.empty:
         full = ex[ex["profile"] == "full"]
