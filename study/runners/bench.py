@@ -90,6 +90,29 @@ class TorchodeODE(nn.Module):
         return self.model.head2(torch.relu(self.model.head1(y1.unsqueeze(0))))[0]
 
 
+class EvaluationODE(nn.Module):
+    """Our classifier with its fixed-step solve on the hand engine's building block (one evaluation with its hand
+    VJP under the generic stepper, autograd between evaluations) instead of the fused solve: the row that shows
+    what the fused fast path buys."""
+
+    def __init__(self, model: Classifier):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from ..engine import hand_ode
+
+        m, f = self.model, self.model.core.func
+        raw = (f.l1.weight, f.l1.bias, f.w_t, f.l2.weight, f.l2.bias, f.l3.weight, f.l3.bias)
+        y0 = m.lift(x).transpose(1, 2).contiguous()
+        y1 = hand_ode.direct(y0, raw, hand_ode.Solve(m.cfg.method, m.cfg.steps), f.counter).transpose(1, 2)
+        return m.head2(torch.relu(m.head1(y1)))
+
+    @property
+    def counter(self):
+        return self.model.counter
+
+
 @dataclass
 class Candidate:
     """One row of the bench: a model and its batch, how its time is normalised (per solver step, or per dynamics
@@ -133,6 +156,7 @@ def candidates(steps: int, batch: int, device, members: int = 5, with_torchode: 
         out[tdq] = Candidate(model(tdq, steps=steps), x1, y1, True, method, bare)
         out[f"hand-{method}-x{members}"] = Candidate(model(method, range(members), steps=steps), xe, ye, True, method,
                                                      bare, members)
+        out[f"evaluation-{method}"] = Candidate(EvaluationODE(model(method, steps=steps)), x1, y1, True, method, bare)
         out[f"checkpoint-{method}"] = Candidate(model(f"checkpoint-{method}", steps=steps), x1, y1, True, method, bare)
     # The adjoints with the same arithmetic: torchdiffeq's rk4 is the 3/8 rule.
     out["adjoint-rk4"] = Candidate(model("adjoint-rk4", steps=steps), x1, y1, True, "rk4", "adjoint-rk4")

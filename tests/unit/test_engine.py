@@ -153,3 +153,18 @@ def test_activation_memory_of_the_three_gradient_methods():
     state = 128 * 6 * 4
     assert ckpt[1] - ckpt[0] == 15 * state and ckpt[2] - ckpt[1] == 60 * state
     assert adj[0] == adj[1] == adj[2] < ckpt[0] < count({}, 5)
+
+
+@pytest.mark.parametrize("method", ["euler", "rk4"])
+def test_fixed_steps_on_the_evaluation_equal_the_fused_solve(batch, method):
+    """The bench's evaluation-engine row computes what the fused fast path computes."""
+    from study.runners.bench import EvaluationODE
+
+    x, y = batch
+    (fused,) = models([(method, {"steps": 6})], scale=False)
+    generic = EvaluationODE(models([(method, {"steps": 6})], scale=False)[0])
+    gf, cf, _, _ = grad_and_counts(fused, x, y)
+    generic.zero_grad()
+    loss_fn(generic(x), y).backward()
+    gg = torch.cat([p.grad.reshape(-1) for p in generic.model.parameters()])
+    assert rel(gg, gf) < 1e-12 and generic.counter.counts["forward"] == cf["forward"]
