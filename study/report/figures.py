@@ -92,7 +92,6 @@ def fig_main(view: View, out: Path):
             ax.plot(100 * ARTICLE[v]["accuracy"], i - 0.17, "x", color="0.3", ms=6, mew=1.2)
     bayes = 100 * data.bayes_accuracy()[0]
     ax.axvline(bayes, color="0.2", lw=1, ls="--")
-    ax.text(bayes, len(order) - 0.4, " Bayes-optimal", fontsize=7, va="bottom", ha="left")
     every = view.runs("main")
 
     def seeds(v):
@@ -107,7 +106,8 @@ def fig_main(view: View, out: Path):
                Line2D([], [], ls="", marker="o", color="0.3", label="held-out test (10,000 points)"),
                Line2D([], [], ls="", marker=".", color="0.3", alpha=0.5, label="one seed"),
                Line2D([], [], ls="", marker="x", color="0.3", mew=1.2, label="article (reported)")]
-    ax.legend(handles=handles, loc="lower center", ncol=4, bbox_to_anchor=(0.5, 1.0))
+    handles.append(Line2D([], [], ls="--", lw=1, color="0.2", label=f"Bayes-optimal ({bayes:.1f}%)"))
+    ax.legend(handles=handles, loc="lower center", ncol=5, bbox_to_anchor=(0.5, 1.0))
     ax.set_xlim(right=100)
     ax.set_xlabel(f"accuracy (%): mean and 95% CI over the [seeds], {int(df['epochs'].iloc[0])} epochs")
     return fig
