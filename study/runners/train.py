@@ -50,7 +50,7 @@ def _record(h: History, s: int, model_cfg: ModelConfig, P: Protocol, device: str
         "wall_time_s": h.wall_s / S,
         "activation_bytes": h.activation_bytes[s],
     }
-    timing = {"isolated": False, "ensemble_members": S, "ensemble_wall_time_s": h.wall_s,
+    timing = {"isolated": False, "ensemble_members": S, "ensemble_seeds": list(h.seeds), "ensemble_wall_time_s": h.wall_s,
               "note": "wall_time_s is the ensemble's training-loop time divided by its members, "
                       "measured while other runs may share the machine (contended)"}
     curves = {

@@ -51,7 +51,7 @@ def test_batched_seeds_equal_seeds_trained_alone(variant):
             assert rec["curves"][key] == pytest.approx(alone["curves"][key], abs=1e-5), key
         assert rec["metrics"]["nfe_forward"] == alone["metrics"]["nfe_forward"]
         assert rec["metrics"]["activation_bytes"] == alone["metrics"]["activation_bytes"]
-        assert rec["timing"]["ensemble_members"] == 3
+        assert rec["timing"]["ensemble_members"] == 3 and rec["timing"]["ensemble_seeds"] == [0, 1, 2]
 
 
 def test_non_finite_loss_is_a_diverged_record():
