@@ -60,15 +60,16 @@ def _clean(obj):
     return obj
 
 
-def _directory(path: Path) -> None:
-    """Create ``path`` (and parents) as real directories; a symbolic link on the way is an error."""
+def _directory(path: Path, links: bool = False) -> None:
+    """Create ``path`` (and parents) as directories; unless ``links``, ``path`` itself must not be a symbolic link
+    (the store's kind directories: records written through one would land outside the store)."""
     for d in reversed([path, *path.parents]):
         try:
             st = os.lstat(d)
         except FileNotFoundError:
             os.mkdir(d)
             continue
-        if stat.S_ISLNK(st.st_mode) and d == path:
+        if stat.S_ISLNK(st.st_mode) and d == path and not links:
             raise StoreError(f"{d} is a symbolic link: the store never writes through links")
         if not stat.S_ISDIR(os.stat(d).st_mode):
             raise StoreError(f"{d} is not a directory")
@@ -80,10 +81,11 @@ def _umask() -> int:
     return mask
 
 
-def write_text_atomic(path: Path | str, text: str | bytes) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file, fsync, rename): readers see the old file or the new one."""
+def write_text_atomic(path: Path | str, text: str | bytes, links: bool = True) -> Path:
+    """Write ``text`` to ``path`` atomically (temp file, fsync, rename): readers see the old file or the new one.
+    ``links``: whether the directory may be a symbolic link (figures may; the store's directories may not)."""
     path = Path(path)
-    _directory(path.parent)
+    _directory(path.parent, links)
     data = text.encode() if isinstance(text, str) else text
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -113,8 +115,9 @@ def write_text_atomic(path: Path | str, text: str | bytes) -> Path:
 
 
 def write_atomic(path: Path | str, record: dict) -> Path:
-    """Write ``record`` as JSON to ``path`` atomically."""
-    return write_text_atomic(path, json.dumps(_clean(record), indent=1, sort_keys=True, allow_nan=False) + "\n")
+    """Write ``record`` as JSON to ``path`` atomically, never through a symbolic link to its directory."""
+    return write_text_atomic(path, json.dumps(_clean(record), indent=1, sort_keys=True, allow_nan=False) + "\n",
+                             links=False)
 
 
 def _reject_constant(name: str):

@@ -204,3 +204,12 @@ def test_a_record_made_by_an_older_engine_is_stale_and_rerun(tmp_path, monkeypat
     row = view.status().set_index("experiment").loc["trajectories"]
     assert row["stale"] == 1 and row["done"] == 0
     assert executor.pending(plan("quick", ["trajectories"]), tmp_path, None, executor.Summary())
+
+
+def test_figures_may_go_through_a_linked_directory(tmp_path):
+    """Only the store refuses links: an output directory that is a link (to a bigger disk, say) is the user's."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "figures").symlink_to(real, target_is_directory=True)
+    store.write_text_atomic(tmp_path / "figures" / "fig.pdf", b"x")
+    assert (real / "fig.pdf").read_bytes() == b"x"
