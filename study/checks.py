@@ -80,16 +80,8 @@ def device(name: str) -> str:
     raise UserError(f"unknown device {shown(name)}; choose cpu, cuda or cuda:N")
 
 
-def _nonempty(option: str, path: Path) -> Path:
-    if str(path).strip() in ("", "."):
-        if str(path).strip() == "":
-            raise UserError(f"{option} must name a directory, got an empty string")
-    return path
-
-
 def output_dir(option: str, path: Path) -> Path:
-    """A directory we may create and write into (nothing is created here)."""
-    _nonempty(option, path)
+    """A directory we may create and write into (nothing is created here; the CLI rejects empty paths)."""
     if path.exists() or path.is_symlink():
         if not path.is_dir():
             raise UserError(f"{option} {shown(str(path))} is a file, not a directory")
@@ -108,7 +100,6 @@ def run_store(option: str, path: Path) -> Path:
     """An existing run store to read: a directory that is empty or holds the store's entries."""
     from . import runners, store
 
-    _nonempty(option, path)
     if not path.exists():
         raise UserError(f"runs directory {shown(str(path))} does not exist; run 'study run-all' first")
     if not path.is_dir():

@@ -397,9 +397,9 @@ def main(argv=None):
             click.echo(exc.ctx.get_help())
             sys.exit(0)
         hint = f" (see 'study {exc.ctx.command_path.split(' ', 1)[1]} --help')" if exc.ctx and " " in exc.ctx.command_path else " (see 'study --help')"
-        _fail(checks_line(exc.format_message()) + hint)
+        _fail(_one_line(exc.format_message()) + hint)
     except click.ClickException as exc:
-        _fail(checks_line(exc.format_message()))
+        _fail(_one_line(exc.format_message()))
     except click.exceptions.Abort as exc:
         cause = _abort_cause(exc)
         _fail(cause, 130 if cause == "interrupted" else 1)
@@ -413,7 +413,7 @@ def main(argv=None):
     sys.exit(0)
 
 
-def checks_line(message: str) -> str:
+def _one_line(message: str) -> str:
     """A click message as one line, with any echoed argument cut to a readable length."""
     line = " ".join(message.split())
     return line if len(line) <= 300 else line[:297] + "..."

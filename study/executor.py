@@ -52,13 +52,16 @@ def _die_with_parent() -> None:
             pass
 
 
+def _kept(path: Path, record: dict, force_since: float | None) -> bool:
+    """A record is a result to keep if it is ``ok`` or ``diverged`` (``error`` runs are retried) and, when
+    forcing, was written at or after ``force_since`` (so that two ``--force`` runs redo each record once)."""
+    return record["status"] in ("ok", "diverged") and (force_since is None or os.lstat(path).st_mtime >= force_since)
+
+
 def is_result(path: Path, force_since: float | None = None) -> bool:
-    """Whether ``path`` holds a result to keep: a valid, well-placed ``ok`` or ``diverged`` record, written
-    at or after ``force_since`` when forcing (so that two ``--force`` runs redo each record once)."""
+    """Whether ``path`` holds a valid, well-placed record to keep (see :func:`_kept`)."""
     try:
-        if store.read_placed(path)["status"] not in ("ok", "diverged"):
-            return False
-        return force_since is None or os.lstat(path).st_mtime >= force_since
+        return _kept(path, store.read_placed(path), force_since)
     except (store.CorruptRecord, OSError):
         return False
 
@@ -158,8 +161,7 @@ def pending(jobs: list[Job], runs_dir: Path, force_since: float | None, summary:
             path = store.record_path(runs_dir, job.kind, cfg)
             if os.path.lexists(path):
                 try:
-                    if store.read_placed(path)["status"] != "error" and (
-                            force_since is None or os.lstat(path).st_mtime >= force_since):
+                    if _kept(path, store.read_placed(path), force_since):
                         summary.skipped += 1
                         continue
                 except store.CorruptRecord as exc:

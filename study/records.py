@@ -31,8 +31,8 @@ def make(config: dict, metrics: dict, env: dict, status: str = "ok", reason: str
 
 def error(config: dict, exc: BaseException, env: dict) -> dict:
     """The record of a run that raised: status ``error``, the exception and its traceback."""
-    return {**make({**config, "kind": config.get("kind", "train")}, {}, env, "error", f"{type(exc).__name__}: {exc}",
-                   traceback="".join(_traceback.format_exception(exc))), "config": config}
+    return make(config, {}, env, "error", f"{type(exc).__name__}: {exc}",
+                traceback="".join(_traceback.format_exception(exc)))
 
 
 # What each kind's ok and diverged records hold: dotted path -> type.  Types: int, float (an int is a float too;

@@ -58,13 +58,14 @@ def _forward(y, t, w: Folded):
     return torch.baddbmm(w.c3, w.a3, s2), s1, s2
 
 
-def vjp(g, y, t, s1, s2, w: Folded):
-    """``g^T df/dy`` and ``g^T df/dw`` for each folded weight (``None`` for an absent ``wt``)."""
-    g2 = _sigmoid_backward(torch.bmm(w.a3.transpose(1, 2), g), s2)
-    g1 = _sigmoid_backward(torch.bmm(w.a2.transpose(1, 2), g2), s1)
-    gy = torch.bmm(w.a1.transpose(1, 2), g1)
+def vjp(g, y, t, s1, s2, a1, a2, a3, has_wt: bool):
+    """``g^T df/dy`` and ``g^T df/dw`` for each folded weight (``None`` for an absent ``wt``); only the three
+    matrices enter (the biases' gradients are sums)."""
+    g2 = _sigmoid_backward(torch.bmm(a3.transpose(1, 2), g), s2)
+    g1 = _sigmoid_backward(torch.bmm(a2.transpose(1, 2), g2), s1)
+    gy = torch.bmm(a1.transpose(1, 2), g1)
     gb1 = g1.sum(-1, keepdim=True)
-    gwt = None if w.wt is None else (t * gb1 if isinstance(t, torch.Tensor) else gb1 * t)
+    gwt = (t * gb1 if isinstance(t, torch.Tensor) else gb1 * t) if has_wt else None
     grads = Folded(torch.bmm(g1, y.transpose(1, 2)), gb1, gwt, torch.bmm(g2, s1.transpose(1, 2)),
                    g2.sum(-1, keepdim=True), torch.bmm(g, s2.transpose(1, 2)), g.sum(-1, keepdim=True))
     return gy, grads
@@ -85,7 +86,7 @@ class _Evaluate(torch.autograd.Function):
     def backward(ctx, g):
         y, s1, s2, a1, a2, a3, *t = ctx.saved_tensors
         t = t[0] if t else ctx.t
-        gy, gw = vjp(g.contiguous(), y, t, s1, s2, Folded(a1, None, True if ctx.has_wt else None, a2, None, a3, None))
+        gy, gw = vjp(g.contiguous(), y, t, s1, s2, a1, a2, a3, ctx.has_wt)
         return (gy, None, *gw)
 
 
@@ -100,5 +101,5 @@ def evaluate_vjp(y: torch.Tensor, t, w: Folded, g: torch.Tensor):
     """``(f, g^T df/dy, g^T df/dw)`` in one pass, without an autograd graph."""
     with torch.no_grad():
         f, s1, s2 = _forward(y, t, w)
-        gy, gw = vjp(g, y, t, s1, s2, w)
+        gy, gw = vjp(g, y, t, s1, s2, w.a1, w.a2, w.a3, w.wt is not None)
     return f, gy, gw
