@@ -54,6 +54,11 @@ def engine_label(name: str) -> str:
     return f"{name}-{ENGINES[name]}"
 
 
+MODELS = ("ode", "resnet", "none")
+HEADS = ("mlp", "linear")
+# Model options added after the first records: stored in a config only when they differ from these.
+LATER_DEFAULTS = {"head": "mlp"}
+
 BACKENDS = ("hand", "torchdiffeq", "torchdiffeq-adjoint", "hand-adjoint", "hand-checkpoint")
 HAND_BACKENDS = ("hand", "hand-adjoint", "hand-checkpoint")  # the hand engine: direct, continuous adjoint, checkpointed
 
@@ -80,7 +85,7 @@ def solver_method(solver: str) -> tuple[str, Method]:
 class ModelConfig:
     """Everything that defines a model (plain data; see ``study.variants``)."""
 
-    model: str = "ode"  # "ode" | "resnet"
+    model: str = "ode"  # "ode" | "resnet" | "none" (lift and head only: the control without a flow)
     backend: str = "hand"  # "hand" | "torchdiffeq" | "torchdiffeq-adjoint"
     method: str = "euler"  # a name in METHODS
     steps: int = 20  # fixed-step solvers; ResNet blocks
@@ -93,6 +98,7 @@ class ModelConfig:
     time_input: bool = True
     zero_init: bool = True
     max_num_steps: int = 1000  # cap of adaptive steps per solve
+    head: str = "mlp"  # "mlp": Linear(d, 64) - ReLU - Linear(64, 2); "linear": Linear(d, 2)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -103,15 +109,17 @@ class ModelConfig:
         def bad(msg):
             raise ValueError(msg)
 
-        if self.model not in ("ode", "resnet"):
-            bad(f"model must be 'ode' or 'resnet', got {self.model!r}")
+        if self.model not in MODELS:
+            bad(f"model must be one of {', '.join(MODELS)}, got {self.model!r}")
+        if self.head not in HEADS:
+            bad(f"head must be one of {', '.join(HEADS)}, got {self.head!r}")
         if self.backend not in BACKENDS:
             bad(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not isinstance(self.steps, int) or self.steps < 1:
             bad(f"steps must be a positive integer, got {self.steps!r}")
         if self.lift_dim < 1 or self.hidden < 1 or self.head_hidden < 1:
             bad("lift_dim, hidden and head_hidden must be positive")
-        if self.model == "resnet":
+        if self.model != "ode":
             return
         method = METHODS.get(self.method)
         if method is None:
@@ -129,9 +137,17 @@ class ModelConfig:
     def adaptive(self) -> bool:
         return self.model == "ode" and METHODS[self.method].adaptive
 
+    def as_config(self) -> dict:
+        """The fields a run's config stores.  Fields added after the first records leave the config
+        when they hold their default (:data:`LATER_DEFAULTS`), so adding one renames no record."""
+        return {k: v for k, v in asdict(self).items() if not (k in LATER_DEFAULTS and v == LATER_DEFAULTS[k])}
+
     @property
     def engine(self) -> str:
-        """The versioned code path that computes this model's solves (see :data:`ENGINES`)."""
+        """The versioned code path that computes this model's solves (see :data:`ENGINES`); ``plain``
+        for the model without a flow, whose lift and head are plain torch layers."""
+        if self.model == "none":
+            return "plain"
         if self.model == "resnet" or (self.backend == "hand" and not self.adaptive):
             return engine_label("fused")
         return engine_label("evaluation" if self.backend in HAND_BACKENDS else "torchdiffeq")
@@ -139,7 +155,7 @@ class ModelConfig:
     @property
     def stages(self) -> int:
         """Evaluations per step (ResNet: one per block)."""
-        return 1 if self.model == "resnet" else METHODS[self.method].stages
+        return METHODS[self.method].stages if self.model == "ode" else 1
 
     def param_count(self) -> int:
         """Parameters of one model, counted from the architecture (the engine's models are tested against it)."""
@@ -147,7 +163,9 @@ class ModelConfig:
         resnet = self.model == "resnet"
         time_column = H if self.time_input and not resnet else 0  # ResNet blocks have no time input
         dynamics = (d * H + H + time_column) + (H * H + H) + (H * d + d)
-        return (2 * d + d) + (self.steps if resnet else 1) * dynamics + (d * h + h) + (h * 2 + 2)
+        core = {"ode": 1, "resnet": self.steps, "none": 0}[self.model] * dynamics
+        head = (d * h + h) + (h * 2 + 2) if self.head == "mlp" else d * 2 + 2
+        return (2 * d + d) + core + head
 
 
 @dataclass
@@ -183,5 +201,5 @@ class Protocol:
 
 def run_config(model_cfg: ModelConfig, protocol: Protocol, seed: int, device: str = "cpu", extra: dict | None = None) -> dict:
     """The full config a training record stores (and its store path is hashed from)."""
-    return {"kind": "train", **(extra or {}), "seed": int(seed), "device": device, **asdict(model_cfg), **asdict(protocol),
+    return {"kind": "train", **(extra or {}), "seed": int(seed), "device": device, **model_cfg.as_config(), **asdict(protocol),
             "engine": model_cfg.engine}

@@ -48,6 +48,19 @@ SPEC: dict[str, dict] = {
         "trajectory_variants": ["euler", "rk4", "resnet"],
         "timing_repeats": 30,
         "bench_rounds": 15,
+        # controls: the model without a flow and with a linear head, at lift 2 and 6; the linear probe on
+        # main's own models (same config and seed batch: the same trained weights) of the fixed-step variants
+        # with distinct arithmetic (tdq-rk4 is rk4-38's arithmetic, the checkpointed adjoints direct
+        # backpropagation's gradient; the hand adjoints are the torchdiffeq adjoints' arithmetic).
+        "control_seeds": 5,
+        "control_lift_dims": [2, 6],
+        "probe_variants": ["euler", "rk4", "rk4-38", "resnet", "adjoint-euler"],
+        # the learning-rate arm (0.01 is main's); the dopri5 runs cost 7-20x a batched Euler seed: 3 seeds
+        "learning_rates": [0.01, 0.003, 0.001],
+        "lr_variants": ["euler", "rk4", "rk4-38", "resnet", "no-flow", "adjoint-euler", "adjoint-rk4", "tdq-dopri5",
+                        "checkpoint-euler"],
+        "lr_seeds": 5,
+        "lr_seed_overrides": {"tdq-dopri5": 3},
     },
     "quick": {
         "protocol": {"epochs": 3, "n_test": 2000, "curve_test_points": 500, "eval_every": 1},
@@ -68,6 +81,13 @@ SPEC: dict[str, dict] = {
         "trajectory_variants": ["euler", "rk4", "resnet", "tdq-dopri5"],
         "timing_repeats": 3,
         "bench_rounds": 2,
+        "control_seeds": 1,
+        "control_lift_dims": [2, 6],
+        "probe_variants": ["euler", "resnet"],
+        "learning_rates": [0.01, 0.001],
+        "lr_variants": ["euler", "no-flow", "tdq-dopri5"],
+        "lr_seeds": 1,
+        "lr_seed_overrides": {},
     },
 }
 
@@ -112,9 +132,11 @@ class Job:
         what = c.get("variant") or c.get("solver") or c.get("train_variant") or self.kind
         extra = ""
         if self.kind == "train":
-            keys = [k for k in ("steps", "rtol", "lift_dim", "time_input", "zero_init") if k in c]
+            keys = [k for k in ("steps", "rtol", "lift_dim", "time_input", "zero_init", "head") if k in c]
             base = variant_config(c["variant"]).__dict__
             diffs = [f"{k}={c[k]}" for k in keys if c[k] != base.get(k)]
+            diffs += [f"lr={c['lr']:g}"] if c.get("lr", 0.01) != 0.01 else []
+            diffs += ["probe"] if c.get("probe") else []
             extra = (" " + " ".join(diffs)) if diffs else ""
         elif isinstance(c.get("steps"), int):
             extra = f" steps={c['steps']}"
@@ -123,12 +145,12 @@ class Job:
 
 
 def _train_jobs(spec: dict, runs: list[tuple[str, dict]], seeds: int, protocol: dict,
-                seed_overrides: dict | None = None) -> list[Job]:
+                seed_overrides: dict | None = None, probe: bool = False) -> list[Job]:
     jobs = []
     proto = Protocol(**{**spec["protocol"], **protocol})
     for variant, overrides in runs:
         cfg = variant_config(variant, **overrides)
-        base = run_config(cfg, proto, 0, "cpu", {"variant": variant})
+        base = run_config(cfg, proto, 0, "cpu", {"variant": variant, **({"probe": True} if probe else {})})
         base.pop("seed")
         seed_list = list(range((seed_overrides or {}).get(variant, seeds)))
         if cfg.adaptive:  # one step-size controller per seed
@@ -144,7 +166,7 @@ def _memory_jobs(spec: dict) -> list[Job]:
         for n in spec["memory_steps"]:
             cfg = variant_config(variant, steps=n, zero_init=False, **overrides)
             jobs.append(Job("memory", {"kind": "memory", "solver": label, "variant": variant, "device": "cpu",
-                                       "batch_size": 128, "repeats": spec["memory_repeats"], **asdict(cfg),
+                                       "batch_size": 128, "repeats": spec["memory_repeats"], **cfg.as_config(),
                                        "engine": cfg.engine}, [0]))
     return jobs
 
@@ -164,6 +186,12 @@ def build(profile: str) -> dict[str, list[Job]]:
     ablate += [("euler", {"time_input": False}), ("euler", {"zero_init": False}),
                ("resnet", {}), ("resnet", {"zero_init": False})]  # zero-init ResNet: shared with main
     ex["ablations"] = _train_jobs(spec, ablate, spec["sweep_seeds"], {})
+    controls = [(v, {"lift_dim": d, "head": h}) for d in spec["control_lift_dims"] for h in ("mlp", "linear")
+                for v in ("euler", "no-flow")]
+    controls += [(v, {}) for v in spec["probe_variants"] if v != "euler"]  # euler at lift 6 is already there
+    ex["controls"] = _train_jobs(spec, controls, spec["control_seeds"], {}, probe=True)
+    ex["learning-rate"] = [j for lr in spec["learning_rates"] for j in _train_jobs(
+        spec, [(v, {}) for v in spec["lr_variants"]], spec["lr_seeds"], {"lr": lr}, spec["lr_seed_overrides"])]
     ex["memory"] = _memory_jobs(spec)
     ex["convergence"] = [Job("convergence", {"kind": "convergence", "solver": s, "steps": spec["convergence_steps"],
                                              "problem": "cos", "t1": 2.0}, [None]) for s in CONVERGENCE_SOLVERS]

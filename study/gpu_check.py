@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     for n in (10, 20, 40):
         for v in ("euler", "rk4", "adjoint-euler", "hand-adjoint-euler", "checkpoint-euler"):
             cfg = {"kind": "memory", "solver": v, "variant": v, "device": args.device, "batch_size": 128,
-                   "repeats": 10, "seed": 0, **variant_config(v, steps=n, zero_init=False).__dict__,
+                   "repeats": 10, "seed": 0, **variant_config(v, steps=n, zero_init=False).as_config(),
                    "engine": variant_config(v).engine}
             rec = memory.measure(cfg)
             m = rec["metrics"]

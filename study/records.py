@@ -91,6 +91,8 @@ SAME_LENGTH = {"train": [("curves.epoch", "curves.loss", "curves.train_acc", "cu
                          ("curves.test_epoch", "curves.test_acc")],
                "convergence": [("metrics.steps", "metrics.h", "metrics.error")]}
 DIVERGED_MAY_BE_NULL = {"metrics.train_acc", "metrics.test_acc"}
+# Fields a record holds when its config asks for them: (kind, config key) -> fields, checked on ok records.
+OPTIONAL = {("train", "probe"): {f"metrics.probe.{r}_{s}": "float" for r in ("input", "y0", "yT") for s in ("train", "test")}}
 
 
 def _type_ok(value, spec: str) -> bool:
@@ -144,6 +146,9 @@ def validate(record) -> None:
     if record["status"] == "error":
         return
     _check_fields(record, SCHEMA[kind], DIVERGED_MAY_BE_NULL if record["status"] == "diverged" else set())
+    for (k, key), fields in OPTIONAL.items():
+        if k == kind and record["config"].get(key) and record["status"] == "ok":
+            _check_fields(record, fields)
     for i, row in enumerate(record["metrics"].get("rows", []) if kind in ROWS else []):
         _check_fields({"row": row}, {f"row.{k}": t for k, t in ROWS[kind].items()})
     for group in SAME_LENGTH.get(kind, []):

@@ -36,17 +36,18 @@ class Variant:
 
     @property
     def family(self) -> str:
-        """How it is solved and differentiated: hand, torchdiffeq, torchdiffeq-adjoint, seminorm or resnet."""
+        """How it is solved and differentiated: hand, torchdiffeq, torchdiffeq-adjoint, seminorm, resnet or
+        none (the control without a flow)."""
         c = self.model_config
-        if c.model == "resnet":
-            return "resnet"
+        if c.model != "ode":
+            return c.model
         return "seminorm" if c.adjoint_norm == "seminorm" else c.backend
 
     @property
     def method(self) -> str:
-        """The solver method (``resnet`` for the ResNet), which picks its colour."""
+        """The solver method (``resnet`` for the ResNet, ``none`` without a flow), which picks its colour."""
         c = self.model_config
-        return "resnet" if c.model == "resnet" else c.method
+        return c.method if c.model == "ode" else c.model
 
 
 def _entries(*variants: Variant) -> dict[str, Variant]:
@@ -80,6 +81,8 @@ VARIANTS: dict[str, Variant] = _entries(
     Variant("rk4-38", "RK4 3/8 (hand)", "RKtte", {"model": "ode", "backend": "hand", "method": "rk4-38", "steps": 20}),
     # 20 residual blocks with independent weights
     Variant("resnet", "ResNet", "ResNet", {"model": "resnet", "steps": 20}),
+    # the control: lift and head with no flow between them (what the flow adds is measured against it)
+    Variant("no-flow", "No flow (control)", "NoFlow", {"model": "none"}),
     # torchdiffeq, direct backpropagation through the solver
     Variant("tdq-euler", "Euler (tdq)", "TdqEuler", {"model": "ode", "backend": "torchdiffeq", "method": "euler", "steps": 20}),
     Variant("tdq-rk4", "RK4 3/8 (tdq)", "TdqRKfour", {"model": "ode", "backend": "torchdiffeq", "method": "rk4-38", "steps": 20}),
@@ -134,6 +137,8 @@ def describe(name: str) -> dict:
     cfg = variant_config(name)
     if cfg.model == "resnet":
         solver, grid = "resnet blocks", f"{cfg.steps} blocks"
+    elif cfg.model == "none":
+        solver, grid = "-", "no flow"
     elif cfg.adaptive:
         solver, grid = cfg.method, f"rtol=atol={cfg.rtol:g}" + (" seminorm" if cfg.adjoint_norm else "")
     else:

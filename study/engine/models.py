@@ -283,8 +283,20 @@ class ResNetStack(nn.Module):
         return self.blocks[0].counter
 
 
+class NoFlow(nn.Module):
+    """The control without a flow: ``y(T) = y(0)``, no evaluations (its counter stays at zero)."""
+
+    def __init__(self):
+        super().__init__()
+        self.counter = Counter()
+
+    def forward(self, h: torch.Tensor, trajectory_points: int | None = None) -> torch.Tensor:
+        return h if trajectory_points is None else h.unsqueeze(0).expand(trajectory_points, *h.shape)
+
+
 class Classifier(nn.Module):
-    """Lift Linear(2, d) -> core (ODE block or ResNet stack) -> head Linear(d, 64) - ReLU - Linear(64, 2)."""
+    """Lift Linear(2, d) -> core (ODE block, ResNet stack, or none) -> head: Linear(d, 64) - ReLU -
+    Linear(64, 2), or with ``head="linear"`` Linear(d, 2) alone (then the flow must separate the classes)."""
 
     def __init__(self, cfg: ModelConfig, seeds: Sequence[int]):
         super().__init__()
@@ -293,9 +305,13 @@ class Classifier(nn.Module):
         self.seeds = list(seeds)
         m = len(self.seeds)
         self.lift = ELinear(m, 2, cfg.lift_dim)
-        self.core = ODEBlock(cfg, m) if cfg.model == "ode" else ResNetStack(cfg, m)
-        self.head1 = ELinear(m, cfg.lift_dim, cfg.head_hidden)
-        self.head2 = ELinear(m, cfg.head_hidden, 2)
+        self.core = {"ode": ODEBlock, "resnet": ResNetStack}[cfg.model](cfg, m) if cfg.model != "none" else NoFlow()
+        if cfg.head == "mlp":
+            self.head1 = ELinear(m, cfg.lift_dim, cfg.head_hidden)
+            self.head2 = ELinear(m, cfg.head_hidden, 2)
+        else:
+            self.head1 = ELinear(m, cfg.lift_dim, 2)
+            self.head2 = None
         self.reset_parameters()
 
     @property
@@ -309,7 +325,9 @@ class Classifier(nn.Module):
     def _last_layers(self) -> set[int]:
         if self.cfg.model == "ode":
             return {id(self.core.func.l3)}
-        return {id(b.l3) for b in self.core.blocks}
+        if self.cfg.model == "resnet":
+            return {id(b.l3) for b in self.core.blocks}
+        return set()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -337,7 +355,16 @@ class Classifier(nn.Module):
         h = self.core(self.lift(x), trajectory_points)
         if trajectory_points is not None:
             return h
-        return self.head2(torch.relu(self.head1(h)))
+        return self.head(h)
+
+    def head(self, h: torch.Tensor) -> torch.Tensor:
+        """The classifier on the flow's output ``y(T)``."""
+        return self.head1(h) if self.head2 is None else self.head2(torch.relu(self.head1(h)))
+
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(y(0), y(T))``: the lifted input and the flow's output (what the linear probe reads)."""
+        y0 = self.lift(x)
+        return y0, self.core(y0)
 
     def drop_workspaces(self) -> None:
         """Free the buffers the hand backend keeps between solves (the next solve allocates them)."""

@@ -19,11 +19,12 @@ METHOD_COLOURS = {
     "midpoint": "#CC79A7",
     "dopri5": "#009E73",
     "resnet": "#000000",
+    "none": "#999999",
 }
 BACKEND_MARKERS = {"hand": "o", "torchdiffeq": "s", "torchdiffeq-adjoint": "^", "seminorm": "v", "resnet": "D",
-                   "hand-adjoint": "P", "hand-checkpoint": "X"}
+                   "hand-adjoint": "P", "hand-checkpoint": "X", "none": "d"}
 BACKEND_LINES = {"hand": "-", "torchdiffeq": "--", "torchdiffeq-adjoint": ":", "seminorm": "-.", "resnet": "-",
-                 "hand-adjoint": (0, (3, 1, 1, 1, 1, 1)), "hand-checkpoint": (0, (5, 1))}
+                 "hand-adjoint": (0, (3, 1, 1, 1, 1, 1)), "hand-checkpoint": (0, (5, 1)), "none": "-"}
 
 def ordered(names) -> list[str]:
     """The registered variants among ``names``, in the registry's order (every figure's and table's order)."""

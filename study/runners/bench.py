@@ -87,7 +87,7 @@ class TorchodeODE(nn.Module):
         problem = self.to.InitialValueProblem(y0=y0, t_start=y0.new_zeros(b), t_end=y0.new_ones(b))
         sol = self.solver.solve(problem, dt0=y0.new_full((b,), 1.0 / self.steps))
         y1 = sol.ys[:, -1]
-        return self.model.head2(torch.relu(self.model.head1(y1.unsqueeze(0))))[0]
+        return self.model.head(y1.unsqueeze(0))[0]
 
 
 class EvaluationODE(nn.Module):
@@ -106,7 +106,7 @@ class EvaluationODE(nn.Module):
         raw = (f.l1.weight, f.l1.bias, f.w_t, f.l2.weight, f.l2.bias, f.l3.weight, f.l3.bias)
         y0 = m.lift(x).transpose(1, 2).contiguous()
         y1 = hand_ode.direct(y0, raw, hand_ode.Solve(m.cfg.method, m.cfg.steps), f.counter).transpose(1, 2)
-        return m.head2(torch.relu(m.head1(y1)))
+        return m.head(y1)
 
     @property
     def counter(self):

@@ -1,15 +1,22 @@
 """The ``train`` runner: one training run per seed, the article's protocol, one record each.
 
 Several seeds of a fixed-step variant are one job and train as one batched
-model (:func:`study.engine.train.fit`); each seed gets its own record.
+model (:func:`study.engine.train.fit`); each seed gets its own record.  With
+``probe: true`` in the config, each trained member is also probed: a logistic
+regression (:mod:`study.engine.probe`) fitted on the training points' input
+``x``, lifted state ``y(0)`` and flow output ``y(T)``, scored on the held-out
+points (``metrics.probe``).
 """
 from __future__ import annotations
 
 from typing import Callable, Sequence
 
+import numpy as np
+
 from .. import records
 from ..config import METHODS, ModelConfig, Protocol, run_config
-from ..engine.train import History, fit
+from ..engine import probe as linear_probe
+from ..engine.train import Data, History, fit
 from ..provenance import environment
 
 KIND = "train"
@@ -74,9 +81,47 @@ def train(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], devi
     return [_record(h, s, model_cfg, protocol, device, extra_config, env) for s in range(len(h.seeds))], h.model
 
 
+PROBED = ("input", "y0", "yT")  # the representations the probe reads: x, y(0), y(T)
+
+
+def probe_members(model, seeds: Sequence[int], P: Protocol, device: str = "cpu") -> list[dict | None]:
+    """Each member's linear-probe accuracies (train fit and held-out) on ``x``, ``y(0)`` and ``y(T)``;
+    the evaluations it makes are not counted (they would change no record, but keep the counter honest)."""
+    import torch
+
+    d = Data.of(seeds, P, device)
+    counter = model.counter
+    saved = dict(counter.counts), counter.accepted, counter.rejected
+    try:
+        with torch.no_grad():
+            feats = {"train": (d.xtr, *model.features(d.xtr)), "test": (d.xte, *model.features(d.xte))}
+    finally:
+        counter.counts.update(saved[0])
+        counter.accepted, counter.rejected = saved[1], saved[2]
+    out: list[dict | None] = []
+    for s in range(len(seeds)):
+        ytr, yte = d.ytr[s].cpu().numpy(), d.yte[s].cpu().numpy()
+        row = {}
+        for i, name in enumerate(PROBED):
+            ztr, zte = feats["train"][i][s].double().cpu().numpy(), feats["test"][i][s].double().cpu().numpy()
+            if not (np.isfinite(ztr).all() and np.isfinite(zte).all()):
+                row = None
+                break
+            fitted = linear_probe.fit(ztr, ytr)
+            row[f"{name}_train"] = fitted.accuracy(ztr, ytr)
+            row[f"{name}_test"] = fitted.accuracy(zte, yte)
+        out.append(row)
+    return out
+
+
 def run(configs: list[dict]) -> list[dict]:
     """The records of one job: ``configs`` differ only in their seed."""
     first = configs[0]
-    recs, _ = train(ModelConfig.from_dict(first), Protocol.from_dict(first), [c["seed"] for c in configs],
-                    device=first.get("device", "cpu"), extra_config={"variant": first["variant"]})
+    extra = {"variant": first["variant"], **({"probe": True} if first.get("probe") else {})}
+    P, seeds, device = Protocol.from_dict(first), [c["seed"] for c in configs], first.get("device", "cpu")
+    recs, model = train(ModelConfig.from_dict(first), P, seeds, device=device, extra_config=extra)
+    if first.get("probe"):
+        for rec, row in zip(recs, probe_members(model, seeds, P, device)):
+            if rec["status"] == "ok" and row is not None:
+                rec["metrics"]["probe"] = row
     return recs

@@ -2,8 +2,6 @@
 decision regions on a grid."""
 from __future__ import annotations
 
-from dataclasses import asdict
-
 import numpy as np
 import torch
 
@@ -20,7 +18,7 @@ BATCHED = False
 
 def cost(config: dict, members: int) -> float:
     """A training run's cost (the measuring afterwards is cheap)."""
-    return train_runner.cost({**config, **asdict(variant_config(config["variant"]))}, members)
+    return train_runner.cost({**config, **variant_config(config["variant"]).as_config()}, members)
 
 
 def measure(config: dict) -> dict:

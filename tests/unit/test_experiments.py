@@ -7,9 +7,11 @@ from study.runners import train as train_runner
 def test_plan_shares_runs_between_experiments():
     jobs = plan("full")
     euler20 = [j for j in jobs if j.kind == "train" and j.config["variant"] == "euler" and j.config["steps"] == 20
-               and j.config["lift_dim"] == 6 and j.config["time_input"] and j.config["zero_init"]]
+               and j.config["lift_dim"] == 6 and j.config["time_input"] and j.config["zero_init"]
+               and j.config["lr"] == 0.01 and "head" not in j.config and not j.config.get("probe")]
     assert len(euler20) == 1
-    assert euler20[0].seeds == [0, 1, 2, 3, 4] and set(euler20[0].experiments) == {"main", "steps", "ablations"}
+    assert euler20[0].seeds == [0, 1, 2, 3, 4]
+    assert set(euler20[0].experiments) == {"main", "steps", "ablations", "learning-rate"}
     configs = [store.config_hash(c) for j in jobs for c in j.run_configs()]
     assert len(configs) == len(set(configs))  # no run planned twice
     full = build("full")

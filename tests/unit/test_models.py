@@ -15,7 +15,27 @@ def test_parameter_counts_match_the_article():
     assert Classifier(variant_config("resnet"), [0]).param_count() == 364_236
     for name in VARIANTS:  # every ODE variant is the same network
         cfg = variant_config(name)
-        assert Classifier(cfg, [0]).param_count() == (364_236 if cfg.model == "resnet" else 18_906)
+        assert Classifier(cfg, [0]).param_count() == {"resnet": 364_236, "ode": 18_906, "none": 596}[cfg.model]
+
+
+@pytest.mark.parametrize("overrides", [{}, {"head": "linear"}, {"lift_dim": 2}, {"lift_dim": 2, "head": "linear"}])
+@pytest.mark.parametrize("variant", ["euler", "no-flow", "resnet"])
+def test_parameter_count_from_the_config_is_the_models(variant, overrides):
+    """The hand count (config) against the module's tensors: no-flow is lift + head, the linear head d x 2 + 2."""
+    cfg = variant_config(variant, **overrides)
+    assert Classifier(cfg, [0, 1]).param_count() == cfg.param_count()
+    if variant == "no-flow":
+        d = cfg.lift_dim
+        assert cfg.param_count() == 3 * d + (2 * d + 2 if cfg.head == "linear" else d * 64 + 64 + 130)
+
+
+def test_no_flow_is_the_head_on_the_lift():
+    m = Classifier(variant_config("no-flow", head="linear"), [4])
+    x = torch.randn(1, 30, 2, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        y0, yT = m.features(x)
+        assert torch.equal(y0, yT) and m.counter.counts["forward"] == 0
+        assert torch.allclose(m(x), m.head1(m.lift(x)))
 
 
 @pytest.mark.parametrize("variant", ["euler", "rk4", "resnet", "tdq-dopri5"])
