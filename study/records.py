@@ -92,7 +92,8 @@ SAME_LENGTH = {"train": [("curves.epoch", "curves.loss", "curves.train_acc", "cu
                "convergence": [("metrics.steps", "metrics.h", "metrics.error")]}
 DIVERGED_MAY_BE_NULL = {"metrics.train_acc", "metrics.test_acc"}
 # Fields a record holds when its config asks for them: (kind, config key) -> fields, checked on ok records.
-OPTIONAL = {("train", "probe"): {f"metrics.probe.{r}_{s}": "float" for r in ("input", "y0", "yT") for s in ("train", "test")}}
+OPTIONAL = {("train", "probe"): {**{f"metrics.probe.{r}_{s}": "float" for r in ("input", "y0", "yT") for s in ("train", "test")},
+                                 "metrics.probe.recon_rel": "float?"}}
 
 
 def _type_ok(value, spec: str) -> bool:

@@ -361,6 +361,15 @@ class Classifier(nn.Module):
         """The classifier on the flow's output ``y(T)``."""
         return self.head1(h) if self.head2 is None else self.head2(torch.relu(self.head1(h)))
 
+    def reconstruct(self, yT: torch.Tensor) -> torch.Tensor | None:
+        """``y(0)`` recovered from ``y(T)`` by the same fixed-step solver run backward from t = 1 to 0
+        (what a continuous adjoint's backward solve does); None for models without a fixed-step flow."""
+        cfg = self.cfg
+        if cfg.model != "ode" or cfg.adaptive:
+            return None
+        with self.core.func.prepared():
+            return solvers.odeint_fixed(self.core.func, yT, 1.0, 0.0, cfg.steps, cfg.method)
+
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(y(0), y(T))``: the lifted input and the flow's output (what the linear probe reads)."""
         y0 = self.lift(x)

@@ -5,7 +5,9 @@ model (:func:`study.engine.train.fit`); each seed gets its own record.  With
 ``probe: true`` in the config, each trained member is also probed: a logistic
 regression (:mod:`study.engine.probe`) fitted on the training points' input
 ``x``, lifted state ``y(0)`` and flow output ``y(T)``, scored on the held-out
-points (``metrics.probe``).
+points (``metrics.probe``), and the flow's invertibility in practice: the
+relative RMS error of ``y(0)`` recovered from ``y(T)`` by the same fixed-step
+solver run backward (``recon_rel``; null without a fixed-step flow).
 """
 from __future__ import annotations
 
@@ -84,6 +86,12 @@ def train(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], devi
 PROBED = ("input", "y0", "yT")  # the representations the probe reads: x, y(0), y(T)
 
 
+def _relative_rms(estimate, exact) -> float | None:
+    """RMS of ``estimate - exact`` over the RMS of ``exact`` (None when not finite)."""
+    err = float((estimate.double() - exact.double()).pow(2).mean().sqrt() / exact.double().pow(2).mean().sqrt())
+    return err if np.isfinite(err) else None
+
+
 def probe_members(model, seeds: Sequence[int], P: Protocol, device: str = "cpu") -> list[dict | None]:
     """Each member's linear-probe accuracies (train fit and held-out) on ``x``, ``y(0)`` and ``y(T)``;
     the evaluations it makes are not counted (they would change no record, but keep the counter honest)."""
@@ -95,6 +103,7 @@ def probe_members(model, seeds: Sequence[int], P: Protocol, device: str = "cpu")
     try:
         with torch.no_grad():
             feats = {"train": (d.xtr, *model.features(d.xtr)), "test": (d.xte, *model.features(d.xte))}
+            back = model.reconstruct(feats["test"][2])
     finally:
         counter.counts.update(saved[0])
         counter.accepted, counter.rejected = saved[1], saved[2]
@@ -110,6 +119,8 @@ def probe_members(model, seeds: Sequence[int], P: Protocol, device: str = "cpu")
             fitted = linear_probe.fit(ztr, ytr)
             row[f"{name}_train"] = fitted.accuracy(ztr, ytr)
             row[f"{name}_test"] = fitted.accuracy(zte, yte)
+        if row is not None:
+            row["recon_rel"] = None if back is None else _relative_rms(back[s], feats["test"][1][s])
         out.append(row)
     return out
 
