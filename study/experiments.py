@@ -61,6 +61,12 @@ SPEC: dict[str, dict] = {
                         "checkpoint-euler"],
         "lr_seeds": 5,
         "lr_seed_overrides": {"tdq-dopri5": 3},
+        # adjoint diagnostics on a direct-trained, an adjoint-trained and a dopri5-trained model
+        "adjoint": {"train_variants": ["euler", "adjoint-euler", "tdq-dopri5"], "seeds": 3,
+                    "epochs_measured": [0, 1, 10, 20, 50, 100, 500], "steps": [20, 80, 320],
+                    "tolerances": [1e-3, 1e-6, 1e-8, 1e-10],
+                    "float32_min_tol": 1e-6,  # below float32's resolution (1.2e-7) a tolerance means nothing
+                    "batches": 3, "batch_size": 128, "reference_steps": 400},
     },
     "quick": {
         "protocol": {"epochs": 3, "n_test": 2000, "curve_test_points": 500, "eval_every": 1},
@@ -88,6 +94,9 @@ SPEC: dict[str, dict] = {
         "lr_variants": ["euler", "no-flow", "tdq-dopri5"],
         "lr_seeds": 1,
         "lr_seed_overrides": {},
+        "adjoint": {"train_variants": ["euler", "tdq-dopri5"], "seeds": 1, "epochs_measured": [0, 2], "steps": [5, 10],
+                    "tolerances": [1e-3, 1e-5], "float32_min_tol": 1e-3, "batches": 1, "batch_size": 64,
+                    "reference_steps": 100},
     },
 }
 
@@ -201,6 +210,10 @@ def build(profile: str) -> dict[str, list[Job]]:
                                          "steps": spec["gradient_steps"], "tolerances": spec["gradient_tolerances"],
                                          "batch_size": 128, "device": "cpu"}, [0])]
     proto = asdict(Protocol(**spec["protocol"]))
+    a = dict(spec["adjoint"])
+    ex["adjoint"] = [Job("adjoint", {"kind": "adjoint", "train_variant": v, "protocol": proto, "engines": all_engines(),
+                                     **{k: a[k] for k in a if k not in ("train_variants", "seeds")}}, [s])
+                     for v in a["train_variants"] for s in range(a["seeds"])]
     ex["trajectories"] = [Job("trajectories", {"kind": "trajectories", "variant": v, "protocol": proto,
                                                "engine": variant_config(v).engine,
                                                "points": 400, "times": 21, "grid": 120, "device": "cpu"}, [0])

@@ -68,6 +68,10 @@ SCHEMA: dict[str, dict[str, str]] = {
                   "config.tolerances": "list[float]", "config.batch_size": "int", "config.protocol": "dict",
                   "config.engines": "str",
                   "metrics.rows": "list[dict]", "metrics.trained_test_acc": "float?"},
+    "adjoint": {"config.train_variant": "str", "config.seed": "int", "config.protocol": "dict",
+                "config.epochs_measured": "list[int]", "config.steps": "list[int]", "config.tolerances": "list[float]",
+                "config.engines": "str", "metrics.rows": "list[dict]", "metrics.test_acc": "float?",
+                "metrics.epochs_completed": "int"},
     "trajectories": {"config.variant": "str", "config.seed": "int", "config.points": "int", "config.times": "int",
                      "config.grid": "int", "config.protocol": "dict", "config.engine": "str", "metrics.train_acc": "float?",
                      "metrics.test_acc": "float?", "metrics.params": "int", "metrics.nfe_forward": "int",
@@ -83,6 +87,8 @@ SCHEMA: dict[str, dict[str, str]] = {
               "metrics.matmul_gflops_128": "float"},
 }
 ROWS: dict[str, dict[str, str]] = {  # the entries of metrics.rows
+    "adjoint": {"epoch": "int", "batch": "int", "what": "str", "method": "str", "steps": "int?", "tol": "float?",
+                "dtype": "str"},
     "gradients": {"method": "str", "steps": "int?", "tol": "float?"},
     "bench": {"solver": "str", "mode": "str", "method": "str", "median_us": "float", "spread_us": "float",
               "ratio_to_bare": "float", "floor_us": "float"},

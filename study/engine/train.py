@@ -90,6 +90,12 @@ class History:
     test_acc: list[float] = field(default_factory=list)
     nfe_final_eval: int = 0
     activation_bytes: list[int | None] = field(default_factory=list)
+    snapshots: dict[int, dict] = field(default_factory=dict)  # epoch -> the weights after it (0: initial)
+    snapshot_epochs: frozenset = frozenset()
+
+    def snapshot(self, epoch: int) -> None:
+        if epoch in self.snapshot_epochs:
+            self.snapshots[epoch] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
     def diverge(self, member: int, reason: str, epoch: int) -> None:
         self.diverged.setdefault(member, reason)
@@ -139,6 +145,7 @@ def _train_epochs(h: History, opt, sched, d: Data, P: Protocol, progress) -> Non
         losses, accs = _run_epoch(h.model, opt, d, P)
         sched.step()
         h.epochs_done = epoch
+        h.snapshot(epoch)
         c = h.curves
         c["loss"].append(losses)
         c["train_acc"].append(accs)
@@ -194,10 +201,11 @@ def _member_activation_bytes(h: History, s: int, d: Data, P: Protocol) -> int | 
 
 
 def fit(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], device: str = "cpu",
-        progress: Callable[[int, float], None] | None = None) -> History:
+        progress: Callable[[int, float], None] | None = None, snapshots: Sequence[int] = ()) -> History:
     """Train one model per seed (as one ensemble) and say what happened.
 
-    ``progress(epoch, mean_loss)`` is called after every epoch.  Exceptions
+    ``progress(epoch, mean_loss)`` is called after every epoch; the weights after each epoch in
+    ``snapshots`` (0: the initial weights) are kept in ``History.snapshots``.  Exceptions
     other than divergence propagate (the executor stores them as ``error``).
     """
     model_cfg.validate()
@@ -212,7 +220,8 @@ def fit(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], device
     opt = torch.optim.Adam(model.parameters(), lr=protocol.lr, fused=True)  # one kernel for all parameters
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=protocol.epochs)
     model.counter.reset()
-    h = History(model, seeds)
+    h = History(model, seeds, snapshot_epochs=frozenset(snapshots))
+    h.snapshot(0)
     t_start = time.perf_counter()
     try:
         _train_epochs(h, opt, sched, d, protocol, progress)
