@@ -400,6 +400,173 @@ def fig_gradients(view: View, out: Path):
     return fig
 
 
+# 13 -------------------------------------------------------------------------------------------------
+CONTROL_LABELS = {("euler", "mlp"): "ODE, MLP head", ("no-flow", "mlp"): "no flow, MLP head",
+                  ("euler", "linear"): "ODE, linear head", ("no-flow", "linear"): "no flow, linear head"}
+
+
+def _median_and_seeds(ax, values, y, colour, marker, filled=True, size=4):
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return
+    ax.scatter(v, np.full(len(v), y), s=6, color=colour, alpha=0.45, linewidths=0)
+    ax.plot(np.median(v), y, marker=marker, color=colour, mfc=colour if filled else "white", ms=size, ls="")
+
+
+def fig_controls(view: View, out: Path):
+    """What the flow contributes: held-out accuracy with and without a flow, with an MLP or a linear head, at
+    lift 2 and 6 (left); the linear probe's held-out accuracy on the input, y(0) and y(T) (right)."""
+    df = _results(view.runs("controls"), "controls")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.9), layout="constrained")
+    ax = axes[0]
+    rows = [(v, h, d) for (v, h) in CONTROL_LABELS for d in sorted(df["lift_dim"].unique())
+            if not df[(df["variant"] == v) & (df["head"] == h) & (df["lift_dim"] == d)].empty]
+    for i, (v, h, d) in enumerate(rows):
+        sel = df[(df["variant"] == v) & (df["head"] == h) & (df["lift_dim"] == d)]
+        colour = style.colour(v)
+        _median_and_seeds(ax, 100 * sel["test_acc"], i, colour, "o" if h == "mlp" else "s", d == 6)
+    ax.set_yticks(range(len(rows)), [f"{CONTROL_LABELS[(v, h)]}, d = {d}" for v, h, d in rows])
+    ax.invert_yaxis()
+    ax.axvline(100 * data.bayes_accuracy()[0], color="0.2", lw=1, ls="--")
+    ax.set(xlabel="held-out accuracy (%): median (marker), seeds (dots)", title="the model with and without the flow")
+    ax = axes[1]
+    models = [(v, h, d) for v, h, d in rows if v == "euler"]
+    models += [(v, "mlp", 6) for v in style.ordered(df["variant"]) if v not in ("euler", "no-flow")]
+    shades = {"input": ("0.6", "x input"), "y0_test": ("#56B4E9", "$y(0)$ (lifted)"), "yT_test": ("#0072B2", "$y(T)$ (flow output)")}
+    for i, (v, h, d) in enumerate(models):
+        sel = df[(df["variant"] == v) & (df["head"] == h) & (df["lift_dim"] == d)]
+        for j, (key, (colour, _)) in enumerate(shades.items()):
+            col = "probe.input_test" if key == "input" else f"probe.{key}"
+            _median_and_seeds(ax, 100 * sel[col], i + (j - 1) * 0.22, colour, "o")
+    names = [f"{CONTROL_LABELS[(v, h)]}, d = {d}" if v == "euler" else style.label(v) for v, h, d in models]
+    ax.set_yticks(range(len(models)), names)
+    ax.invert_yaxis()
+    from matplotlib.lines import Line2D
+
+    ax.legend(handles=[Line2D([], [], ls="", marker="o", color=c, label=t) for c, t in shades.values()],
+              loc="lower left", fontsize=6)
+    ax.set(xlabel="linear-probe held-out accuracy (%)", title="is the flow's output linearly separable?")
+    return fig
+
+
+# 14 -------------------------------------------------------------------------------------------------
+def fig_learning_rate(view: View, out: Path):
+    """Held-out accuracy against the learning rate, one panel per variant: seeds (dots), median (line), failed
+    runs (red crosses: diverged, or an unrecovered loss spike)."""
+    from .stats import SPIKE_RATIO, failed
+
+    df = _need(view.runs("learning-rate"), "learning-rate")
+    df = df[df["status"].isin(["ok", "diverged"])].assign(failed=lambda d: failed(d))
+    order = style.ordered(df["variant"])
+    plt = _plt()
+    cols = 3
+    rows = -(-len(order) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(style.TEXT, 1.45 * rows + 0.4), sharex=True, sharey=True, squeeze=False,
+                             layout="constrained")
+    lrs = sorted(df["lr"].unique())
+    for ax, v in zip(axes.ravel(), order):
+        d = df[df["variant"] == v]
+        med = [np.median(100 * d[(d["lr"] == lr) & (d["status"] == "ok")]["test_acc"]) for lr in lrs]
+        ax.plot(lrs, med, color=style.colour(v), marker=style.marker(v), ls=style.line(v), ms=4)
+        ok = d[(d["status"] == "ok") & ~d["failed"]]
+        bad = d[(d["status"] == "ok") & d["failed"]]
+        ax.scatter(ok["lr"], 100 * ok["test_acc"], s=7, color=style.colour(v), alpha=0.5, linewidths=0)
+        ax.scatter(bad["lr"], 100 * bad["test_acc"], s=14, color="#C00000", marker="x", linewidths=0.9)
+        div = d[d["status"] == "diverged"].groupby("lr").size()
+        for lr, n in div.items():
+            ax.annotate(f"{n} div.", (lr, 61), fontsize=6, color="#C00000", ha="center")
+        ax.set_title(f"{style.label(v)} [{d.groupby('lr').size().max()}]", fontsize=7)
+        ax.axhline(100 * data.bayes_accuracy()[0], color="0.2", lw=0.8, ls="--")
+    for ax in axes.ravel()[len(order):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xscale("log")
+        ax.set_xticks(lrs, [f"{lr:g}" for lr in lrs])
+        ax.minorticks_off()
+        ax.set_xlabel("learning rate")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("held-out acc. (%)")
+    axes[0, 0].set_ylim(60, 90)
+    fig.suptitle(f"dots: seeds; line: median; red x: failed (diverged, or last loss > {SPIKE_RATIO:g}x lowest); "
+                 "dashed: Bayes-optimal", fontsize=7)
+    return fig
+
+
+# 15 -------------------------------------------------------------------------------------------------
+TRAINED_COLOURS = {"euler": "#0072B2", "adjoint-euler": "#CC79A7", "tdq-dopri5": "#009E73"}
+
+
+def _adj_median(d: pd.DataFrame, by: str, col: str) -> pd.Series:
+    return d.groupby(by)[col].median()
+
+
+def fig_adjoint(view: View, out: Path):
+    """Why the adjoint's gradient is wrong: errors against the exact gradient over training and against steps and
+    tolerances, and the trained flow's smallest singular value (medians over seeds and batches)."""
+    df = _need(view.adjoint(), "adjoint")
+    plt = _plt()
+    fig, axes = plt.subplots(2, 2, figsize=(style.TEXT, 4.6), layout="constrained")
+    g = df[df["what"] == "gradient"]
+    final = df["epoch"].max()
+    trained = [v for v in TRAINED_COLOURS if v in set(df["train_variant"])] + \
+              [v for v in style.ordered(df["train_variant"]) if v not in TRAINED_COLOURS]
+    colour = lambda v: TRAINED_COLOURS.get(v, style.colour(v))  # noqa: E731
+    ax = axes[0, 0]
+    e20 = g[(g["method"] == "euler") & (g["steps"] == g["steps"].min()) & (g["dtype"] == "float32")]
+    for v in trained:
+        d = e20[e20["train_variant"] == v]
+        x = _adj_median(d, "epoch", "adjoint_vs_exact")
+        ax.plot(x.index.where(x.index > 0, 0.5), x.values, color=colour(v), marker="o", ms=3, label=f"{style.label(v)}: adjoint")
+        y = _adj_median(d, "epoch", "discrete_vs_exact")
+        ax.plot(y.index.where(y.index > 0, 0.5), y.values, color=colour(v), ls="--", marker=".", ms=3,
+                label=f"{style.label(v)}: Euler's own gradient")
+    ax.set(xscale="log", yscale="log", xlabel="epoch (0 drawn at 0.5)", ylabel="relative error vs exact gradient",
+           title=f"Euler, {int(e20['steps'].min()) if len(e20) else 20} steps, float32, over training")
+    ax.legend(fontsize=5.5)
+    ax = axes[0, 1]
+    fx = g[(g["epoch"] == final) & g["steps"].notna()]
+    for (method, dtype), ls in ((("euler", "float32"), "-"), (("euler", "float64"), ":"), (("rk4-38", "float32"), "--")):
+        d = fx[(fx["method"] == method) & (fx["dtype"] == dtype) & (fx["train_variant"] == "euler")]
+        if d.empty:
+            continue
+        a = _adj_median(d, "steps", "adjoint_vs_exact")
+        b = _adj_median(d, "steps", "discrete_vs_exact")
+        name = {"euler": "Euler", "rk4-38": "RK4 3/8"}[method]
+        ax.plot(a.index, a.values, ls=ls, marker="o", ms=3, color="#0072B2", label=f"{name} adjoint ({dtype})")
+        ax.plot(b.index, b.values, ls=ls, marker="s", ms=3, color="#E69F00", label=f"{name} direct ({dtype})")
+    ax.set(xscale="log", yscale="log", xlabel="steps N", title="fixed steps, Euler-trained weights (end of training)")
+    ax.legend(fontsize=5.5, ncol=2)
+    ax = axes[1, 0]
+    tx = g[(g["epoch"] == final) & g["tol"].notna() & (g["method"] == "dopri5")]
+    for v in trained:
+        for dtype, ls in (("float32", "-"), ("float64", ":")):
+            d = tx[(tx["train_variant"] == v) & (tx["dtype"] == dtype)]
+            if d.empty or "adjoint_vs_exact" not in d:
+                continue
+            a = _adj_median(d, "tol", "adjoint_vs_exact").dropna()
+            ax.plot(a.index, a.values, ls=ls, marker="o", ms=3, color=colour(v), label=f"{style.label(v)} ({dtype})")
+    ax.set(xscale="log", yscale="log", xlabel="rtol = atol", ylabel="adjoint vs exact gradient",
+           title="dopri5 adjoint (end of training)")
+    ax.invert_xaxis()
+    ax.legend(fontsize=5.5)
+    ax = axes[1, 1]
+    sv = df[df["what"] == "singular_values"]
+    rc = df[(df["what"] == "reconstruction") & (df["method"] == "dopri5") & (df["dtype"] == "float32")]
+    for v in trained:
+        s = _adj_median(sv[sv["train_variant"] == v], "epoch", "sv_min_median")
+        ax.plot(s.index.where(s.index > 0, 0.5), s.values, color=colour(v), marker="o", ms=3,
+                label=f"{style.label(v)}: smallest singular value")
+        r = _adj_median(rc[rc["train_variant"] == v], "epoch", "recon_rel")
+        ax.plot(r.index.where(r.index > 0, 0.5), r.values, color=colour(v), ls="--", marker=".", ms=3,
+                label=f"{style.label(v)}: y(0) reconstruction error")
+    ax.set(xscale="log", yscale="log", xlabel="epoch (0 drawn at 0.5)",
+           title="the flow map: median over points of its smallest $\\sigma$; dopri5 $10^{-3}$ reconstruction")
+    ax.legend(fontsize=5.5)
+    return fig
+
+
 FIGURES = {  # name -> (function, the experiments it reads)
     "fig01_data": (fig_data, ()), "fig02_main": (fig_main, ("main",)), "fig03_curves": (fig_curves, ("main",)),
     "fig04_frontier": (fig_frontier, ("steps", "tolerance")), "fig05_memory": (fig_memory, ("memory",)),
@@ -407,6 +574,8 @@ FIGURES = {  # name -> (function, the experiments it reads)
     "fig08_convergence": (fig_convergence, ("convergence",)), "fig09_trajectories": (fig_trajectories, ("trajectories",)),
     "fig10_regions": (fig_regions, ("trajectories",)), "fig11_ablations": (fig_ablations, ("ablations",)),
     "fig12_gradients": (fig_gradients, ("gradients",)),
+    "fig13_controls": (fig_controls, ("controls",)), "fig14_learning_rate": (fig_learning_rate, ("learning-rate",)),
+    "fig15_adjoint": (fig_adjoint, ("adjoint",)),
 }
 
 

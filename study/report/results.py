@@ -7,7 +7,7 @@ tidy frames:
 * ``view.runs(experiment=None, kind=None)``: one row per run, config columns
   (nested config dicts flattened as ``protocol.epochs``), scalar metrics, status;
 * ``view.curves(experiment=None)``: long form, one row per (run, epoch);
-* ``view.convergence()``, ``view.gradients()``: one row per measured point;
+* ``view.convergence()``, ``view.gradients()``, ``view.adjoint()``: one row per measured point;
 * ``view.trajectories()``, ``view.regions()``: trained models' states and decision regions;
 * ``view.bench()``: the bench table; ``view.executions()``: the ``run-all`` log.
 """
@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import store
+from ..config import LATER_DEFAULTS
 from ..experiments import engine_free_hashes, experiment_hashes, without_engine
 
 
@@ -32,6 +33,12 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         elif not isinstance(v, list):
             out[key] = v
     return out
+
+
+def _loss_summary(record: dict) -> dict:
+    """A training run's lowest and last epoch loss (what the failure rule reads)."""
+    losses = [v for v in (record.get("curves") or {}).get("loss", []) if v is not None]
+    return {"loss_min": min(losses) if losses else float("nan"), "loss_last": losses[-1] if losses else float("nan")}
 
 
 class MissingRuns(LookupError):
@@ -133,12 +140,19 @@ class View:
             row = {"hash": h, "kind": r["kind"], "status": r["status"], "reason": r.get("reason"),
                    "experiments": ",".join(self.experiments_of(h))}
             row.update(_flatten(r["config"]))
-            row.update({k: v for k, v in r["metrics"].items() if not isinstance(v, (list, dict))})
+            row.update(_flatten(r["metrics"]))  # nested metrics (the probe's) as "probe.yT_test"
+            if r["kind"] == "train":
+                row.update(_loss_summary(r))
             row.update({f"timing.{k}": v for k, v in (r.get("timing") or {}).items() if not isinstance(v, (list, dict))})
             row["gpu"] = r["env"].get("gpu")
             rows.append(row)
         df = pd.DataFrame(rows)
-        return df.sort_values([c for c in ("kind", "variant", "seed") if c in df]).reset_index(drop=True) if rows else df
+        if not rows:
+            return df
+        for col, default in LATER_DEFAULTS.items():  # options added later: absent from older configs
+            df[col] = df[col].fillna(default) if col in df else default
+        df["probe"] = df["probe"].fillna(False).astype(bool) if "probe" in df else False
+        return df.sort_values([c for c in ("kind", "variant", "seed") if c in df]).reset_index(drop=True)
 
     def curves(self, experiment: str | None = None) -> pd.DataFrame:
         frames = []
@@ -157,6 +171,16 @@ class View:
                 df[k] = r["config"].get(k)
             frames.append(df)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def adjoint(self) -> pd.DataFrame:
+        """The adjoint diagnostics: one row per measured (model, epoch, batch, quantity)."""
+        rows = []
+        for h, r in self._select("adjoint", "adjoint"):
+            c = r["config"]
+            for row in r["metrics"]["rows"]:
+                rows.append({"hash": h, "train_variant": c["train_variant"], "seed": c["seed"], "status": r["status"],
+                             "test_acc": r["metrics"].get("test_acc"), **row})
+        return pd.DataFrame(rows)
 
     def convergence(self) -> pd.DataFrame:
         rows = []

@@ -105,18 +105,100 @@ def test_lifting_is_refuted_by_a_planar_flow_that_separates():
     assert verdict("lifting", ablations=ablations([75, 70, 85.5])).verdict == "partly"  # one seed separates
 
 
-def test_zero_initialisation():
-    assert verdict("zero-init", ablations=ablations([80] * 3, random_init=(80, 80, 80))).verdict == "holds"
-    assert verdict("zero-init", ablations=ablations([80] * 3, diverged=1)).verdict == "holds"
-    assert verdict("zero-init", ablations=ablations([80] * 3, random_init=(84, 84.1, 84.2))).verdict == "partly"
-    assert verdict("zero-init", ablations=ablations([80] * 3)).verdict == "does not hold"
+def test_zero_initialisation_has_two_parts_accuracy_and_blow_up():
+    both = ablations([80] * 3, random_init=(80, 80, 80), diverged=1)
+    assert verdict("zero-init", ablations=both).verdict == "holds"
+    assert verdict("zero-init", ablations=ablations([80] * 3, random_init=(80, 80, 80))).verdict == "partly"
+    assert verdict("zero-init", ablations=ablations([80] * 3, diverged=1)).verdict == "partly"
+    assert verdict("zero-init", ablations=ablations([80] * 3, random_init=(84, 84.1, 84.2))).verdict == "does not hold"
 
 
-@pytest.mark.parametrize("resnet,expected", [((84.5, 84.7, 84.6), "does not hold"),
-                                             ((90.0, 90.1, 90.2), "holds"),
-                                             ((80.0, 94.0, 86.0), "cannot tell")])
-def test_resnet_advantage_needs_a_significant_held_out_gain(resnet, expected):
-    assert verdict("resnet-advantage", main=main_table(resnet=resnet)).verdict == expected
+SAME_TRAIN = {"euler": (89.2, 89.4, 89.0), "rk4": (90.9, 90.5, 91.0), "resnet": (89.1, 89.5, 89.2)}
+
+
+@pytest.mark.parametrize("resnet,train,expected", [((84.5, 84.7, 84.6), None, "partly"),  # training half only
+                                                   ((84.5, 84.7, 84.6), SAME_TRAIN, "does not hold"),
+                                                   ((90.0, 90.1, 90.2), None, "holds"),
+                                                   ((80.0, 94.0, 86.0), SAME_TRAIN, "cannot tell")])
+def test_resnet_advantage_has_a_training_and_a_held_out_half(resnet, train, expected):
+    assert verdict("resnet-advantage", main=main_table(resnet=resnet, train=train)).verdict == expected
+
+
+def with_losses(rows, last=0.3, low=0.3):
+    return [{**r, "loss_last": last, "loss_min": low} for r in rows]
+
+
+def test_rk4_gain_needs_a_significant_gain_and_counts_failures():
+    gain = pd.DataFrame(with_losses(main_table(rk4=(87.6, 87.8, 87.7)).to_dict("records")))
+    assert verdict("rk4-gain", main=gain).verdict == "holds"
+    none = pd.DataFrame(with_losses(main_table().to_dict("records")))
+    found = verdict("rk4-gain", main=none)
+    assert found.verdict == "does not hold" and "Euler 0/3, RK4 0/3" in found.ours
+    spiked = pd.DataFrame(with_losses(main_table().to_dict("records"), last=0.5))
+    assert "RK4 3/3" in verdict("rk4-gain", main=spiked).ours
+
+
+def test_rk4_low_steps_advantage():
+    def sweep(diffs):
+        rows = []
+        for n, d in diffs.items():
+            rows += runs("euler", [80] * 3, steps=n) + runs("rk4", [80 + d] * 3, steps=n)
+        return rows
+
+    assert verdict("rk4-low-steps", steps=sweep({2: 5.0, 5: 1.0, 10: 0.0})).verdict == "holds"
+    assert verdict("rk4-low-steps", steps=sweep({2: 2.0, 5: 3.0})).verdict == "partly"
+    assert verdict("rk4-low-steps", steps=sweep({2: 0.0, 5: -1.0})).verdict == "does not hold"
+
+
+def controls(y0, yT, model):
+    return [{"variant": "euler", "head": "mlp", "lift_dim": 6, "status": "ok", "test_acc": model / 100,
+             "probe.y0_test": y0 / 100, "probe.yT_test": yT / 100, "seed": i} for i in range(3)]
+
+
+def test_separable_reads_the_probe_on_y_T_against_y_0_and_the_model():
+    assert verdict("separable", controls=controls(60, 86.0, 86.5)).verdict == "holds"
+    assert verdict("separable", controls=controls(60, 80.0, 86.5)).verdict == "partly"
+    assert verdict("separable", controls=controls(60, 62.0, 86.5)).verdict == "does not hold"
+
+
+def test_resnet_within_three_points():
+    assert verdict("resnet-within", main=main_table()).verdict == "holds"
+    assert verdict("resnet-within", main=main_table(resnet=(90, 90, 90))).verdict == "does not hold"
+
+
+def adjoint_rows(err):
+    return pd.DataFrame([{"train_variant": "euler", "epoch": 500, "what": "reconstruction", "dtype": "float32",
+                          "recon_rel": err}, {"train_variant": "euler", "epoch": 500, "what": "singular_values",
+                                              "dtype": "float64", "sv_min_median": 0.01}])
+
+
+def test_invertibility_in_practice():
+    ev = lambda err: Evidence({}, BAYES, adjoint=adjoint_rows(err))  # noqa: E731
+    assert CLAIM["invertible"].judge(ev(1e-4)).verdict == "holds"
+    assert CLAIM["invertible"].judge(ev(0.3)).verdict == "partly"
+    assert CLAIM["invertible"].judge(Evidence({}, BAYES)).verdict == "cannot tell"
+
+
+def test_verdicts_at_another_learning_rate_read_the_arm_and_say_what_was_not_rerun():
+    arm = pd.DataFrame(with_losses(main_table(rk4=(87.6, 87.8, 87.7)).to_dict("records")))
+    arm["lr"] = 0.003
+    ev = Evidence({"main": main_table(), "learning-rate": arm, "memory": pd.DataFrame(memory_table(2.6, 0.5)),
+                   "steps": pd.DataFrame(steps_table(2.0))}, BAYES)
+    stable = ev.at_learning_rate(0.003)
+    assert CLAIM["rk4-gain"].judge(stable).verdict == "holds"
+    assert CLAIM["memory"].judge(stable).verdict == "same"  # no training: the same measurement
+    assert CLAIM["euler-per-flop"].judge(stable).verdict == "not rerun"  # the steps sweep was not rerun
+
+
+def test_the_stable_learning_rate_is_the_largest_without_failures():
+    from study.report.claims import stable_learning_rate
+
+    def cell(lr, last):
+        return [{"lr": lr, "method": "euler", "status": "ok", "loss_last": last, "loss_min": 0.3}] * 3
+
+    arm = pd.DataFrame(cell(0.01, 0.6) + cell(0.003, 0.3) + cell(0.001, 0.3))
+    assert stable_learning_rate(arm) == 0.003
+    assert stable_learning_rate(pd.DataFrame(cell(0.01, 0.3) + cell(0.001, 0.3))) == 0.01
 
 
 def test_every_claim_has_words_and_named_thresholds():
