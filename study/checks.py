@@ -51,6 +51,36 @@ def seed(value: int, name: str = "--seed") -> int:
     return int_in(name, value, 0, SEED_MAX)
 
 
+LR_RANGE = (1e-6, 1.0)
+BATCH_SEEDS_MAX = 64
+
+
+def learning_rate(value: float | None) -> float | None:
+    if value is None:
+        return None
+    lo, hi = LR_RANGE
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise UserError(f"--lr must be a number from {lo:g} to {hi:g}, got {value}")
+    return value
+
+
+def batch_seeds(text: str | None, seed_: int) -> list[int]:
+    """``--batch-with 0,1,2``: the seeds trained as one batched model, which must include ``--seed``."""
+    if text is None:
+        return [seed_]
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise UserError(f"--batch-with must be comma-separated integers, got {shown(text)}") from None
+    for s in seeds:
+        int_in("--batch-with", s, 0, SEED_MAX)
+    if not seeds or len(set(seeds)) != len(seeds) or len(seeds) > BATCH_SEEDS_MAX:
+        raise UserError(f"--batch-with must list 1 to {BATCH_SEEDS_MAX} distinct seeds, got {shown(text)}")
+    if seed_ not in seeds:
+        raise UserError(f"--batch-with must include --seed {seed_} (the seeds a record says it was batched with)")
+    return seeds
+
+
 def threads(value: int) -> int:
     return int_in("--threads", value, 1, cores(), f"this machine has {cores()} cores")
 

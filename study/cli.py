@@ -102,7 +102,11 @@ def _progress_bar(total: int, desc: str, unit: str):
 @_runs_option
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads, at most the machine's cores (one is fastest here).")
-def run(variant, seed, epochs, steps, runs_dir, device, threads):
+@click.option("--lr", type=float, default=None, help="Adam's learning rate (default: the protocol's 0.01).")
+@click.option("--batch-with", default=None, metavar="SEEDS",
+              help="Comma-separated seeds (including --seed) to train as one batched model, as run-all does: "
+                   "reproduces a record whose timing.ensemble_seeds lists them.")
+def run(variant, seed, epochs, steps, runs_dir, device, threads, lr, batch_with):
     """Train one run of VARIANT.
 
     The record goes to RUNS_DIR/single/, apart from the experiments' records.
@@ -114,6 +118,8 @@ def run(variant, seed, epochs, steps, runs_dir, device, threads):
     if variant not in VARIANTS:
         raise UserError(f"unknown variant {checks.shown(variant)}; choose one of: {', '.join(VARIANTS)}")
     checks.seed(seed)
+    checks.learning_rate(lr)
+    seeds = checks.batch_seeds(batch_with, seed)
     checks.int_in("--epochs", epochs, 1, checks.EPOCHS_MAX)
     checks.int_in("--steps", steps, 1, checks.STEPS_MAX)
     checks.threads(threads)
@@ -125,7 +131,9 @@ def run(variant, seed, epochs, steps, runs_dir, device, threads):
     from .runners.train import train
 
     cfg = variant_config(variant, **({"steps": steps} if steps else {}))
-    proto = Protocol(**({"epochs": epochs} if epochs else {}))
+    if len(seeds) > 1 and cfg.adaptive:
+        raise UserError(f"{variant} is adaptive: its seeds train one at a time (no --batch-with)")
+    proto = Protocol(**({"epochs": epochs} if epochs else {}), **({"lr": lr} if lr else {}))
     bar = _progress_bar(proto.epochs, f"{variant} seed {seed}", "epoch")
 
     def progress(epoch, loss):
@@ -134,7 +142,8 @@ def run(variant, seed, epochs, steps, runs_dir, device, threads):
             bar.set_postfix(loss=f"{loss:.4f}")
 
     try:
-        (rec,), _ = train(cfg, proto, [seed], device=device, progress=progress, extra_config={"variant": variant})
+        recs, _ = train(cfg, proto, seeds, device=device, progress=progress, extra_config={"variant": variant})
+        rec = recs[seeds.index(seed)]
     finally:
         if bar is not None:
             bar.close()

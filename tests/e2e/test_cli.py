@@ -30,6 +30,25 @@ def test_run_writes_a_record(variant, params, nfe, tmp_path):
     assert r.stderr == ""  # no progress bar when not on a terminal
 
 
+def test_run_reproduces_a_batched_record_exactly(tmp_path):
+    """`study run --batch-with` trains the seeds as run-all's job does: the same record, bit for bit."""
+    from study.runners import train as train_runner
+    from study.config import Protocol, run_config
+    from study.variants import variant_config
+
+    r = study("run", "rk4", "--epochs", "3", "--seed", "1", "--batch-with", "0,1,2", "--lr", "0.003",
+              "--runs-dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    (path,) = list(tmp_path.rglob("*.json"))
+    rec = json.loads(path.read_text())
+    assert rec["timing"]["ensemble_seeds"] == [0, 1, 2] and rec["config"]["lr"] == 0.003
+    base = run_config(variant_config("rk4"), Protocol(epochs=3, lr=0.003), 0, "cpu", {"variant": "rk4"})
+    job = train_runner.run([{**base, "seed": s} for s in (0, 1, 2)])
+    assert job[1]["config"] == rec["config"]
+    assert job[1]["metrics"] | {"wall_time_s": 0} == rec["metrics"] | {"wall_time_s": 0}
+    assert job[1]["curves"] == rec["curves"]
+
+
 def test_variants_and_dataset():
     r = study("variants")
     assert r.returncode == 0
