@@ -85,9 +85,11 @@ def fig_main(view: View, out: Path):
         d = df[df["variant"] == v]
         for key, off, fill in (("train_acc", -0.17, "none"), ("test_acc", 0.17, style.colour(v))):
             m, h = _ci95(100 * d[key])  # a CI over few seeds can pass 100%: clipped
-            ax.errorbar(m, i + off, xerr=_clip(m, h), fmt=style.marker(v), color=style.colour(v), mfc=fill,
-                        capsize=2, ms=5)
+            ax.errorbar(m, i + off, xerr=_clip(m, h) if len(d) > 1 else None, fmt=style.marker(v),
+                        color=style.colour(v), mfc=fill, capsize=2, ms=5)
             ax.scatter(100 * d[key], np.full(len(d), i + off), s=5, color=style.colour(v), alpha=0.45, linewidths=0)
+            if key == "test_acc" and len(d) > 2:  # results can be bimodal: the median beside the mean
+                ax.plot(np.median(100 * d[key]), i + off, marker="|", color="0.15", ms=7, mew=1.3)
         if v in ARTICLE:
             ax.plot(100 * ARTICLE[v]["accuracy"], i - 0.17, "x", color="0.3", ms=6, mew=1.2)
     bayes = 100 * data.bayes_accuracy()[0]
@@ -106,31 +108,48 @@ def fig_main(view: View, out: Path):
                Line2D([], [], ls="", marker="o", color="0.3", label="held-out test (10,000 points)"),
                Line2D([], [], ls="", marker=".", color="0.3", alpha=0.5, label="one seed"),
                Line2D([], [], ls="", marker="x", color="0.3", mew=1.2, label="article (reported)")]
+    handles.append(Line2D([], [], ls="", marker="|", color="0.15", ms=7, mew=1.3, label="held-out median"))
     handles.append(Line2D([], [], ls="--", lw=1, color="0.2", label=f"Bayes-optimal ({bayes:.1f}%)"))
-    ax.legend(handles=handles, loc="lower center", ncol=5, bbox_to_anchor=(0.5, 1.0))
+    shapes = {"hand": "hand backprop", "torchdiffeq": "torchdiffeq backprop", "torchdiffeq-adjoint": "tdq adjoint",
+              "seminorm": "tdq adjoint, seminorm", "hand-adjoint": "hand adjoint", "hand-checkpoint": "checkpointed",
+              "resnet": "ResNet", "none": "no flow"}
+    shape_handles = [Line2D([], [], ls="", marker=style.BACKEND_MARKERS[k], color="0.3", label=t) for k, t in shapes.items()]
+    first = ax.legend(handles=handles, loc="lower center", ncol=6, bbox_to_anchor=(0.5, 1.06), fontsize=6.5,
+                      handletextpad=0.3, columnspacing=1.0)
+    ax.add_artist(first)
+    ax.legend(handles=shape_handles, loc="lower center", ncol=8, bbox_to_anchor=(0.5, 1.0), fontsize=6.5,
+              title=None, handletextpad=0.2, columnspacing=1.0)
     ax.set_xlim(right=100)
-    ax.set_xlabel(f"accuracy (%): mean and 95% CI over the [seeds], {int(df['epochs'].iloc[0])} epochs")
+    ax.set_xlabel(f"accuracy (%): mean and t-based 95% CI over the [seeds], {int(df['epochs'].iloc[0])} epochs; "
+                  "colour: solver method; shape: gradient method")
     return fig
 
 
 CURVE_VARIANTS = ["euler", "rk4", "resnet", "tdq-dopri5", "adjoint-euler", "adjoint-dopri5"]
 
 
+def _band(ax, d: pd.DataFrame, x: str, y: str, colour, label=None, linestyle="-"):
+    """Mean over seeds with its t-based 95% band (no band from one seed)."""
+    g = d.dropna(subset=[y]).groupby(x)[y]
+    stats = pd.DataFrame([(k, *_ci95(v)) for k, v in g], columns=[x, "mean", "half"])
+    ax.plot(stats[x], stats["mean"], color=colour, ls=linestyle, label=label)
+    if (stats["half"] > 0).any():
+        ax.fill_between(stats[x], stats["mean"] - stats["half"], stats["mean"] + stats["half"], color=colour,
+                        alpha=0.15, linewidth=0)
+
+
 # 3 --------------------------------------------------------------------------------------------------
 def fig_curves(view: View, out: Path):
-    """Training loss and held-out accuracy against epoch, mean and 95% band over seeds."""
-    import seaborn as sns
-
+    """Training loss and held-out accuracy against epoch, mean and t-based 95% band over seeds."""
     cur = _results(view.curves("main"), "main")
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5), layout="constrained")
     for v in [v for v in CURVE_VARIANTS if v in set(cur["variant"])]:
         d = cur[cur["variant"] == v]
-        kw = dict(color=style.colour(v), linestyle=style.line(v), label=style.label(v), errorbar=("ci", 95),
-                  seed=0, n_boot=200, err_kws={"alpha": 0.15, "linewidth": 0})
-        sns.lineplot(data=d, x="epoch", y="loss", ax=axes[0], **kw)
+        n = d["seed"].nunique()
+        _band(axes[0], d, "epoch", "loss", style.colour(v), f"{style.label(v)} [{n}]", style.line(v))
         t = d.dropna(subset=["test_acc"]).assign(test_acc=lambda x: 100 * x["test_acc"])
-        sns.lineplot(data=t, x="epoch", y="test_acc", ax=axes[1], legend=False, **kw)
+        _band(axes[1], t, "epoch", "test_acc", style.colour(v), None, style.line(v))
     axes[0].set(yscale="log", ylabel="training loss (cross-entropy)", xlabel="epoch")
     axes[1].set(ylabel="held-out accuracy (%)", xlabel="epoch", ylim=(50, 90))
     axes[0].legend(ncol=2, fontsize=6)
@@ -214,8 +233,6 @@ def fig_step_time(view: View, out: Path):
 # 7 --------------------------------------------------------------------------------------------------
 def fig_dopri5_nfe(view: View, out: Path):
     """dopri5 NFE per epoch over training: forward and adjoint backward, direct against adjoint, norm against seminorm."""
-    import seaborn as sns
-
     cur = _results(view.curves("main"), "main")
     cur = _need(cur[cur["variant"].isin(["tdq-dopri5", "adjoint-dopri5", "adjoint-dopri5-seminorm"])], "main")
     plt = _plt()
@@ -223,10 +240,9 @@ def fig_dopri5_nfe(view: View, out: Path):
     colours = {"tdq-dopri5": "#009E73", "adjoint-dopri5": "#0072B2", "adjoint-dopri5-seminorm": "#CC79A7"}
     for v, d in cur.groupby("variant"):
         n = d["seed"].nunique()
-        kw = dict(color=colours[v], errorbar=("ci", 95), seed=0, n_boot=200, err_kws={"alpha": 0.15, "linewidth": 0})
-        sns.lineplot(data=d, x="epoch", y="nfe_forward", ax=ax, linestyle="-", label=f"{style.label(v)}: forward [{n}]", **kw)
+        _band(ax, d, "epoch", "nfe_forward", colours[v], f"{style.label(v)}: forward [{n}]", "-")
         if v != "tdq-dopri5":
-            sns.lineplot(data=d, x="epoch", y="nfe_backward", ax=ax, linestyle=":", label=f"{style.label(v)}: backward [{n}]", **kw)
+            _band(ax, d, "epoch", "nfe_backward", colours[v], f"{style.label(v)}: backward [{n}]", ":")
     ax.set(xlabel="epoch", ylabel="NFE per epoch (8 mini-batches)", yscale="log", title="dopri5, rtol = atol = 1e-3; [seeds]")
     ax.legend(fontsize=5.5)
     return fig
@@ -237,20 +253,20 @@ def fig_convergence(view: View, out: Path):
     """Global error against step size on y' = cos(t) y, with fitted slopes (the empirical order)."""
     df = _need(view.convergence(), "convergence")
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.8))
+    from ..config import METHODS
+
+    fig, ax = plt.subplots(figsize=(style.COLUMN, 3.4), layout="constrained")
     for solver, d in df.groupby("solver"):
-        backend, method = solver.split("-", 1)
-        v = method if backend == "hand" else f"tdq-{method}"
-        v = "tdq-rk4" if v == "tdq-rk4" else v
+        backend = solver.split("-", 1)[0]
         meth = d["tableau"].iloc[0]
         col = style.METHOD_COLOURS[meth]
         mk = "o" if backend == "hand" else "s"
         ls = "-" if backend == "hand" else "--"
         ax.plot(d["h"], d["error"], color=col, marker=mk, ls=ls, mfc="none" if backend == "tdq" else col,
-                label=f"{solver} (slope {d['slope'].iloc[0]:.2f})")
+                label=f"{METHODS[meth].label} ({backend}): slope {d['slope'].iloc[0]:.2f}")
     ax.set(xscale="log", yscale="log", xlabel="step size h", ylabel="max |error| at t = 2",
-           title="y' = cos(t) y, float64")
-    ax.legend(fontsize=5.5, loc="lower right")
+           title="y' = cos(t) y, float64 (tdq: open squares on hand)")
+    fig.legend(fontsize=5.5, loc="outside lower center", ncol=2)
     return fig
 
 
