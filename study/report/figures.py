@@ -201,18 +201,34 @@ def _memory(view: View) -> pd.DataFrame:
     return _results(view.runs("memory"), "memory")
 
 
-def _against_steps(view: View, y, yerr, ylabel: str, title: str):
-    """One line per solver of the memory experiment against the number of steps, log-log."""
+MERGE_RTOL = 0.03  # memory counts this close at every N are drawn as one line (they would hide each other)
+
+
+def _against_steps(view: View, y, yerr, ylabel: str, title: str, merge_identical: bool = False):
+    """One line per solver of the memory experiment against the number of steps, log-log.  With
+    ``merge_identical``, solvers whose values are equal at every N are one line labelled with all their names
+    or within :data:`MERGE_RTOL` (drawn separately they would hide each other)."""
     df = _memory(view)
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.6))
+    groups: dict = {}
     for _, d in df.groupby("solver"):
-        v = d["variant"].iloc[0]
         d = d.sort_values("steps")
+        key = next((k for k, g in groups.items() if merge_identical and list(g[0]["steps"]) == list(d["steps"])
+                    and np.allclose(y(g[0]).to_numpy(float), y(d).to_numpy(float), rtol=MERGE_RTOL)), d["solver"].iloc[0])
+        groups.setdefault(key, []).append(d)
+    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.9 if merge_identical else 2.6), layout="constrained")
+    for ds in sorted(groups.values(), key=lambda g: -float(y(g[0]).iloc[-1])):
+        d = ds[0]
+        names = style.ordered(x["variant"].iloc[0] for x in ds)
+        v = names[0] if names else d["variant"].iloc[0]
+        label = " $\\approx$ ".join(style.label(n) for n in names)
         ax.errorbar(d["steps"], y(d), yerr=yerr(d) if yerr else None, color=style.colour(v), marker=style.marker(v),
-                    ls=style.line(v), label=style.label(v), capsize=1.5)
+                    ls=style.line(v), label=label, capsize=1.5)
     ax.set(xscale="log", yscale="log", xlabel="steps N (ResNet: blocks)", ylabel=ylabel, title=title)
-    ax.legend(fontsize=6, ncol=2)
+    if merge_identical:
+        fig.legend(fontsize=5.5, loc="outside lower center", ncol=1)
+    else:
+        ax.legend(fontsize=6, ncol=2)
     return fig
 
 
@@ -220,7 +236,7 @@ def _against_steps(view: View, y, yerr, ylabel: str, title: str):
 def fig_memory(view: View, out: Path):
     """Saved-tensor bytes of one training step against the number of steps (blocks for the ResNet)."""
     return _against_steps(view, lambda d: d["activation_bytes"] / 2**20, None, "activation memory (MiB)",
-                          "saved tensors, one step at batch 128")
+                          "saved tensors, one step at batch 128", merge_identical=True)
 
 
 # 6 --------------------------------------------------------------------------------------------------
@@ -389,30 +405,46 @@ def fig_ablations(view: View, out: Path):
 # 12 -------------------------------------------------------------------------------------------------
 def fig_gradients(view: View, out: Path):
     """Relative error of adjoint gradients against direct backpropagation on the same trained weights."""
+    from matplotlib.ticker import LogLocator, NullFormatter
+
     df = _need(view.gradients(), "gradients")
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.4), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.6), layout="constrained")
+    names = {"adjoint-euler": "Euler", "adjoint-rk4": "RK4 3/8"}
     for m, d in df[df["steps"].notna()].groupby("method"):
         g = d.groupby("steps")[["rel_err_vs_direct", "rel_err_vs_reference", "direct_rel_err_vs_reference"]].mean()
         axes[0].plot(g.index, g["rel_err_vs_direct"], marker=style.marker(m), color=style.colour(m), ls=style.line(m),
-                     label=f"{style.label(m)} vs direct")
+                     label=f"{names.get(m, m)}: adjoint vs direct")
         axes[0].plot(g.index, g["direct_rel_err_vs_reference"], marker=".", color=style.colour(m), ls="-", alpha=0.6,
-                     label=f"direct {m.split('-', 1)[1]} vs exact")
+                     label=f"{names.get(m, m)}: direct vs exact")
     steps = sorted(df["steps"].dropna().astype(int).unique())
     axes[0].set(xscale="log", yscale="log", xlabel="steps N", ylabel="relative gradient error",
-                title="fixed-step adjoints (Euler-trained weights)")
+                title="fixed steps (weights: Euler, 100 epochs)")
     axes[0].set_xticks(steps, [str(n) for n in steps])
-    axes[0].minorticks_off()
     for m, d in df[df["tol"].notna()].groupby("method"):
-        g = d.groupby("tol")[["rel_err_vs_direct", "rel_err_vs_reference"]].mean()
+        g = d.groupby("tol")[["rel_err_vs_direct", "rel_err_vs_reference"]].mean().dropna()
+        if g.empty:
+            continue
+        same = np.allclose(g["rel_err_vs_direct"], g["rel_err_vs_reference"], rtol=0.03)
         axes[1].plot(g.index, g["rel_err_vs_direct"], marker=style.marker(m), color=style.colour(m), ls=style.line(m),
-                     label=f"{style.label(m)} vs direct")
-        axes[1].plot(g.index, g["rel_err_vs_reference"], marker=".", color=style.colour(m), ls="-", alpha=0.5,
-                     label=f"{style.label(m)} vs exact")
-    axes[1].set(xscale="log", yscale="log", xlabel="rtol = atol", title="dopri5 adjoints")
+                     label=f"{style.label(m)}: vs direct" + (" $\\approx$ vs exact" if same else ""))
+        if not same:
+            axes[1].plot(g.index, g["rel_err_vs_reference"], marker=".", color=style.colour(m), ls="-", alpha=0.5,
+                         label=f"{style.label(m)}: vs exact")
+    axes[1].set(xscale="log", yscale="log", xlabel="rtol = atol", ylabel="relative gradient error",
+                title="dopri5 adjoints (same weights)")
     axes[1].invert_xaxis()
+    axes[0].yaxis.set_major_locator(LogLocator(base=10, numticks=12))
+    axes[0].minorticks_off()
+    lo, hi = axes[1].get_ylim()
+    if hi / lo < 100:  # less than two decades: label 1-2-5 values, plainly
+        ticks = [v for v in (0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20) if lo <= v <= hi]
+        axes[1].set_yticks(ticks, [f"{v:g}" for v in ticks])
+        axes[1].yaxis.set_minor_formatter(NullFormatter())
     for ax in axes:
         ax.legend(fontsize=5.5)
+    fig.suptitle("exact: direct backpropagation through 400 RK4 steps (float32); direct: backpropagation through the "
+                 "same solver, grid or tolerance", fontsize=6.5)
     return fig
 
 
