@@ -157,8 +157,9 @@ def fig_curves(view: View, out: Path):
 
 
 def _sweep(ax, df: pd.DataFrame, by: str, fmt: str) -> None:
-    """Mean held-out accuracy (95% CI over seeds) against mean training NFE, one line per variant, points labelled."""
-    for v, d in df.groupby("variant"):
+    """Mean held-out accuracy (t 95% CI over seeds) against mean training NFE, one line per variant joining the
+    sweep's points in order, each labelled; the median of the seeds as a black tick (results can be bimodal)."""
+    for i, (v, d) in enumerate(df.groupby("variant")):
         d = d.assign(nfe=d["nfe_forward"] + d["nfe_backward"])
         g = d.groupby(by).agg(nfe=("nfe", "mean"), acc=("test_acc", list)).reset_index()
         stats = np.array([_ci95(100 * np.asarray(a)) for a in g["acc"]])
@@ -166,10 +167,27 @@ def _sweep(ax, df: pd.DataFrame, by: str, fmt: str) -> None:
         hi = np.minimum(stats[:, 1], 100 - stats[:, 0])  # a CI over few seeds can pass 100%: clip it
         ax.errorbar(g["nfe"], stats[:, 0], yerr=[lo, hi], color=style.colour(v), marker=style.marker(v),
                     ls=style.line(v), capsize=2, label=style.label(v))
-        rank = g["nfe"].rank(method="first").astype(int)  # neighbours along the line: labels alternate below/above
+        med = [np.median(100 * np.asarray(a)) for a in g["acc"]]
+        ax.plot(g["nfe"], med, ls="", marker="_", color="0.15", ms=7, mew=1.2)
+        # Labels: the first line's to the right of its points, the second's to the left (two lines can share a
+        # point: 20 Euler and 5 RK4 steps cost the same NFE), alternating above and below along the line.
+        side = 1 if i % 2 == 0 else -1
+        rank = g["nfe"].rank(method="first").astype(int)
         for key, x, y, r in zip(g[by], g["nfe"], stats[:, 0], rank):
-            ax.annotate(fmt.format(key), (x, y), textcoords="offset points", xytext=(3, -8 if r % 2 else 4),
-                        fontsize=6, color=style.colour(v))
+            ax.annotate(fmt.format(key), (x, y), textcoords="offset points", xytext=(5 * side, 3 if r % 2 else -9),
+                        fontsize=6, color=style.colour(v), ha="left" if side > 0 else "right")
+
+
+def _nfe_axis(ax) -> None:
+    """One tick style on a log NFE axis: 1, 2 and 5 times a power of ten, written 2e4."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    lo, hi = ax.get_xlim()
+    ticks = [m * 10.0 ** e for e in range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+             for m in (1, 2, 5) if lo <= m * 10.0 ** e <= hi]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.0e}".replace("e+0", "e")))
 
 
 # 4 --------------------------------------------------------------------------------------------------
@@ -178,22 +196,21 @@ def fig_frontier(view: View, out: Path):
     steps = _results(view.runs("steps"), "steps")
     tol = _results(view.runs("tolerance"), "tolerance")
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5), layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.7), layout="constrained")
     _sweep(axes[0], steps, "steps", "{}")
     _sweep(axes[1], tol, "rtol", "{:.0e}")
     e0, e1 = int(steps["epochs"].iloc[0]), int(tol["epochs"].iloc[0])
+    n0 = int(steps.groupby(["variant", "steps"]).size().min())
+    n1 = int(tol.groupby(["variant", "rtol"]).size().max())
     axes[0].set(xscale="log", xlabel="training NFE (forward + backward)", ylabel="held-out accuracy (%)",
-                title=f"fixed steps (labels: N), {e0} epochs")
-    axes[1].set(xscale="log", xlabel="training NFE (forward + backward)", title=f"dopri5 tolerance (labels: rtol = atol), {e1} epochs")
-    axes[0].legend(loc="lower right")
-    axes[1].legend(loc="center")  # the tolerance sweep's points sit at the panel's edges
-    from matplotlib.ticker import FuncFormatter
-
-    def two_five(x, _):  # about a decade: label 2x and 5x only, or the minor labels collide
-        mant = x / 10 ** np.floor(np.log10(x))
-        return f"{x:.0e}".replace("e+0", "e") if round(mant) in (2, 5) and abs(mant - round(mant)) < 1e-6 else ""
-
-    axes[1].xaxis.set_minor_formatter(FuncFormatter(two_five))
+                title=f"fixed steps (labels: N), {e0} epochs, {n0} seeds")
+    axes[1].set(xscale="log", xlabel="training NFE (forward + backward)",
+                title=f"dopri5 tolerance (labels: rtol = atol), {e1} epochs, {n1} seed" + ("s" if n1 > 1 else ""))
+    for ax in axes:
+        ax.margins(x=0.08, y=0.12)
+        _nfe_axis(ax)
+    axes[0].legend(loc="upper left", fontsize=6)
+    axes[1].legend(loc="center", fontsize=6)  # the tolerance sweep's points sit at the panel's edges
     return fig
 
 
