@@ -321,37 +321,53 @@ def _variant_row(df: pd.DataFrame):
     """One square-ish panel per trained model present in ``df``, side by side at text width."""
     plt = _plt()
     variants = [v for v in TRAJ_VARIANTS if v in set(df["variant"])]
-    fig, axes = plt.subplots(1, len(variants), figsize=(style.TEXT, style.TEXT / len(variants) + 0.3))
+    fig, axes = plt.subplots(1, len(variants), figsize=(style.TEXT, style.TEXT / len(variants) + 0.6),
+                             layout="constrained")
     return fig, np.atleast_1d(axes), variants
 
 
 # 9 --------------------------------------------------------------------------------------------------
+def _separating_axes(X_end: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Two orthonormal directions of the state space: Fisher's discriminant of the final states (the direction
+    that separates the classes best, linearly) and the first principal direction orthogonal to it."""
+    m0, m1 = X_end[labels == 0].mean(0), X_end[labels == 1].mean(0)
+    sw = np.cov(X_end[labels == 0].T) + np.cov(X_end[labels == 1].T) + 1e-6 * np.eye(X_end.shape[1])
+    w = np.linalg.solve(sw, m1 - m0)
+    w /= np.linalg.norm(w)
+    rest = X_end - X_end.mean(0)
+    rest = rest - np.outer(rest @ w, w)
+    _, _, vt = np.linalg.svd(rest, full_matrices=False)
+    return np.stack([w, vt[0]])
+
+
 def fig_trajectories(view: View, out: Path):
-    """Lifted 6-D states from t = 0 to 1, projected on their first two principal components."""
+    """Each training point's position along the direction that separates the classes at t = 1 (Fisher's
+    discriminant of the final states), standardised at each time, from t = 0 (bottom) to t = 1 (top): the
+    classes overlap at t = 0; a flow that untangles them splits them by t = 1."""
+    from matplotlib.lines import Line2D
+
     tr = _need(view.trajectories(), "trajectories")
     fig, axes, variants = _variant_row(tr)
     cols = {0: style.METHOD_COLOURS["euler"], 1: style.METHOD_COLOURS["rk4-38"]}
     for ax, v in zip(axes, variants):
         d = tr[tr["variant"] == v]
         scols = [c for c in d.columns if c.startswith("s") and c[1:].isdigit()]
-        X = d[scols].to_numpy()
-        mean, comps = _pca(X)
-        Z = (X - mean) @ comps.T
-        d = d.assign(pc1=Z[:, 0], pc2=Z[:, 1])
-        pts = sorted(set(d["point"]))[:120]
-        for p in pts:
-            q = d[d["point"] == p].sort_values("time")
-            ax.plot(q["pc1"], q["pc2"], color=cols[int(q["label"].iloc[0])], lw=0.4, alpha=0.5)
         end = d[d["time"] == d["time"].max()]
-        start = d[d["time"] == d["time"].min()]
-        for c in (0, 1):
-            ax.scatter(start[start["label"] == c]["pc1"], start[start["label"] == c]["pc2"], s=3, c=cols[c], marker="o", alpha=0.4, linewidths=0)
-            ax.scatter(end[end["label"] == c]["pc1"], end[end["label"] == c]["pc2"], s=5, c=cols[c], marker="s", linewidths=0)
-        ax.set_title(f"{style.label(v)}", fontsize=7)
-        ax.set_xlabel("PC 1")
-        ax.tick_params(labelsize=6)
-    axes[0].set_ylabel("PC 2")
-    fig.suptitle("states from t = 0 (circles) to t = 1 (squares), 120 training points, coloured by class", fontsize=7, y=1.02)
+        w = _separating_axes(end[scols].to_numpy(), end["label"].to_numpy())[0]
+        d = d.assign(a=d[scols].to_numpy() @ w)
+        d["a"] = d.groupby("time")["a"].transform(lambda x: (x - x.mean()) / x.std())
+        for p in sorted(set(d["point"]))[:80]:
+            q = d[d["point"] == p].sort_values("time")
+            ax.plot(q["a"], q["time"], color=cols[int(q["label"].iloc[0])], lw=0.5, alpha=0.35)
+        acc = d["test_acc"].iloc[0]
+        ax.set_title(f"{style.label(v)} (held-out {100 * acc:.1f}%)", fontsize=7)
+        ax.set(xlim=(-3, 3), ylim=(0, 1), xlabel="separating direction (sd at each t)")
+        ax.axvline(0, color="0.5", lw=0.6, ls=":")
+    axes[0].set_ylabel("t (ResNet: block / 20)")
+    handles = [Line2D([], [], color=cols[c], label=f"class {c}") for c in (0, 1)]
+    fig.legend(handles=handles, loc="outside lower center", ncol=2, fontsize=6.5)
+    fig.suptitle("80 training points' lifted states projected on the direction that best separates the classes at "
+                 "t = 1 (Fisher); seed 0 of each model, trained alone", fontsize=7)
     return fig
 
 
