@@ -131,8 +131,8 @@ def run(variant, seed, epochs, steps, runs_dir, device, threads, lr, batch_with)
     from .runners.train import train
 
     cfg = variant_config(variant, **({"steps": steps} if steps else {}))
-    if len(seeds) > 1 and cfg.adaptive:
-        raise UserError(f"{variant} is adaptive: its seeds train one at a time (no --batch-with)")
+    if len(seeds) > 1 and not cfg.batches_seeds:
+        raise UserError(f"{variant} has one step-size controller per solve: its seeds train one at a time (no --batch-with)")
     proto = Protocol(**({"epochs": epochs} if epochs else {}), **({"lr": lr} if lr else {}))
     bar = _progress_bar(proto.epochs, f"{variant} seed {seed}", "epoch")
 

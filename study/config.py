@@ -153,6 +153,13 @@ class ModelConfig:
         return engine_label("evaluation" if self.backend in HAND_BACKENDS else "torchdiffeq")
 
     @property
+    def batches_seeds(self) -> bool:
+        """Whether several seeds can train as one batched model: fixed steps always; adaptive steps on the hand
+        engine's direct backpropagation and continuous adjoint, which control each member's steps (torchdiffeq
+        and the checkpointed adjoint, with one step sequence per solve, cannot)."""
+        return not self.adaptive or self.backend in ("hand", "hand-adjoint")
+
+    @property
     def stages(self) -> int:
         """Evaluations per step (ResNet: one per block)."""
         return METHODS[self.method].stages if self.model == "ode" else 1

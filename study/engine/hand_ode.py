@@ -46,12 +46,32 @@ class Solve:
         return self.method in EMBEDDED
 
 
+def _time(t, like: torch.Tensor):
+    """A per-member time (float64 ``(S,)``, from per-member solves) as the evaluation takes it: ``(S, 1, 1)``."""
+    return t.to(like.dtype).view(-1, 1, 1) if isinstance(t, torch.Tensor) else t
+
+
 def _rhs(w: Folded, counter) -> stepper.RHS:
     def F(t, state):
         counter.counts[counter.phase] += 1
-        return (evaluate(state[0], t, w),)
+        return (evaluate(state[0], _time(t, state[0]), w),)
 
     return F
+
+
+def per_member(spec: Solve, y0: torch.Tensor) -> bool:
+    """Adaptive solves of several members get one step-size controller per member."""
+    return spec.adaptive and y0.shape[0] > 1
+
+
+def _members(F, state: tuple, t0: float, t1: float, spec: Solve, counter, norm_parts=None, count_steps=True) -> tuple:
+    trace = stepper.MemberTrace(state[0].shape[0])
+    try:
+        return stepper.adaptive_members(F, EMBEDDED[spec.method], state, t0, t1, spec.control, norm_parts, trace)
+    finally:
+        counter.add_members(trace.evaluations, trace.accepted if count_steps else None, trace.rejected)
+        for m, why in trace.failures.items():
+            counter.failures.setdefault(m, why)
 
 
 def _accepting(counter):
@@ -63,6 +83,10 @@ def _accepting(counter):
 
 
 def _forward(F, y0: torch.Tensor, spec: Solve, counter, trace: stepper.Trace | None = None, on_step=None) -> torch.Tensor:
+    if per_member(spec, y0):
+        if trace is not None or on_step is not None:
+            raise ValueError("a checkpointed adaptive solve keeps one step sequence: train its seeds one at a time")
+        return _members(F, (y0,), spec.t0, spec.t1, spec, counter)[0]
     if spec.adaptive:
         trace = stepper.Trace() if trace is None else trace
         try:
@@ -174,12 +198,14 @@ class _Adjoint(torch.autograd.Function):
 
         def F(t, state):  # reverse dynamics of (y, a, g): y' = f, a' = -a^T f_y, g' = -a^T f_theta
             counter.counts[counter.phase] += 1
-            f, gy, gw = evaluate_vjp(state[0], t, w, state[1])
+            f, gy, gw = evaluate_vjp(state[0], _time(t, state[0]), w, state[1])
             raw_g = unfold_grads(gw)
             return (f, -gy, *(-raw_g[i] for i in present))
 
         aug = (y1, a1.contiguous(), *(torch.zeros_like(raw[i]) for i in present))
-        if spec.adaptive:
+        if per_member(spec, y1):
+            end = _members(F, aug, spec.t1, spec.t0, spec, counter, (0, 1) if spec.seminorm else None, False)
+        elif spec.adaptive:
             parts = (0, 1) if spec.seminorm else None
             end = stepper.adaptive(F, EMBEDDED[spec.method], aug, spec.t1, spec.t0, spec.control, norm_parts=parts)
         else:

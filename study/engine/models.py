@@ -67,17 +67,48 @@ class _ReleaseAfterBackward(torch.autograd.Function):
 
 
 class Counter:
-    """Function-evaluation counter with phases (forward / backward / eval)."""
+    """Function-evaluation counter with phases (forward / backward / eval).
+
+    ``counts``, ``accepted`` and ``rejected`` count calls of the (batched) network and steps of its solves.
+    Solves with per-member step control (several seeds of an adaptive variant batched) also count per
+    member (:meth:`add_members`): ``member_counts[phase]``, ``member_accepted``, ``member_rejected``
+    (``(S,)`` tensors; None until such a solve ran), and the members whose solve failed, with why, in
+    ``failures``."""
 
     def __init__(self) -> None:
         self.phase = "forward"
         self.counts = {"forward": 0, "backward": 0, "eval": 0}
         self.accepted = 0
         self.rejected = 0
+        self.member_counts: dict | None = None
+        self.member_accepted = self.member_rejected = None
+        self.failures: dict[int, str] = {}
 
     def reset(self) -> None:
         self.counts = dict.fromkeys(self.counts, 0)
         self.accepted = self.rejected = 0
+        self.member_counts, self.member_accepted, self.member_rejected = None, None, None
+        self.failures = {}
+
+    def add_members(self, evaluations, accepted=None, rejected=None) -> None:
+        """One per-member solve's evaluations (in the current phase) and, outside backward passes, its steps."""
+        if self.member_counts is None:
+            zero = torch.zeros_like(evaluations)
+            self.member_counts = {k: zero.clone() for k in self.counts}
+            self.member_accepted, self.member_rejected = zero.clone(), zero.clone()
+        self.member_counts[self.phase] += evaluations
+        if self.phase == "forward" and accepted is not None:  # training steps only
+            self.member_accepted += accepted
+            self.member_rejected += rejected
+
+    def snapshot(self, members: int) -> dict:
+        """Per-member totals so far (``members`` long lists): evaluations by phase, accepted, rejected steps; the
+        batched counts for every member where no per-member solve ran."""
+        if self.member_counts is None:
+            out = {k: [v] * members for k, v in self.counts.items()}
+            return {**out, "accepted": [self.accepted] * members, "rejected": [self.rejected] * members}
+        out = {k: v.tolist() for k, v in self.member_counts.items()}
+        return {**out, "accepted": self.member_accepted.tolist(), "rejected": self.member_rejected.tolist()}
 
 
 class Dynamics(nn.Module):

@@ -180,3 +180,161 @@ def adaptive(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ctl: Contr
         dt = _next_step(dt, ratio, ctl, pair.order)
         n += 1
     return y
+
+
+# -- per-member step control: several independent solves (the members of a batched model) at once ------------
+
+@dataclass
+class MemberTrace:
+    """What a per-member adaptive solve did, per member (``S``): accepted and rejected steps, evaluations of
+    the right-hand side while the member was being solved, the failure (if any) that stopped it, and each
+    iteration's times, steps and which members accepted (what a checkpointed backward would replay)."""
+
+    members: int
+    accepted: torch.Tensor = None
+    rejected: torch.Tensor = None
+    evaluations: torch.Tensor = None
+    failures: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        zero = lambda: torch.zeros(self.members, dtype=torch.long)  # noqa: E731
+        self.accepted = zero() if self.accepted is None else self.accepted
+        self.rejected = zero() if self.rejected is None else self.rejected
+        self.evaluations = zero() if self.evaluations is None else self.evaluations
+
+
+def _col(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-member vector ``(S,)`` shaped to broadcast against ``like`` ``(S, ...)``, in its dtype."""
+    return v.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
+
+
+def axpy_m(y: State, coeffs: Sequence[float], ks: Sequence[State], dt: torch.Tensor) -> State:
+    """:func:`axpy` with a step per member (``dt``: ``(S,)``)."""
+    terms = [(a, k) for a, k in zip(coeffs, ks) if a != 0.0]
+    if not terms:
+        return y
+    out = []
+    for p, yp in enumerate(y):
+        acc = terms[0][1][p] * terms[0][0]
+        for a, k in terms[1:]:
+            acc = acc + k[p] * a
+        out.append(yp + acc * _col(dt, yp))
+    return tuple(out)
+
+
+def _rms_m(x: torch.Tensor) -> torch.Tensor:
+    """Per-member RMS ``(S,)`` in float64."""
+    return x.detach().abs().pow(2).flatten(1).mean(1).sqrt().double()
+
+
+def _norm_ratio_m(err: State, y0: State, y1: State, ctl: Control, parts) -> torch.Tensor:
+    return torch.stack([_rms_m(e / (ctl.atol + ctl.rtol * torch.maximum(a.abs(), b.abs())))
+                        for p, (e, a, b) in enumerate(zip(err, y0, y1)) if p in parts]).amax(0)
+
+
+def _initial_step_m(F: RHS, t0: torch.Tensor, y0: State, f0: State, order: int, ctl: Control, parts,
+                    direction: float) -> torch.Tensor:
+    """:func:`_initial_step` for each member."""
+    scale = [ctl.atol + y.abs() * ctl.rtol for y in y0]
+    d0 = torch.stack([_rms_m(y / s) for p, (y, s) in enumerate(zip(y0, scale)) if p in parts]).amax(0)
+    d1 = torch.stack([_rms_m(f / s) for p, (f, s) in enumerate(zip(f0, scale)) if p in parts]).amax(0)
+    h0 = torch.where((d0 < 1e-5) | (d1 < 1e-5), torch.full_like(d0, 1e-6), 0.01 * d0 / d1)
+    with torch.no_grad():
+        f1 = F(t0 + direction * h0, axpy_m(tuple(y.detach() for y in y0), [1.0], [tuple(f.detach() for f in f0)],
+                                           direction * h0))
+    d2 = torch.stack([_rms_m((a - b) / s) for p, (a, b, s) in enumerate(zip(f1, f0, scale)) if p in parts]).amax(0) / h0
+    small = (d1 <= 1e-15) & (d2 <= 1e-15)
+    h1 = torch.where(small, torch.clamp(h0 * 1e-3, min=1e-6), (0.01 / torch.maximum(d1, d2)) ** (1.0 / (order + 1)))
+    return torch.minimum(100 * h0, h1)
+
+
+def _next_step_m(dt: torch.Tensor, ratio: torch.Tensor, ctl: Control, order: int) -> torch.Tensor:
+    dfactor = torch.where(ratio < 1, torch.ones_like(ratio), torch.full_like(ratio, ctl.dfactor))
+    factor = torch.clamp(torch.maximum(ctl.safety / ratio ** (1.0 / order), dfactor), max=ctl.ifactor)
+    return torch.where(ratio == 0, dt * ctl.ifactor, dt * factor)
+
+
+def _dense_m(pair: Embedded, y0: State, y1: State, ks: list[State], dt: torch.Tensor, x: torch.Tensor) -> State:
+    """:func:`dense` with a step and an output point per member."""
+    ymid = axpy_m(y0, pair.mid, ks, dt)
+    out = []
+    for p in range(len(y0)):
+        f0, f1, a0, a1, m = ks[0][p], ks[-1][p], y0[p], y1[p], ymid[p]
+        h, xx = _col(dt, a0), _col(x, a0)
+        coeffs = [a0, h * f0, h * (f1 - 4 * f0) - 11 * a0 - 5 * a1 + 16 * m,
+                  h * (5 * f0 - 3 * f1) + 18 * a0 + 14 * a1 - 32 * m, 2 * h * (f1 - f0) - 8 * (a1 + a0) + 16 * m]
+        total, power = coeffs[0] + xx * coeffs[1], xx
+        for c in coeffs[2:]:
+            power = power * xx
+            total = total + power * c
+        out.append(total)
+    return tuple(out)
+
+
+def _where(mask: torch.Tensor, a: State, b: State) -> State:
+    return tuple(torch.where(_col(mask, x).bool(), x, y) for x, y in zip(a, b))
+
+
+def adaptive_members(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ctl: Control,
+                     norm_parts: Sequence[int] | None = None, trace: MemberTrace | None = None) -> State:
+    """:func:`adaptive` for ``S`` independent members at once (every part of the state is ``(S, ...)``): each
+    member has its own time, step size, error norm, accept/reject decisions, step count and failure, as if it
+    were solved alone (torchode's per-instance control).  ``F(t, state)`` gets ``t`` as a float64 ``(S,)``
+    tensor.  A member that has reached ``t1`` (or failed) is frozen: it takes zero-length steps and its
+    evaluations are not counted.  A member that fails (``max_num_steps``, underflow) ends as NaN and its reason
+    is in ``trace.failures``; the others go on."""
+    S = y0[0].shape[0]
+    parts = set(range(len(y0)) if norm_parts is None else norm_parts)
+    direction = 1.0 if t1 >= t0 else -1.0
+    trace = MemberTrace(S) if trace is None else trace
+    all_members = torch.ones(S, dtype=torch.long)
+    t = torch.full((S,), float(t0), dtype=torch.float64)
+    f = F(t, y0)
+    dt = direction * _initial_step_m(F, t, y0, f, pair.order - 1, ctl, parts, direction)
+    trace.evaluations += 2 * all_members
+    y, done, n = y0, torch.zeros(S, dtype=torch.bool), torch.zeros(S, dtype=torch.long)
+    while not bool(done.all()):
+        active = ~done
+        for m in torch.nonzero(active & (n >= ctl.max_num_steps)).flatten().tolist():
+            trace.failures[m] = f"max_num_steps exceeded ({int(n[m])}>={ctl.max_num_steps})"
+        for m in torch.nonzero(active & ~(direction * ((t + dt) - t) > 0)).flatten().tolist():
+            trace.failures.setdefault(m, f"underflow in dt {float(dt[m])}")
+        if trace.failures:
+            failed = torch.zeros(S, dtype=torch.bool)
+            failed[list(trace.failures)] = True
+            y = tuple(torch.where(_col(failed & active, x).bool(), torch.full_like(x, float("nan")), x) for x in y)
+            done = done | failed
+            active = ~done
+            if bool(done.all()):
+                break
+        step = torch.where(active, dt, torch.zeros_like(dt))
+        ks = _stages_m(F, pair.tableau, t, y, step, f)
+        trace.evaluations += active.long() * (len(pair.tableau.c) - 1)
+        y1 = axpy_m(y, pair.tableau.b, ks, step)
+        err = tuple(sum(ks[j][p] * (_col(step, y[p]) * e) for j, e in enumerate(pair.b_err) if e != 0.0)
+                    for p in range(len(y)))
+        with torch.no_grad():
+            ratio = _norm_ratio_m(err, y, y1, ctl, parts)
+        accept = active & (ratio <= 1)  # NaN rejects
+        trace.accepted += accept.long()
+        trace.rejected += (active & ~accept).long()
+        last = accept & (direction * (t + dt - t1) >= 0)
+        x = torch.where(last, (t1 - t) / dt, torch.ones_like(t))
+        moved = accept & ~last
+        y_new = _where(moved, y1, y)
+        if bool(last.any()):
+            y_new = _where(last, _dense_m(pair, y, y1, ks, step, x), y_new)
+        f = _where(moved, ks[-1], f)
+        t = torch.where(moved, t + dt, torch.where(last, torch.full_like(t, float(t1)), t))
+        y, done = y_new, done | last
+        dt = torch.where(active, _next_step_m(dt, ratio, ctl, pair.order), dt)
+        n = n + active.long()
+    return y
+
+
+def _stages_m(F: RHS, tab: Tableau, t: torch.Tensor, y: State, dt: torch.Tensor, k0: State) -> list[State]:
+    """:func:`stages` with a time and a step per member (first same as last: ``k0`` given)."""
+    ks: list[State] = [k0]
+    for ci, ai in list(zip(tab.c, tab.a))[1:]:
+        ks.append(F(t + dt if ci == 1.0 else t + ci * dt, axpy_m(y, ai, ks, dt)))
+    return ks

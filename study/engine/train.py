@@ -88,7 +88,7 @@ class History:
     wall_s: float = 0.0
     train_acc: list[float] = field(default_factory=list)
     test_acc: list[float] = field(default_factory=list)
-    nfe_final_eval: int = 0
+    nfe_final_eval: list[int] = field(default_factory=list)  # per member
     activation_bytes: list[int | None] = field(default_factory=list)
     snapshots: dict[int, dict] = field(default_factory=dict)  # epoch -> the weights after it (0: initial)
     snapshot_epochs: frozenset = frozenset()
@@ -137,22 +137,32 @@ def _run_epoch(model: Classifier, opt, d: Data, P: Protocol) -> tuple[list[float
     return (loss_sum / P.n_train).tolist(), (correct / P.n_train).tolist()
 
 
+def _delta(after: dict, before: dict, key: str) -> list[int]:
+    return [a - b for a, b in zip(after[key], before[key])]
+
+
 def _train_epochs(h: History, opt, sched, d: Data, P: Protocol, progress) -> None:
-    """The epoch loop; stops when every member has diverged."""
+    """The epoch loop; stops when every member has diverged.  The NFE and step curves are per member
+    (equal for every member unless their solves have per-member step control)."""
     counter, S = h.model.counter, len(h.seeds)
     for epoch in range(1, P.epochs + 1):
-        before = dict(counter.counts), counter.accepted, counter.rejected
+        before = counter.snapshot(S)
         losses, accs = _run_epoch(h.model, opt, d, P)
         sched.step()
         h.epochs_done = epoch
         h.snapshot(epoch)
+        after = counter.snapshot(S)
         c = h.curves
         c["loss"].append(losses)
         c["train_acc"].append(accs)
-        c["nfe_forward"].append(counter.counts["forward"] - before[0]["forward"])
-        c["nfe_backward"].append(counter.counts["backward"] - before[0]["backward"])
-        c["accepted_steps"].append(counter.accepted - before[1])
-        c["rejected_steps"].append(counter.rejected - before[2])
+        c["nfe_forward"].append(_delta(after, before, "forward"))
+        c["nfe_backward"].append(_delta(after, before, "backward"))
+        c["accepted_steps"].append(_delta(after, before, "accepted"))
+        c["rejected_steps"].append(_delta(after, before, "rejected"))
+        for s, why in list(counter.failures.items()):  # a member's own solver failure (per-member control)
+            if s not in h.diverged:
+                h.diverge(s, f"solver failure in epoch {epoch}: {why}", epoch)
+                h.no_eval_at_stop.add(s)
         for s, loss in enumerate(losses):
             if s not in h.diverged and not math.isfinite(loss):
                 h.diverge(s, f"non-finite training loss in epoch {epoch}", epoch)
@@ -168,7 +178,7 @@ def _train_epochs(h: History, opt, sched, d: Data, P: Protocol, progress) -> Non
 
 def _final_evaluation(h: History, d: Data) -> None:
     counter, S = h.model.counter, len(h.seeds)
-    before = counter.counts["eval"]
+    before = counter.snapshot(S)["eval"]
     try:
         h.train_acc = evaluate(h.model, d.xtr, d.ytr)
         h.test_acc = evaluate(h.model, d.xte, d.yte)
@@ -178,7 +188,11 @@ def _final_evaluation(h: History, d: Data) -> None:
         h.train_acc = h.test_acc = [float("nan")] * S
         for s in range(S):
             h.diverge(s, f"solver failure in final evaluation: {exc}", h.epochs_done)
-    h.nfe_final_eval = counter.counts["eval"] - before
+    h.nfe_final_eval = [a - b for a, b in zip(counter.snapshot(S)["eval"], before)]
+    for s, why in list(counter.failures.items()):
+        if s not in h.diverged:
+            h.diverge(s, f"solver failure in final evaluation: {why}", h.epochs_done)
+            h.train_acc[s] = h.test_acc[s] = float("nan")
 
 
 def _member_activation_bytes(h: History, s: int, d: Data, P: Protocol) -> int | None:
@@ -213,8 +227,8 @@ def fit(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], device
     seeds = [int(s) for s in seeds]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds}")
-    if len(seeds) > 1 and model_cfg.adaptive:
-        raise ValueError("adaptive solvers share one step-size controller: train their seeds one at a time")
+    if len(seeds) > 1 and not model_cfg.batches_seeds:
+        raise ValueError(f"{model_cfg.backend} has one step-size controller per solve: train its seeds one at a time")
     d = Data.of(seeds, protocol, device)
     model = Classifier(model_cfg, seeds).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=protocol.lr, fused=True)  # one kernel for all parameters

@@ -166,6 +166,10 @@ def candidates(steps: int, batch: int, device, members: int = 5, with_torchode: 
                             ("adjoint-dopri5", "adjoint-dopri5"), ("hand-adjoint-dopri5", "adjoint-dopri5")):
         torch.manual_seed(0)
         out[name] = Candidate(_stiff(model(name)), x1, y1, True, "dopri5", reference, per="nfe")
+    for name in ("hand-dopri5", "hand-adjoint-dopri5"):  # seeds batched, each with its own step-size control
+        torch.manual_seed(0)
+        out[f"{name}-x{members}"] = Candidate(_stiff(model(name, range(members))), xe, ye, True, "dopri5", name,
+                                              members, per="nfe")
     if with_torchode:
         try:
             out["torchode-euler"] = Candidate(TorchodeODE(model("euler", steps=steps), steps), x2, y2, False, "euler",
@@ -180,6 +184,8 @@ def _nfe_per_call(c: Candidate, fn) -> float:
     counter = c.model.counter
     counter.reset()
     fn()
+    if counter.member_counts is not None:  # per-member step control: each member's own evaluations, per member
+        return float(sum(int(v.sum()) for v in counter.member_counts.values())) / c.members
     counts = counter.counts
     return float(counts["forward"] + counts["backward"] + counts["eval"])
 

@@ -43,19 +43,20 @@ def _record(h: History, s: int, model_cfg: ModelConfig, P: Protocol, device: str
     S, c, e = len(h.seeds), h.curves, h.last_epoch(s)
     n_test = h.test_evaluations(s)
     diverged = s in h.diverged
-    counts = h.model.counter.counts
+    totals = h.model.counter.snapshot(S)
+    mine = {k: [row[s] for row in c[k][:e]] for k in ("nfe_forward", "nfe_backward", "accepted_steps", "rejected_steps")}
     metrics = {
         "params": h.model.param_count(),
         "train_acc": nan if diverged else h.train_acc[s],
         "test_acc": nan if diverged else h.test_acc[s],
         "final_loss": c["loss"][e - 1][s] if e else nan,
         "epochs_completed": e,
-        "nfe_forward": sum(c["nfe_forward"][:e]),
-        "nfe_backward": sum(c["nfe_backward"][:e]),
-        "nfe_eval": counts["eval"],
-        "nfe_final_eval": h.nfe_final_eval,
-        "accepted_steps": sum(c["accepted_steps"][:e]),
-        "rejected_steps": sum(c["rejected_steps"][:e]),
+        "nfe_forward": sum(mine["nfe_forward"]),
+        "nfe_backward": sum(mine["nfe_backward"]),
+        "nfe_eval": totals["eval"][s],
+        "nfe_final_eval": h.nfe_final_eval[s],
+        "accepted_steps": sum(mine["accepted_steps"]),
+        "rejected_steps": sum(mine["rejected_steps"]),
         "wall_time_s": h.wall_s / S,
         "activation_bytes": h.activation_bytes[s],
     }
@@ -66,7 +67,7 @@ def _record(h: History, s: int, model_cfg: ModelConfig, P: Protocol, device: str
         "epoch": list(range(1, e + 1)),
         "loss": [row[s] for row in c["loss"][:e]],
         "train_acc": [row[s] for row in c["train_acc"][:e]],
-        **{k: c[k][:e] for k in ("nfe_forward", "nfe_backward", "accepted_steps", "rejected_steps")},
+        **mine,
         "test_epoch": h.test_epochs[:n_test],
         "test_acc": [row[s] for row in h.test_curve[:n_test]],
     }

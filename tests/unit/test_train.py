@@ -76,7 +76,7 @@ def test_record_contents():
         assert key in m
     assert 0 <= m["test_acc"] <= 1 and math.isfinite(m["final_loss"])
     assert len(rec["curves"]["loss"]) == 2 and rec["curves"]["test_epoch"] == [1, 2]
-    with pytest.raises(ValueError, match="share one step-size controller"):
+    with pytest.raises(ValueError, match="one step-size controller per solve"):
         train(variant_config("tdq-dopri5"), Protocol(epochs=1), [0, 1])
     with pytest.raises(ValueError, match="epochs must be a positive integer"):
         train(variant_config("euler"), Protocol(epochs=0), [0])
