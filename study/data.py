@@ -119,8 +119,11 @@ def bayes_posterior(points: np.ndarray, sigma: float = SIGMA, nodes: int | None 
     return np.where(tot > 0, p1 / np.where(tot > 0, tot, 1.0), 0.5)
 
 
+BAYES_POINTS = 40_000  # fresh points the Bayes-optimal accuracy is estimated on
+
+
 @lru_cache(maxsize=8)
-def bayes_accuracy(sigma: float = SIGMA, n: int = 40_000, seed: int = 12345, nodes: int | None = None) -> tuple[float, float]:
+def bayes_accuracy(sigma: float = SIGMA, n: int = BAYES_POINTS, seed: int = 12345, nodes: int | None = None) -> tuple[float, float]:
     """Bayes-optimal accuracy of the distribution and the standard error of the estimate.
 
     Accuracy of the Bayes rule is ``E[max(P(c=0|x), P(c=1|x))]``; the
