@@ -74,6 +74,7 @@ def main_numbers(view: View, N: Numbers) -> str:
         summary = summarise(d)
         N.add(f"{m}TestAccMedian", summary.median)
         N.add(f"{m}TrainAccMedian", summarise(d, "train_acc").median)
+        N.add(f"{m}Params", _num(int(ok["params"].iloc[0])) if len(ok) else None, "{}")
         N.add(f"{m}TestAccCi", summary.half)
         N.add(f"{m}Failed", summary.failed, "{:d}")
         nfe_f, nfe_b = ok["nfe_forward"].mean(), ok["nfe_backward"].mean()
@@ -221,6 +222,11 @@ def constant_numbers(view: View, N: Numbers) -> None:
     N.add("ArticleTimeRatio", ARTICLE["rk4"]["time_s"] / ARTICLE["euler"]["time_s"], "{:.1f}")
     N.add("VariantCount", len(variants.VARIANTS), "{:d}")
     protocol_numbers(N)
+    for v, word in (("resnet", "ResNet"), ("euler", "Ode")):  # parameters, Adam's two moments: float32 each
+        N.add(f"{word}ParamStateMB", 3 * 4 * variants.variant_config(v).param_count() / 1e6, "{:.2f}")
+    envs = [r["env"] for r in view.records.values() if r.get("kind") == "train"]
+    if envs:
+        N.add("MachineCores", max(e.get("cpu_count") or 0 for e in envs), "{:d}")
     ex = view.executions()
     if not ex.empty:
         full = ex[ex["profile"] == "full"]
@@ -280,6 +286,8 @@ def protocol_numbers(N: Numbers) -> None:
     N.add("SpikeRatio", SPIKE_RATIO, "{:g}")
     N.add("SpikeRatios", ", ".join(f"{r:g}" for r in SPIKE_RATIOS))
     N.add("BayesPoints", _num(data.BAYES_POINTS))
+    N.add("SpiralTurns", round(data.THETA_MAX / math.pi), "{:d}")  # theta ~ U[0, SpiralTurns pi]
+    N.add("CiLevel", 95, "{:d}")  # every interval: Student-t, this level
 
 
 def convergence_numbers(view: View, N: Numbers) -> None:
@@ -445,8 +453,11 @@ def learning_rate_numbers(view: View, N: Numbers) -> str:
 
 
 def lr_word(lr: float) -> str:
-    """0.01 -> OneEMinusTwo-like names are unreadable: the three rates are named by their thousandths."""
-    return {0.01: "Ten", 0.003: "Three", 0.001: "One"}.get(round(lr, 6), "X")
+    """The arm's rates by rank in the full profile: High (the article's), Mid, Low."""
+    from ..experiments import SPEC
+
+    ranked = sorted(SPEC["full"]["learning_rates"], reverse=True)
+    return dict(zip(ranked, ("High", "Mid", "Low"))).get(lr, "Other")
 
 
 def ratio_word(r: float) -> str:
@@ -477,10 +488,9 @@ def adjoint_numbers(view: View, N: Numbers) -> str:
             mask = (g["method"] == method) & (g["dtype"] == dtype)
             mask &= (g["steps"] == steps) if steps else (g["tol"] == tol)
             a_ex, a_di, d_ex = med(mask, "adjoint_vs_exact"), med(mask, "adjoint_vs_discrete"), med(mask, "discrete_vs_exact")
-            key = f"{method}{steps or ''}{'' if tol is None else f'{tol:.0e}'}{dtype}"
-            word = re.sub(r"[^A-Za-z]", "", key.replace("rk4-38", "RKtte").replace("320", "ThreeTwenty").replace("20", "Twenty")
-                          .replace("1e-03", "Tolthree").replace("1e-10", "Tolten").replace("float32", "Single")
-                          .replace("float64", "Double").title())
+            word = ({"euler": "Euler", "rk4-38": "RKtte", "dopri5": "Dopri"}[method]
+                    + ({20: "Twenty", 320: "ThreeTwenty"}[steps] if steps else {1e-3: "TolThree", 1e-10: "TolTen"}[tol])
+                    + {"float32": "Single", "float64": "Double"}[dtype])
             N.add(f"Adj{m}{word}VsExact", a_ex, "{:.2g}")
             N.add(f"Adj{m}{word}VsDiscrete", a_di, "{:.2g}")
             N.add(f"Adj{m}{word}DiscreteVsExact", d_ex, "{:.2g}")

@@ -1,0 +1,43 @@
+"""The paper types no number itself: every numeral in main.tex's text comes from generated/numbers.tex.
+
+Allowed: citations, references and labels, file names, layout lengths, names that contain digits (RK4, dopri5,
+float32, the 3/8 rule), and in mathematics the structural constants 0, 1 and 2 (t in [0, 1], h_{i+1}, the
+data's two dimensions).  Everything else with a digit is a hand-typed number and fails.
+"""
+import re
+from pathlib import Path
+
+PAPER = Path(__file__).resolve().parents[2] / "paper" / "main.tex"
+NAMES = re.compile(r"\b(?:RK4|rk4|dopri5|float32|float64|fig\d+\w*|3/8)\b")
+COMMANDS = re.compile(r"\\(?:cite[pt]?|ref|label|input|includegraphics|bibliography|bibliographystyle|resizebox|"
+                      r"graphicspath|url)\*?(?:\[[^\]]*\])?\{[^}]*\}")
+LAYOUT = re.compile(r"\d*\.?\d+\s*(?:pt|cm|mm|in|em|ex)\b|\[t\]|\\itemsep\d+pt")
+MATH = re.compile(r"\$[^$]*\$")
+
+
+def hand_typed_numbers(tex: str) -> list[str]:
+    body = tex.split("\\begin{document}", 1)[1]
+    body = re.sub(r"(?<!\\)%.*", "", body)  # comments
+    body = COMMANDS.sub(" ", body)
+    body = LAYOUT.sub(" ", body)
+    body = NAMES.sub(" ", body)
+    found = []
+    for m in MATH.finditer(body):
+        found += [f"${n}$ in {m.group(0)}" for n in re.findall(r"\d+(?:\.\d+)?", m.group(0)) if n not in ("0", "1", "2")]
+    text = MATH.sub(" ", body)
+    for m in re.finditer(r"(?<![A-Za-z\\])\d+(?:[.,]\d+)*", text):
+        found.append(f"{m.group(0)!r} in ...{text[max(0, m.start() - 40): m.end() + 20]!r}...")
+    return found
+
+
+def test_main_tex_types_no_number():
+    found = hand_typed_numbers(PAPER.read_text())
+    assert not found, "hand-typed numbers in paper/main.tex (take them from numbers.tex):\n" + "\n".join(found)
+
+
+def test_the_check_finds_what_it_should():
+    doc = "\\begin{document}\n"
+    assert hand_typed_numbers(doc + "we ran 500 epochs") and hand_typed_numbers(doc + "$10^{-3}$")
+    assert hand_typed_numbers(doc + "about 0.4 even for dopri5")
+    assert not hand_typed_numbers(doc + "RK4 and dopri5 in float32, the 3/8 rule \\citep{a2019}, Fig.~\\ref{fig:x}, "
+                                  "$t \\in [0, 1]$, $h_{i+1}$, \\Epochs{} epochs % 500 in a comment")
