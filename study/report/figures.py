@@ -549,8 +549,10 @@ def fig_learning_rate(view: View, out: Path):
     lrs = sorted(df["lr"].unique())
     for ax, v in zip(axes.ravel(), order):
         d = df[df["variant"] == v]
-        med = [np.median(100 * d[(d["lr"] == lr) & (d["status"] == "ok")]["test_acc"]) for lr in lrs]
-        ax.plot(lrs, med, color=style.colour(v), marker=style.marker(v), ls=style.line(v), ms=4)
+        cells = [100 * d[(d["lr"] == lr) & (d["status"] == "ok")]["test_acc"].to_numpy(float) for lr in lrs]
+        have = [(lr, float(np.median(c))) for lr, c in zip(lrs, cells) if len(c)]
+        ax.plot([a for a, _ in have], [b for _, b in have], color=style.colour(v), marker=style.marker(v),
+                ls=style.line(v), ms=4)
         ok = d[(d["status"] == "ok") & ~d["failed"]]
         bad = d[(d["status"] == "ok") & d["failed"]]
         ax.scatter(ok["lr"], 100 * ok["test_acc"], s=7, color=style.colour(v), alpha=0.5, linewidths=0)

@@ -255,7 +255,7 @@ def protocol_numbers(N: Numbers) -> None:
     N.add("NTest", _num(P.n_test))
     N.add("CurvePoints", _num(P.curve_test_points))
     N.add("EvalEvery", P.eval_every, "{:d}")
-    N.add("Sigma", SIGMA, "{:g}")
+    N.add("NoiseSd", SIGMA, "{:g}")
     N.add("LiftDim", cfg.lift_dim, "{:d}")
     N.add("Hidden", cfg.hidden, "{:d}")
     N.add("HeadHidden", cfg.head_hidden, "{:d}")
