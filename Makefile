@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 PROFILE ?= full
 
-.PHONY: all setup study figures paper test clean-venv
+.PHONY: all setup study figures readme paper test clean-venv
 
 all: study figures paper
 
@@ -26,6 +26,11 @@ study: setup
 
 figures: setup
 	$(BIN)/study figures
+	$(MAKE) readme
+
+# README's findings block is generated (paper/generated/findings.md); this copies it in.
+readme: setup
+	$(BIN)/python -m study.report.findings README.md paper/generated/findings.md
 
 paper: setup
 	$(BIN)/study paper

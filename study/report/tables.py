@@ -398,6 +398,9 @@ def controls_numbers(view: View, N: Numbers) -> str:
         probe_rows.append([label(v), "mlp", "6", _num(int(d["params"].iloc[0])), s.text(), f"{s.failed}/{s.n}",
                            _num(_probe(d, "y0_test"), "{:.1f}"), _num(_probe(d, "yT_test"), "{:.1f}")])
     N.add("ProbeInput", _probe(df, "input_test"))
+    med = lambda v, h, d_: summarise(df[(df["variant"] == v) & (df["head"] == h) & (df["lift_dim"] == d_)]).median  # noqa: E731
+    N.add("CtlFlowGainMlp", med("euler", "mlp", 6) - med("no-flow", "mlp", 6))
+    N.add("CtlFlowGainLin", med("euler", "linear", 6) - med("no-flow", "linear", 6))
     N.add("ControlSeeds", int(df.groupby(["variant", "head", "lift_dim"]).size().max()), "{:d}")
     for v, word in (("euler", "Euler"), ("rk4", "RKfour"), ("rk4-38", "RKtte"), ("adjoint-euler", "AdjEuler")):
         d = df[(df["variant"] == v) & (df["head"] == "mlp") & (df["lift_dim"] == 6) & (df["status"] == "ok")]
@@ -567,12 +570,16 @@ def write_all(view: View, out: Path, log=print, partial: bool = False) -> Outcom
         claim_numbers(judged, N)
         texts["claims"] = claims.table(judged)
     texts["numbers"] = _numbers_tex(N, out.parent / "main.tex", log)
+    from . import findings
+
+    texts["findings"] = findings.render(N.items)
     for file, text in texts.items():
+        name = "findings.md" if file == "findings" else f"{file}.tex"
         try:
-            outcome.written.append(write_text_atomic(out / f"{file}.tex", text))
-            log(f"wrote {out / file}.tex")
+            outcome.written.append(write_text_atomic(out / name, text))
+            log(f"wrote {out / name}")
         except OSError as exc:
-            outcome.failed.append(f"{file}.tex: failed: {exc.strerror or exc}")
+            outcome.failed.append(f"{name}: failed: {exc.strerror or exc}")
             log(outcome.failed[-1])
     return outcome
 

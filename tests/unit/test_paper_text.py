@@ -41,3 +41,24 @@ def test_the_check_finds_what_it_should():
     assert hand_typed_numbers(doc + "about 0.4 even for dopri5")
     assert not hand_typed_numbers(doc + "RK4 and dopri5 in float32, the 3/8 rule \\citep{a2019}, Fig.~\\ref{fig:x}, "
                                   "$t \\in [0, 1]$, $h_{i+1}$, \\Epochs{} epochs % 500 in a comment")
+
+
+def test_readme_findings_are_the_generated_ones():
+    """README quotes paper/generated/findings.md (numbers from numbers.tex) verbatim; `make readme` syncs it."""
+    from study.report import findings
+
+    root = PAPER.parents[1]
+    readme = (root / "README.md").read_text()
+    generated = (root / "paper" / "generated" / "findings.md").read_text()
+    assert findings.block(readme) == generated, "README's findings differ from the runs': run `make readme`"
+
+
+def test_findings_take_every_number_from_numbers_tex():
+    from study.report import findings
+
+    names = set(re.findall(r"\{([A-Za-z]+)\}", findings.TEMPLATE))
+    text = findings.render({n: "N" for n in names})
+    assert "n/a" not in text and not re.search(r"\{[A-Za-z]+\}", text)
+    prose = re.sub(r"\b(?:RK4|dopri5|float32|float64|3/8|t 95%)\b", " ", findings.TEMPLATE.split("\n", 2)[2])
+    prose = re.sub(r"\{[A-Za-z]+\}", " ", prose)
+    assert not re.findall(r"(?<![A-Za-z])\d", prose), "findings type a number instead of taking it from numbers.tex"
