@@ -29,7 +29,8 @@ def compile_pdf(paper_dir: Path) -> Path:
         raise UserError(f"latexmk/pdflatex not found; install them: apt-get install {TEX_PACKAGES}")
     env = {**os.environ, "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "FORCE_SOURCE_DATE": "1"}
     cmd = ["latexmk", "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error", "main.tex"]
-    r = subprocess.run(cmd, cwd=paper_dir, capture_output=True, text=True, env=env)
+    # latexmk relays bibtex and pdfTeX output, which need not be UTF-8 (a name with an umlaut in the .bib)
+    r = subprocess.run(cmd, cwd=paper_dir, capture_output=True, text=True, encoding="utf-8", errors="replace", env=env)
     if r.returncode != 0:
         log = (paper_dir / "main.log").read_text(errors="replace") if (paper_dir / "main.log").exists() else r.stdout
         missing = re.search(r"File `([^']+\.(?:sty|cls))' not found", log)
