@@ -527,7 +527,7 @@ def fig_controls(view: View, out: Path):
     from matplotlib.lines import Line2D
 
     ax.legend(handles=[Line2D([], [], ls="", marker="o", color=c, label=t) for c, t in shades.values()],
-              loc="lower left", fontsize=6)
+              loc="upper right", fontsize=6)
     ax.set(xlabel="linear-probe held-out accuracy (%)", title="is the flow's output linearly separable?")
     return fig
 
@@ -559,7 +559,8 @@ def fig_learning_rate(view: View, out: Path):
         ax.scatter(bad["lr"], 100 * bad["test_acc"], s=14, color="#C00000", marker="x", linewidths=0.9)
         div = d[d["status"] == "diverged"].groupby("lr").size()
         for lr, n in div.items():
-            ax.annotate(f"{n} div.", (lr, 61), fontsize=6, color="#C00000", ha="center")
+            ax.annotate(f"{n} div.", (lr, 0.04), xycoords=("data", "axes fraction"), fontsize=6, color="#C00000",
+                        ha="center")
         ax.set_title(f"{style.label(v)} [{d.groupby('lr').size().max()}]", fontsize=7)
         ax.axhline(100 * data.bayes_accuracy()[0], color="0.2", lw=0.8, ls="--")
     for ax in axes.ravel()[len(order):]:
@@ -571,7 +572,8 @@ def fig_learning_rate(view: View, out: Path):
         ax.set_xlabel("learning rate")
     for ax in axes[:, 0]:
         ax.set_ylabel("held-out acc. (%)")
-    axes[0, 0].set_ylim(60, 90)
+    low = 100 * df.loc[df["status"] == "ok", "test_acc"].min()
+    axes[0, 0].set_ylim(min(60.0, 5 * np.floor(low / 5) - 2), 90)  # every seed in view
     fig.suptitle(f"dots: seeds; line: median; red x: failed (diverged, or last loss > {SPIKE_RATIO:g}x lowest); "
                  "dashed: Bayes-optimal", fontsize=7)
     return fig

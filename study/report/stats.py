@@ -48,11 +48,14 @@ class Summary:
     values: tuple
 
     def text(self, digits: int = 1) -> str:
-        """``median (mean +- half) failed/n`` for tables."""
+        """``median (mean +- half)`` for tables (the median alone from one run)."""
         if not self.values:
             return "--"
-        ci = f", {self.mean:.{digits}f} $\\pm$ {self.half:.{digits}f}" if math.isfinite(self.half) else ""
+        ci = f" ({self.mean:.{digits}f} $\\pm$ {self.half:.{digits}f})" if math.isfinite(self.half) else ""
         return f"{self.median:.{digits}f}{ci}"
+
+    def mean_text(self, digits: int = 1) -> str:
+        return f"{self.mean:.{digits}f} $\\pm$ {self.half:.{digits}f}" if math.isfinite(self.half) else "--"
 
 
 def failed(runs: pd.DataFrame, ratio: float = SPIKE_RATIO) -> pd.Series:
