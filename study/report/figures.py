@@ -587,42 +587,55 @@ def _adj_median(d: pd.DataFrame, by: str, col: str) -> pd.Series:
     return d.groupby(by)[col].median()
 
 
+def _epoch_axis(ax, epochs) -> None:
+    ax.set_xscale("log")
+    ticks = sorted(set(epochs))
+    ax.set_xticks([e if e > 0 else 0.5 for e in ticks], [str(int(e)) for e in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("epoch (log scale; 0 drawn at 0.5)")
+
+
 def fig_adjoint(view: View, out: Path):
     """Why the adjoint's gradient is wrong: errors against the exact gradient over training and against steps and
     tolerances, and the trained flow's smallest singular value (medians over seeds and batches)."""
     df = _need(view.adjoint(), "adjoint")
     plt = _plt()
-    fig, axes = plt.subplots(2, 2, figsize=(style.TEXT, 4.6), layout="constrained")
+    fig, axes = plt.subplots(2, 2, figsize=(style.TEXT, 4.4), layout="constrained")
     g = df[df["what"] == "gradient"]
     final = df["epoch"].max()
+    epochs = sorted(df["epoch"].unique())
     trained = [v for v in TRAINED_COLOURS if v in set(df["train_variant"])] + \
               [v for v in style.ordered(df["train_variant"]) if v not in TRAINED_COLOURS]
     colour = lambda v: TRAINED_COLOURS.get(v, style.colour(v))  # noqa: E731
+    at = lambda s: s.index.where(s.index > 0, 0.5)  # noqa: E731
     ax = axes[0, 0]
     e20 = g[(g["method"] == "euler") & (g["steps"] == g["steps"].min()) & (g["dtype"] == "float32")]
     for v in trained:
         d = e20[e20["train_variant"] == v]
         x = _adj_median(d, "epoch", "adjoint_vs_exact")
-        ax.plot(x.index.where(x.index > 0, 0.5), x.values, color=colour(v), marker="o", ms=3, label=f"{style.label(v)}: adjoint")
+        ax.plot(at(x), x.values, color=colour(v), marker="o", ms=3, label=f"trained as {style.label(v)}: adjoint")
         y = _adj_median(d, "epoch", "discrete_vs_exact")
-        ax.plot(y.index.where(y.index > 0, 0.5), y.values, color=colour(v), ls="--", marker=".", ms=3,
-                label=f"{style.label(v)}: Euler's own gradient")
-    ax.set(xscale="log", yscale="log", xlabel="epoch (0 drawn at 0.5)", ylabel="relative error vs exact gradient",
+        ax.plot(at(y), y.values, color=colour(v), ls="--", marker=".", ms=3, label="    direct (same Euler steps)")
+    ax.set(yscale="log", ylabel="relative error vs exact gradient",
            title=f"Euler, {int(e20['steps'].min()) if len(e20) else 20} steps, float32, over training")
-    ax.legend(fontsize=5.5)
+    _epoch_axis(ax, epochs)
+    ax.legend(fontsize=5.5, loc="lower right")
     ax = axes[0, 1]
-    fx = g[(g["epoch"] == final) & g["steps"].notna()]
-    for (method, dtype), ls in ((("euler", "float32"), "-"), (("euler", "float64"), ":"), (("rk4-38", "float32"), "--")):
-        d = fx[(fx["method"] == method) & (fx["dtype"] == dtype) & (fx["train_variant"] == "euler")]
+    fx = g[(g["epoch"] == final) & g["steps"].notna() & (g["dtype"] == "float64") & (g["train_variant"] == "euler")]
+    for method, col in (("euler", "#0072B2"), ("rk4-38", "#D55E00")):
+        d = fx[fx["method"] == method]
         if d.empty:
             continue
-        a = _adj_median(d, "steps", "adjoint_vs_exact")
-        b = _adj_median(d, "steps", "discrete_vs_exact")
         name = {"euler": "Euler", "rk4-38": "RK4 3/8"}[method]
-        ax.plot(a.index, a.values, ls=ls, marker="o", ms=3, color="#0072B2", label=f"{name} adjoint ({dtype})")
-        ax.plot(b.index, b.values, ls=ls, marker="s", ms=3, color="#E69F00", label=f"{name} direct ({dtype})")
-    ax.set(xscale="log", yscale="log", xlabel="steps N", title="fixed steps, Euler-trained weights (end of training)")
-    ax.legend(fontsize=5.5, ncol=2)
+        a, b = _adj_median(d, "steps", "adjoint_vs_exact"), _adj_median(d, "steps", "discrete_vs_exact")
+        ax.plot(a.index, a.values, marker="o", ms=3, color=col, label=f"{name}: adjoint")
+        ax.plot(b.index, b.values, marker="s", ms=3, ls="--", color=col, label=f"{name}: direct")
+    ax.set(xscale="log", yscale="log", xlabel="steps N",
+           title="fixed steps, float64, Euler-trained weights, end of training")
+    steps = sorted(fx["steps"].dropna().unique())
+    ax.set_xticks(steps, [str(int(n)) for n in steps])
+    ax.minorticks_off()
+    ax.legend(fontsize=5.5, ncol=2, loc="lower left")
     ax = axes[1, 0]
     tx = g[(g["epoch"] == final) & g["tol"].notna() & (g["method"] == "dopri5")]
     for v in trained:
@@ -631,24 +644,24 @@ def fig_adjoint(view: View, out: Path):
             if d.empty or "adjoint_vs_exact" not in d:
                 continue
             a = _adj_median(d, "tol", "adjoint_vs_exact").dropna()
-            ax.plot(a.index, a.values, ls=ls, marker="o", ms=3, color=colour(v), label=f"{style.label(v)} ({dtype})")
+            n = d["seed"].nunique()
+            ax.plot(a.index, a.values, ls=ls, marker="o", ms=3, color=colour(v),
+                    label=f"trained as {style.label(v)} ({dtype})" + (" [1 seed]" if n == 1 else ""))
     ax.set(xscale="log", yscale="log", xlabel="rtol = atol", ylabel="adjoint vs exact gradient",
-           title="dopri5 adjoint (end of training)")
+           title="dopri5 adjoint, end of training")
     ax.invert_xaxis()
-    ax.legend(fontsize=5.5)
+    ax.legend(fontsize=5.5, loc="center right")
     ax = axes[1, 1]
     sv = df[df["what"] == "singular_values"]
     rc = df[(df["what"] == "reconstruction") & (df["method"] == "dopri5") & (df["dtype"] == "float32")]
     for v in trained:
-        s = _adj_median(sv[sv["train_variant"] == v], "epoch", "sv_min_median")
-        ax.plot(s.index.where(s.index > 0, 0.5), s.values, color=colour(v), marker="o", ms=3,
-                label=f"{style.label(v)}: smallest singular value")
+        s_ = _adj_median(sv[sv["train_variant"] == v], "epoch", "sv_min_median")
+        ax.plot(at(s_), s_.values, color=colour(v), marker="o", ms=3, label=f"trained as {style.label(v)}: smallest $\\sigma$")
         r = _adj_median(rc[rc["train_variant"] == v], "epoch", "recon_rel")
-        ax.plot(r.index.where(r.index > 0, 0.5), r.values, color=colour(v), ls="--", marker=".", ms=3,
-                label=f"{style.label(v)}: y(0) reconstruction error")
-    ax.set(xscale="log", yscale="log", xlabel="epoch (0 drawn at 0.5)",
-           title="the flow map: median over points of its smallest $\\sigma$; dopri5 $10^{-3}$ reconstruction")
-    ax.legend(fontsize=5.5)
+        ax.plot(at(r), r.values, color=colour(v), ls="--", marker=".", ms=3, label="    $y(0)$ reconstruction error")
+    ax.set(yscale="log", title="flow map $\\partial y(T)/\\partial y(0)$; dopri5 $10^{-3}$ backward solve, float32")
+    _epoch_axis(ax, epochs)
+    ax.legend(fontsize=5.5, loc="lower left")
     return fig
 
 

@@ -30,7 +30,7 @@ over {MainSeeds} seeds unless marked; median, with the mean and its t 95% interv
   {LrMidAdjRKfourMedian}% (at {LrHigh}: {LrHighAdjRKfourMedian}%).
 * **What the flow contributes** ({ControlSeeds} seeds): with a linear head, where the flow must separate the classes,
   the ODE reaches {CtlOdeLinSixTestAcc}% against {CtlNoFlowLinSixTestAcc}% without a flow. With the article's ReLU
-  head the flow adds {CtlFlowGainMlp} points ({CtlOdeMlpSixTestAcc}% against {CtlNoFlowMlpSixTestAcc}%), and a
+  head the flow changes the median by {CtlFlowGainMlp} points ({CtlOdeMlpSixTestAcc}% against {CtlNoFlowMlpSixTestAcc}%), and a
   linear probe scores {CtlOdeMlpSixProbeYT}% on the flow's output against {ProbeInput}% on the input: the head, not
   the flow, separates the classes.
 * **The continuous adjoint's gradient is wrong on trained weights** ({AdjEulerSeeds} seeds x {AdjBatches} batches):

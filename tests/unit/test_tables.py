@@ -67,7 +67,7 @@ def test_bench_numbers_and_ratios():
     N = Numbers()
     tex = tables.bench_numbers(view_of("bench", [bench]), N)
     assert N.items["BenchHandEulerTrainRatio"] == "0.50" and N.items["BenchTdqRkfourTrainUs"] == "1700"
-    assert N.items["MatmulGflops"] == "100" and "hand\\mbox{-}euler & train & 250 & 1 & 0.50" in tex
+    assert N.items["MatmulGflops"] == "100" and "hand\\mbox{-}euler & step & 250 & 1 & 0.50 & " in tex
 
 
 def test_numbers_tex_format():
