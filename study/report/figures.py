@@ -414,7 +414,7 @@ def fig_ablations(view: View, out: Path):
     axes[0].legend()
     on = lambda f, k: f[k].astype(bool)  # noqa: E731
     cases = [("Euler", lambda f: (f["variant"] == "euler") & (f["lift_dim"] == 6) & on(f, "time_input") & on(f, "zero_init")),
-             ("Euler, no t", lambda f: (f["variant"] == "euler") & ~on(f, "time_input")),
+             ("Euler, no time input", lambda f: (f["variant"] == "euler") & ~on(f, "time_input")),
              ("Euler, random init", lambda f: (f["variant"] == "euler") & ~on(f, "zero_init")),
              ("ResNet", lambda f: (f["variant"] == "resnet") & on(f, "zero_init")),
              ("ResNet, random init", lambda f: (f["variant"] == "resnet") & ~on(f, "zero_init"))]
