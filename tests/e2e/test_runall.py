@@ -198,3 +198,20 @@ def test_run_all_exits_1_and_names_failed_runs(tmp_path, monkeypatch, capsys):
     assert "1 failed" in out.out
     (line,) = [l for l in out.err.splitlines() if l.startswith("failed:")]
     assert "no-such-method" in line and str(tmp_path) in line
+
+
+def test_probe_records_are_mains_own_models(quick_store):
+    """A probe run retrains main's config with main's seed batch: the same model, the same record numbers, plus
+    the probe; the learning-rate arm's 0.01 cell is main's runs themselves."""
+    from study.report.results import load
+
+    d, _, r = quick_store
+    assert r.returncode == 0, r.stderr
+    view = load(d, profile="quick")
+    main, ctl = view.runs("main"), view.runs("controls")
+    for v in ("euler", "resnet"):
+        a = main[(main["variant"] == v)].set_index("seed")["test_acc"]
+        b = ctl[(ctl["variant"] == v) & (ctl["head"] == "mlp") & (ctl["lift_dim"] == 6)].set_index("seed")
+        assert len(b) and (b["test_acc"] == a.loc[b.index]).all() and b["probe.yT_test"].notna().all()
+    arm = view.runs("learning-rate")
+    assert set(arm[arm["lr"] == 0.01]["hash"]) <= set(main["hash"])
