@@ -130,20 +130,26 @@ def trial(F: RHS, pair: Embedded, t: float, y: State, f0: State, dt: float):
     return y1, ks[-1], err, ks
 
 
-def dense(pair: Embedded, y0: State, y1: State, ks: list[State], dt: float, x: float) -> State:
-    """Shampine's fourth-order dense output at ``x`` in [0, 1] of the step ``y0 -> y1`` (torchdiffeq's fit)."""
-    ymid = axpy(y0, pair.mid, ks, dt)
+def _shampine(y0: State, y1: State, ks: list[State], ymid: State, step, point) -> State:
+    """Shampine's quartic through the step ``y0 -> y1`` at ``point``; ``step(part)``, ``point(part)`` give the
+    step size and output point as each part uses them (floats, or per-member columns)."""
     out = []
     for p in range(len(y0)):
         f0, f1, a0, a1, m = ks[0][p], ks[-1][p], y0[p], y1[p], ymid[p]
-        coeffs = [a0, dt * f0, dt * (f1 - 4 * f0) - 11 * a0 - 5 * a1 + 16 * m,
-                  dt * (5 * f0 - 3 * f1) + 18 * a0 + 14 * a1 - 32 * m, 2 * dt * (f1 - f0) - 8 * (a1 + a0) + 16 * m]
+        h, x = step(a0), point(a0)
+        coeffs = [a0, h * f0, h * (f1 - 4 * f0) - 11 * a0 - 5 * a1 + 16 * m,
+                  h * (5 * f0 - 3 * f1) + 18 * a0 + 14 * a1 - 32 * m, 2 * h * (f1 - f0) - 8 * (a1 + a0) + 16 * m]
         total, power = coeffs[0] + x * coeffs[1], x
         for c in coeffs[2:]:
             power = power * x
             total = total + power * c
         out.append(total)
     return tuple(out)
+
+
+def dense(pair: Embedded, y0: State, y1: State, ks: list[State], dt: float, x: float) -> State:
+    """Shampine's fourth-order dense output at ``x`` in [0, 1] of the step ``y0 -> y1`` (torchdiffeq's fit)."""
+    return _shampine(y0, y1, ks, axpy(y0, pair.mid, ks, dt), lambda _: dt, lambda _: x)
 
 
 def adaptive(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ctl: Control,
@@ -256,19 +262,7 @@ def _next_step_m(dt: torch.Tensor, ratio: torch.Tensor, ctl: Control, order: int
 
 def _dense_m(pair: Embedded, y0: State, y1: State, ks: list[State], dt: torch.Tensor, x: torch.Tensor) -> State:
     """:func:`dense` with a step and an output point per member."""
-    ymid = axpy_m(y0, pair.mid, ks, dt)
-    out = []
-    for p in range(len(y0)):
-        f0, f1, a0, a1, m = ks[0][p], ks[-1][p], y0[p], y1[p], ymid[p]
-        h, xx = _col(dt, a0), _col(x, a0)
-        coeffs = [a0, h * f0, h * (f1 - 4 * f0) - 11 * a0 - 5 * a1 + 16 * m,
-                  h * (5 * f0 - 3 * f1) + 18 * a0 + 14 * a1 - 32 * m, 2 * h * (f1 - f0) - 8 * (a1 + a0) + 16 * m]
-        total, power = coeffs[0] + xx * coeffs[1], xx
-        for c in coeffs[2:]:
-            power = power * xx
-            total = total + power * c
-        out.append(total)
-    return tuple(out)
+    return _shampine(y0, y1, ks, axpy_m(y0, pair.mid, ks, dt), lambda a: _col(dt, a), lambda a: _col(x, a))
 
 
 def _where(mask: torch.Tensor, a: State, b: State) -> State:

@@ -321,7 +321,7 @@ def _variant_row(df: pd.DataFrame):
     """One square-ish panel per trained model present in ``df``, side by side at text width."""
     plt = _plt()
     variants = [v for v in TRAJ_VARIANTS if v in set(df["variant"])]
-    fig, axes = plt.subplots(1, len(variants), figsize=(style.TEXT, style.TEXT / len(variants) + 0.6),
+    fig, axes = plt.subplots(1, len(variants), figsize=(style.TEXT, 0.85 * style.TEXT / len(variants) + 0.5),
                              layout="constrained")
     return fig, np.atleast_1d(axes), variants
 
@@ -595,12 +595,20 @@ def _epoch_axis(ax, epochs) -> None:
     ax.set_xlabel("epoch (log scale; 0 drawn at 0.5)")
 
 
+def _styles(ax, styles, loc) -> None:
+    """A small legend of line styles (the colours are the figure's legend)."""
+    from matplotlib.lines import Line2D
+
+    ax.legend(handles=[Line2D([], [], color="0.3", ls=ls, marker=m, ms=3, label=t) for ls, m, t in styles],
+              fontsize=5.5, loc=loc)
+
+
 def fig_adjoint(view: View, out: Path):
     """Why the adjoint's gradient is wrong: errors against the exact gradient over training and against steps and
     tolerances, and the trained flow's smallest singular value (medians over seeds and batches)."""
     df = _need(view.adjoint(), "adjoint")
     plt = _plt()
-    fig, axes = plt.subplots(2, 2, figsize=(style.TEXT, 4.4), layout="constrained")
+    fig, axes = plt.subplots(2, 2, figsize=(style.TEXT, 4.1), layout="constrained")
     g = df[df["what"] == "gradient"]
     final = df["epoch"].max()
     epochs = sorted(df["epoch"].unique())
@@ -613,13 +621,13 @@ def fig_adjoint(view: View, out: Path):
     for v in trained:
         d = e20[e20["train_variant"] == v]
         x = _adj_median(d, "epoch", "adjoint_vs_exact")
-        ax.plot(at(x), x.values, color=colour(v), marker="o", ms=3, label=f"trained as {style.label(v)}: adjoint")
+        ax.plot(at(x), x.values, color=colour(v), marker="o", ms=3, label="_")
         y = _adj_median(d, "epoch", "discrete_vs_exact")
-        ax.plot(at(y), y.values, color=colour(v), ls="--", marker=".", ms=3, label="    direct (same Euler steps)")
+        ax.plot(at(y), y.values, color=colour(v), ls="--", marker=".", ms=3, label="_")
     ax.set(yscale="log", ylabel="relative error vs exact gradient",
            title=f"Euler, {int(e20['steps'].min()) if len(e20) else 20} steps, float32, over training")
     _epoch_axis(ax, epochs)
-    ax.legend(fontsize=5.5, loc="lower right")
+    _styles(ax, [("-", "o", "adjoint"), ("--", ".", "direct, same Euler steps")], "upper left")
     ax = axes[0, 1]
     fx = g[(g["epoch"] == final) & g["steps"].notna() & (g["dtype"] == "float64") & (g["train_variant"] == "euler")]
     for method, col in (("euler", "#0072B2"), ("rk4-38", "#D55E00")):
@@ -644,24 +652,29 @@ def fig_adjoint(view: View, out: Path):
             if d.empty or "adjoint_vs_exact" not in d:
                 continue
             a = _adj_median(d, "tol", "adjoint_vs_exact").dropna()
-            n = d["seed"].nunique()
             ax.plot(a.index, a.values, ls=ls, marker="o", ms=3, color=colour(v),
-                    label=f"trained as {style.label(v)} ({dtype})" + (" [1 seed]" if n == 1 else ""))
+                    label="_")
     ax.set(xscale="log", yscale="log", xlabel="rtol = atol", ylabel="adjoint vs exact gradient",
            title="dopri5 adjoint, end of training")
     ax.invert_xaxis()
-    ax.legend(fontsize=5.5, loc="center right")
+    _styles(ax, [("-", "o", "float32"), (":", "o", "float64")], "center right")
     ax = axes[1, 1]
     sv = df[df["what"] == "singular_values"]
     rc = df[(df["what"] == "reconstruction") & (df["method"] == "dopri5") & (df["dtype"] == "float32")]
     for v in trained:
         s_ = _adj_median(sv[sv["train_variant"] == v], "epoch", "sv_min_median")
-        ax.plot(at(s_), s_.values, color=colour(v), marker="o", ms=3, label=f"trained as {style.label(v)}: smallest $\\sigma$")
+        ax.plot(at(s_), s_.values, color=colour(v), marker="o", ms=3, label="_")
         r = _adj_median(rc[rc["train_variant"] == v], "epoch", "recon_rel")
-        ax.plot(at(r), r.values, color=colour(v), ls="--", marker=".", ms=3, label="    $y(0)$ reconstruction error")
+        ax.plot(at(r), r.values, color=colour(v), ls="--", marker=".", ms=3, label="_")
     ax.set(yscale="log", title="flow map $\\partial y(T)/\\partial y(0)$; dopri5 $10^{-3}$ backward solve, float32")
     _epoch_axis(ax, epochs)
-    ax.legend(fontsize=5.5, loc="lower left")
+    _styles(ax, [("-", "o", "smallest singular value"), ("--", ".", "$y(0)$ reconstruction error")], "center left")
+    from matplotlib.lines import Line2D
+
+    seeds = {v: int(df[(df["train_variant"] == v) & (df["epoch"] == final)]["seed"].nunique()) for v in trained}
+    fig.legend(handles=[Line2D([], [], color=colour(v), marker="o", ms=3,
+                               label=f"trained as {style.label(v)} [{seeds[v]} seed{'s' if seeds[v] != 1 else ''} at the end]")
+                        for v in trained], loc="outside upper center", ncol=len(trained), fontsize=6.5)
     return fig
 
 
