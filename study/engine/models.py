@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from ..config import METHODS, ModelConfig
-from . import hand_ode, hand_solve, solvers
+from . import hand_ode, hand_solve, solvers, stepper
 from .stepper import Control
 from .instrument import note_derived
 
@@ -263,8 +263,8 @@ class ODEBlock(nn.Module):
         cfg = self.cfg
         if cfg.backend in ("hand", "hand-checkpoint", "hand-adjoint") and not cfg.adaptive:
             if trajectory_points is None:
-                return solvers.odeint_fixed(self.func, y0, 0.0, 1.0, cfg.steps, cfg.method)
-            traj = solvers.odeint_fixed(self.func, y0, 0.0, 1.0, cfg.steps, cfg.method, trajectory=True)
+                return stepper.odeint_fixed(self.func, y0, 0.0, 1.0, cfg.steps, cfg.method)
+            traj = stepper.odeint_fixed(self.func, y0, 0.0, 1.0, cfg.steps, cfg.method, trajectory=True)
             return traj[torch.linspace(0, cfg.steps, trajectory_points).round().long()]
         import torchdiffeq
 
@@ -399,7 +399,7 @@ class Classifier(nn.Module):
         if cfg.model != "ode" or cfg.adaptive:
             return None
         with self.core.func.prepared():
-            return solvers.odeint_fixed(self.core.func, yT, 1.0, 0.0, cfg.steps, cfg.method)
+            return stepper.odeint_fixed(self.core.func, yT, 1.0, 0.0, cfg.steps, cfg.method)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(y(0), y(T))``: the lifted input and the flow's output (what the linear probe reads)."""

@@ -1,8 +1,8 @@
 """Hand-written explicit Runge-Kutta solvers.
 
-A solver is data: a Butcher tableau ``(c, A, b)``.  One generic stepping loop
-(:func:`rk_step`) integrates any of them.  Registering a new fixed-step method
-is one entry in :data:`TABLEAUS`.
+A solver is data: a Butcher tableau ``(c, A, b)``.  One generic stage loop
+(:func:`study.engine.stepper.stages`) integrates any of them.  Registering a new
+fixed-step method is one entry in :data:`TABLEAUS`.
 
 The time grid is uniform, ``t_i = t0 + i (t1 - t0) / n``, the same grid
 torchdiffeq builds from ``t = linspace(t0, t1, n + 1)``, so on the same network
@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction as F
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 
-Dynamics = Callable[[float, torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -110,46 +109,12 @@ def combine(y: torch.Tensor, coeffs: Sequence[float], ks: Sequence[torch.Tensor]
     return torch.add(y, acc, alpha=dt, out=out)
 
 
-def rk_step(f: Dynamics, tableau: Tableau, t: float, y: torch.Tensor, dt: float) -> torch.Tensor:
-    """One explicit Runge-Kutta step of size ``dt`` from ``(t, y)``."""
-    ks: list[torch.Tensor] = []
-    for ci, ai in zip(tableau.c, tableau.a):
-        ks.append(f(t + ci * dt, combine(y, ai, ks, dt)))
-    return combine(y, tableau.b, ks, dt)
-
-
 def time_grid(t0: float, t1: float, steps: int) -> list[float]:
     """The uniform grid ``t0 + i * (t1 - t0) / steps`` as Python floats."""
     if steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps}")
     h = (t1 - t0) / steps
     return [t0 + i * h for i in range(steps)] + [t1]
-
-
-def odeint_fixed(
-    f: Dynamics,
-    y0: torch.Tensor,
-    t0: float = 0.0,
-    t1: float = 1.0,
-    steps: int = 20,
-    method: str = "euler",
-    trajectory: bool = False,
-):
-    """Integrate ``dy/dt = f(t, y)`` from ``t0`` to ``t1`` in ``steps`` equal steps.
-
-    Returns the state at ``t1``, or, with ``trajectory=True``, a tensor of shape
-    ``(steps + 1, *y0.shape)`` holding the state at every grid point.
-    """
-    tab = get_tableau(method)
-    grid = time_grid(t0, t1, steps)
-    dt = (t1 - t0) / steps
-    y = y0
-    states = [y0] if trajectory else None
-    for t in grid[:-1]:
-        y = rk_step(f, tab, t, y, dt)
-        if trajectory:
-            states.append(y)
-    return torch.stack(states) if trajectory else y
 
 
 @dataclass(frozen=True)

@@ -23,10 +23,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from .solvers import Embedded, Tableau
+from .solvers import Embedded, Tableau, combine, get_tableau
 
 State = tuple  # of tensors
 RHS = Callable[[float, State], State]
+Combine = Callable  # (y, coeffs, ks, dt) -> y + dt * sum_j coeffs[j] ks[j], part by part
 
 
 def axpy(y: State, coeffs: Sequence[float], ks: Sequence[State], dt: float) -> State:
@@ -47,27 +48,54 @@ def axpy(y: State, coeffs: Sequence[float], ks: Sequence[State], dt: float) -> S
     return tuple(out)
 
 
-def stages(F: RHS, tab: Tableau, t: float, y: State, dt: float, k0: State | None = None) -> list[State]:
-    """The stage derivatives of one step from ``(t, y)``; ``k0 = F(t, y)`` may be given (first same as last)."""
+def combine_parts(y: State, coeffs: Sequence[float], ks: Sequence[State], dt) -> State:
+    """:func:`axpy` with :func:`study.engine.solvers.combine`'s rounding (its increments accumulate in place,
+    one rounding per term): the combination of the fused fixed-step engine and of :func:`odeint_fixed`, whose
+    records were made with it."""
+    return tuple(combine(yp, coeffs, [k[p] for k in ks], dt) for p, yp in enumerate(y))
+
+
+def stages(F: RHS, tab: Tableau, t, y: State, dt, k0: State | None = None, into: Combine = axpy) -> list[State]:
+    """The stage derivatives of one step from ``(t, y)``; ``k0 = F(t, y)`` may be given (first same as last).
+
+    The engine's one stage loop: every solve - fixed, adaptive, per member, the fused engine's forward, the
+    autograd reference - runs its steps through it.  ``into`` forms each stage's input (:func:`axpy` by
+    default; :func:`axpy_m` for per-member steps, where ``t`` and ``dt`` are ``(S,)`` tensors)."""
     ks: list[State] = []
     for i, (ci, ai) in enumerate(zip(tab.c, tab.a)):
         if i == 0 and k0 is not None:
             ks.append(k0)
             continue
-        ks.append(F(t + dt if ci == 1.0 else t + ci * dt, axpy(y, ai, ks, dt)))
+        ks.append(F(t + dt if ci == 1.0 else t + ci * dt, into(y, ai, ks, dt)))
     return ks
 
 
-def fixed(F: RHS, tab: Tableau, y: State, t0: float, t1: float, steps: int, on_step=None) -> State:
+def fixed(F: RHS, tab: Tableau, y: State, t0: float, t1: float, steps: int, on_step=None,
+          into: Combine = axpy) -> State:
     """``steps`` equal steps from ``t0`` to ``t1`` (``t1 < t0`` integrates backward); ``on_step(n, t, y)``
-    is told the state before each step."""
+    is told the state before each step.  ``into`` forms the stage inputs and the new states (:func:`stages`)."""
     dt = (t1 - t0) / steps
     for n in range(steps):
         t = t0 + n * dt
         if on_step is not None:
             on_step(n, t, y)
-        y = axpy(y, tab.b, stages(F, tab, t, y, dt), dt)
+        y = into(y, tab.b, stages(F, tab, t, y, dt, into=into), dt)
     return y
+
+
+def odeint_fixed(f, y0: torch.Tensor, t0: float = 0.0, t1: float = 1.0, steps: int = 20, method="euler",
+                 trajectory: bool = False) -> torch.Tensor:
+    """Integrate ``dy/dt = f(t, y)`` (one tensor) from ``t0`` to ``t1`` in ``steps`` equal steps of ``method``
+    (a name of :data:`study.engine.solvers.TABLEAUS` or a tableau), differentiable by autograd: the reference
+    the hand engine is tested against, and the solve of trajectories and reconstructions.  The grid is
+    ``t0 + i (t1 - t0) / steps``, as torchdiffeq builds it.  Returns ``y(t1)``, or with ``trajectory=True``
+    the ``(steps + 1, *y0.shape)`` states at every grid point."""
+    if steps < 1:
+        raise ValueError(f"steps must be a positive integer, got {steps}")
+    states: list = []
+    on_step = (lambda n, t, y: states.append(y[0])) if trajectory else None
+    (y,) = fixed(lambda t, s: (f(t, s[0]),), get_tableau(method), (y0,), t0, t1, steps, on_step, combine_parts)
+    return torch.stack(states + [y]) if trajectory else y
 
 
 def rms(x: torch.Tensor) -> float:
@@ -302,7 +330,7 @@ def adaptive_members(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ct
             if bool(done.all()):
                 break
         step = torch.where(active, dt, torch.zeros_like(dt))
-        ks = _stages_m(F, pair.tableau, t, y, step, f)
+        ks = stages(F, pair.tableau, t, y, step, f, into=axpy_m)
         trace.evaluations += active.long() * (len(pair.tableau.c) - 1)
         y1 = axpy_m(y, pair.tableau.b, ks, step)
         err = tuple(sum(ks[j][p] * (_col(step, y[p]) * e) for j, e in enumerate(pair.b_err) if e != 0.0)
@@ -325,10 +353,3 @@ def adaptive_members(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ct
         n = n + active.long()
     return y
 
-
-def _stages_m(F: RHS, tab: Tableau, t: torch.Tensor, y: State, dt: torch.Tensor, k0: State) -> list[State]:
-    """:func:`stages` with a time and a step per member (first same as last: ``k0`` given)."""
-    ks: list[State] = [k0]
-    for ci, ai in list(zip(tab.c, tab.a))[1:]:
-        ks.append(F(t + dt if ci == 1.0 else t + ci * dt, axpy_m(y, ai, ks, dt)))
-    return ks

@@ -14,7 +14,7 @@ import torchdiffeq
 
 from .. import records
 from ..config import solver_method
-from ..engine import solvers
+from ..engine import solvers, stepper
 from ..provenance import environment
 
 KIND = "convergence"
@@ -42,7 +42,7 @@ def measure(config: dict) -> dict:
     errors = []
     for n in config["steps"]:
         if backend == "hand":
-            y1 = solvers.odeint_fixed(f, y0, 0.0, t1, n, method.tableau)
+            y1 = stepper.odeint_fixed(f, y0, 0.0, t1, n, method.tableau)
         else:
             grid = torch.linspace(0.0, t1, n + 1, dtype=torch.float64)
             y1 = torchdiffeq.odeint(f, y0, grid, method=method.torchdiffeq)[-1]

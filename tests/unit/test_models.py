@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from study.config import ModelConfig
-from study.engine import solvers
+from study.engine import solvers, stepper
 from study.engine.instrument import activation_bytes
 from study.engine.loss import loss_fn
 from study.engine.models import Classifier, Dynamics, ResNetStack
@@ -67,7 +67,7 @@ def test_resnet_with_shared_blocks_is_exactly_euler():
         euler = ode.core(y0)
         res = stack(y0)
         loop = stack(y0, trajectory_points=21)[-1]  # the blocks called one by one
-        generic = solvers.odeint_fixed(f, y0, 0.0, 1.0, 20, "euler")
+        generic = stepper.odeint_fixed(f, y0, 0.0, 1.0, 20, "euler")
     assert (euler - y0).abs().max() > 1e-2
     assert torch.equal(res, euler)
     assert torch.equal(loop, generic)

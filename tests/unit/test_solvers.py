@@ -6,7 +6,7 @@ import pytest
 import torch
 import torchdiffeq
 
-from study.engine import solvers
+from study.engine import solvers, stepper
 from study.engine.models import Dynamics
 
 
@@ -24,7 +24,7 @@ def exact_problem():
 def test_order_of_convergence(method, order):
     f, y0, T, exact = exact_problem()
     steps = np.array([16, 32, 64, 128, 256])
-    errs = [float((solvers.odeint_fixed(f, y0, 0.0, T, int(n), method) - exact).abs().max()) for n in steps]
+    errs = [float((stepper.odeint_fixed(f, y0, 0.0, T, int(n), method) - exact).abs().max()) for n in steps]
     slope = np.polyfit(np.log(T / steps), np.log(errs), 1)[0]
     assert abs(slope - order) < 0.15, (method, slope, errs)
     assert solvers.TABLEAUS[method].order == order
@@ -68,10 +68,10 @@ def test_tableaus_are_validated():
 
 def test_trajectory_and_grid():
     f, y0, T, exact = exact_problem()
-    traj = solvers.odeint_fixed(f, y0, 0.0, T, 10, "rk4", trajectory=True)
+    traj = stepper.odeint_fixed(f, y0, 0.0, T, 10, "rk4", trajectory=True)
     assert traj.shape == (11, 3)
     assert torch.equal(traj[0], y0)
-    assert torch.equal(traj[-1], solvers.odeint_fixed(f, y0, 0.0, T, 10, "rk4"))
+    assert torch.equal(traj[-1], stepper.odeint_fixed(f, y0, 0.0, T, 10, "rk4"))
     grid = solvers.time_grid(0.0, 1.0, 20)
     assert np.allclose(grid, torch.linspace(0, 1, 21, dtype=torch.float64).numpy(), atol=1e-15)
     with pytest.raises(ValueError):
@@ -98,7 +98,7 @@ def test_hand_matches_torchdiffeq_forward_and_gradients(hand, tdq):
     """
     f = random_dynamics()
     y0 = torch.randn(1, 128, 6, requires_grad=True)
-    out_hand = solvers.odeint_fixed(f, y0, 0.0, 1.0, 20, hand)
+    out_hand = stepper.odeint_fixed(f, y0, 0.0, 1.0, 20, hand)
     out_tdq = torchdiffeq.odeint(f, y0, torch.linspace(0.0, 1.0, 21), method=tdq)[-1]
     assert (out_hand - y0).abs().max() > 0.1  # a non-trivial flow
     assert (out_hand - out_tdq).abs().max() <= 1e-6
@@ -114,8 +114,8 @@ def test_classic_rk4_differs_from_torchdiffeq_rk4():
     """torchdiffeq's 'rk4' is Kutta's 3/8 rule: it matches rk4-38 to rounding, not classic RK4."""
     f, y0, T, exact = exact_problem()
     func = lambda t, y: torch.cos(t) * y  # noqa: E731 - torchdiffeq passes t as a tensor
-    classic = solvers.odeint_fixed(f, y0, 0.0, T, 2, "rk4")
-    three_eighths = solvers.odeint_fixed(f, y0, 0.0, T, 2, "rk4-38")
+    classic = stepper.odeint_fixed(f, y0, 0.0, T, 2, "rk4")
+    three_eighths = stepper.odeint_fixed(f, y0, 0.0, T, 2, "rk4-38")
     tdq = torchdiffeq.odeint(func, y0, torch.linspace(0.0, T, 3, dtype=torch.float64), method="rk4")[-1]
     assert (three_eighths - tdq).abs().max() < 1e-13
     assert (classic - tdq).abs().max() > 1e-4
@@ -124,7 +124,7 @@ def test_classic_rk4_differs_from_torchdiffeq_rk4():
 def test_nfe_per_step_is_the_number_of_stages():
     for name, tab in solvers.TABLEAUS.items():
         f = random_dynamics()
-        solvers.odeint_fixed(f, torch.zeros(1, 4, 6), 0.0, 1.0, 7, name)
+        stepper.odeint_fixed(f, torch.zeros(1, 4, 6), 0.0, 1.0, 7, name)
         assert f.counter.counts["forward"] == 7 * tab.stages
 
 
@@ -132,7 +132,7 @@ def _report():  # python -c "import tests.test_solvers as t; t._report()" prints
     for hand, tdq in [("euler", "euler"), ("rk4-38", "rk4")]:
         f = random_dynamics()
         y0 = torch.randn(1, 128, 6, requires_grad=True)
-        a = solvers.odeint_fixed(f, y0, 0.0, 1.0, 20, hand)
+        a = stepper.odeint_fixed(f, y0, 0.0, 1.0, 20, hand)
         b = torchdiffeq.odeint(f, y0, torch.linspace(0.0, 1.0, 21), method=tdq)[-1]
         ga = torch.autograd.grad(a.sum(), [y0, *f.parameters()])
         gb = torch.autograd.grad(b.sum(), [y0, *f.parameters()])
