@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch.autograd.function import once_differentiable
 
-_sigmoid_backward = torch.ops.aten.sigmoid_backward
+_sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 
 
 class Folded(NamedTuple):
@@ -53,16 +53,18 @@ def fold_weights(W1, b1, wt, W2, b2, W3, b3) -> Folded:
 def _forward(y, t, w: Folded):
     """``(f, s1, s2)`` for feature-major ``y`` (S, d, B); ``t`` a float or an ``(S, 1, 1)`` tensor."""
     c1 = w.b1 if w.wt is None else w.b1 + t * w.wt
-    s1 = torch.sigmoid(torch.baddbmm(c1, w.a1, y))
-    s2 = torch.sigmoid(torch.baddbmm(w.c2, w.a2, s1))
+    s1 = torch.baddbmm(c1, w.a1, y).sigmoid_()  # in place on the product: one fresh tensor, not two
+    s2 = torch.baddbmm(w.c2, w.a2, s1).sigmoid_()
     return torch.baddbmm(w.c3, w.a3, s2), s1, s2
 
 
 def vjp(g, y, t, s1, s2, a1, a2, a3, has_wt: bool):
     """``g^T df/dy`` and ``g^T df/dw`` for each folded weight (``None`` for an absent ``wt``); only the three
     matrices enter (the biases' gradients are sums)."""
-    g2 = _sigmoid_backward(torch.bmm(a3.transpose(1, 2), g), s2)
-    g1 = _sigmoid_backward(torch.bmm(a2.transpose(1, 2), g2), s1)
+    g2 = torch.bmm(a3.transpose(1, 2), g)
+    _sigmoid_backward(g2, s2, grad_input=g2)  # into the product's own storage
+    g1 = torch.bmm(a2.transpose(1, 2), g2)
+    _sigmoid_backward(g1, s1, grad_input=g1)
     gy = torch.bmm(a1.transpose(1, 2), g1)
     gb1 = g1.sum(-1, keepdim=True)
     gwt = (t * gb1 if isinstance(t, torch.Tensor) else gb1 * t) if has_wt else None

@@ -107,12 +107,13 @@ def direct(y0: torch.Tensor, raw: tuple, spec: Solve, counter) -> torch.Tensor:
     return _forward(_rhs(w, counter), y0, spec, counter)
 
 
-def unfold_grads(g: Folded) -> tuple:
+def unfold_grads(g: Folded, sign: float = 1.0) -> tuple:
     """Gradients with respect to the folded weights -> with respect to the raw parameters (chain rule of
-    :func:`study.engine.evaluation.fold_weights`)."""
+    :func:`study.engine.evaluation.fold_weights`), times ``sign`` (+-1: exact, as rounding is symmetric)."""
     sq = lambda x: None if x is None else x.squeeze(-1)  # noqa: E731
-    return (2.0 * g.a1, 2.0 * sq(g.b1), None if g.wt is None else 2.0 * sq(g.wt), 4.0 * g.a2 - 2.0 * g.c2,
-            2.0 * sq(g.c2), 2.0 * g.a3 - g.c3, sq(g.c3))
+    two, four = 2.0 * sign, 4.0 * sign
+    return (two * g.a1, two * sq(g.b1), None if g.wt is None else two * sq(g.wt), four * g.a2 - two * g.c2,
+            two * sq(g.c2), two * g.a3 - sign * g.c3, sign * sq(g.c3))
 
 
 def _save(ctx, spec: Solve, counter, first: torch.Tensor, raw: tuple) -> None:
@@ -199,8 +200,8 @@ class _Adjoint(torch.autograd.Function):
         def F(t, state):  # reverse dynamics of (y, a, g): y' = f, a' = -a^T f_y, g' = -a^T f_theta
             counter.counts[counter.phase] += 1
             f, gy, gw = evaluate_vjp(state[0], _time(t, state[0]), w, state[1])
-            raw_g = unfold_grads(gw)
-            return (f, -gy, *(-raw_g[i] for i in present))
+            raw_g = unfold_grads(gw, -1.0)
+            return (f, gy.neg_(), *(raw_g[i] for i in present))
 
         aug = (y1, a1.contiguous(), *(torch.zeros_like(raw[i]) for i in present))
         if per_member(spec, y1):
