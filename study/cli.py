@@ -287,7 +287,8 @@ def _run_all_progress(bar, todo_runs: int):
 @cli.command()
 @_profile_option
 @_runs_option
-def status(profile, runs_dir):
+@click.option("--cost", is_flag=True, help="Also what the training runs cost: worker-seconds per experiment and variant.")
+def status(profile, runs_dir, cost):
     """Runs done, missing, diverged, failed, corrupt.
 
     Per experiment of the profile; a run that several experiments share counts in each of them.  Stale runs
@@ -303,6 +304,26 @@ def status(profile, runs_dir):
         click.echo(f"{r.experiment:<14}" + "".join(f"{v:>{w}}" for v, w in zip(r[1:], (6, 6, 9, 7, 10, 8, 9))))
     for path, problem in view.problems:
         _echo_err(f"corrupt: {path}: {problem}")
+    if cost:
+        _echo_costs(view.costs())
+
+
+def _echo_costs(df) -> None:
+    """The training cost table: per experiment its variants, then the store's total (each run once)."""
+    click.echo("\ntraining cost, from the records (worker-seconds as measured; a batched job's time shared among its"
+               " seeds)")
+    if df.empty:
+        click.echo("no training runs in the store")
+        return
+    click.echo(f"{'experiment':<14}{'variant':<26}{'runs':>5}{'batched':>8}{'diverged':>9}{'per run s':>10}"
+               f"{'worker-s':>10}")
+    for name, part in df.groupby("experiment", sort=False):
+        for r in part.itertuples(index=False):
+            click.echo(f"{name:<14}{str(r.variant):<26}{r.runs:>5}{r.members:>8}{r.diverged:>9}{r.per_run:>10.0f}"
+                       f"{r.worker_seconds:>10.0f}")
+        total = part.worker_seconds.sum()
+        click.echo(f"{name:<14}{'(all variants)':<26}{part.runs.sum():>5}{'':>8}{part.diverged.sum():>9}{'':>10}"
+                   f"{total:>10.0f}  = {total / 60:.0f} worker-minutes")
 
 
 def _report_setup(profile, runs_dir, outs):

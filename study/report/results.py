@@ -252,6 +252,36 @@ class View:
                          "diverged": st.count("diverged"), "failed": st.count("error"), "corrupt": st.count("corrupt")})
         return pd.DataFrame(rows, columns=["experiment", "runs", "done", "missing", "stale", "diverged", "failed", "corrupt"])
 
+    def costs(self) -> pd.DataFrame:
+        """What the profile's training runs cost, from their records: one row per (experiment, variant) with the
+        runs, the seeds trained together in one job (``members``), and worker-seconds in all and per run (a
+        batched job's wall time shared among its members).  Times are as measured, usually with another run
+        beside them on the machine; a run several experiments share counts in each (``all`` counts it once)."""
+        rows = []
+
+        def row(experiment: str, h: str, r: dict) -> dict:
+            t, c = r.get("timing") or {}, r["config"]
+            members = t.get("ensemble_members", 1)
+            wall = t.get("ensemble_wall_time_s")
+            seconds = wall / members if wall is not None else r["metrics"].get("wall_time_s", float("nan"))
+            return {"experiment": experiment, "variant": c.get("variant"), "status": r["status"],
+                    "members": members, "seconds": seconds}
+
+        for name, hashes in self.membership.items():
+            rows += [row(name, h, self.records[h]) for h in hashes
+                     if h in self.records and self.records[h]["kind"] == "train"]
+        every = set().union(*self.membership.values()) if self.membership else set()
+        rows += [row("all", h, self.records[h]) for h in every if h in self.records and self.records[h]["kind"] == "train"]
+        df = pd.DataFrame(rows, columns=["experiment", "variant", "status", "members", "seconds"])
+        if df.empty:
+            return df
+        out = df.groupby(["experiment", "variant"], sort=False).agg(
+            runs=("seconds", "size"), diverged=("status", lambda s: int((s == "diverged").sum())),
+            members=("members", "max"), worker_seconds=("seconds", "sum"), per_run=("seconds", "median")).reset_index()
+        order = {n: i for i, n in enumerate([*self.membership, "all"])}
+        return out.sort_values(["experiment", "worker_seconds"], key=lambda c: c.map(order) if c.name == "experiment"
+                               else -c).reset_index(drop=True)
+
     def executions(self) -> pd.DataFrame:
         """One row per ``run-all`` invocation: profile, seconds, runs done, skipped, failed."""
         return pd.DataFrame(self.execution_log)

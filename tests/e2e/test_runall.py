@@ -110,6 +110,14 @@ def test_two_concurrent_run_alls(tmp_path, reference):
         assert comparable(after[key]) == comparable(ref[key]), key
 
 
+def test_status_cost_totals_every_training_run_once(reference):
+    r = study("status", "--profile", "quick", "--runs-dir", str(reference), "--cost")
+    assert r.returncode == 0 and "training cost, from the records" in r.stdout
+    total = next(line for line in r.stdout.splitlines() if line.startswith("all") and "(all variants)" in line)
+    runs = load(reference, "quick").runs(kind="train")
+    assert int(total.split()[3]) == len(runs) > 0
+
+
 def test_corrupt_and_foreign_records_are_reported_and_redone(tmp_path, reference):
     d = tmp_path / "runs"
     subprocess.run(["cp", "-r", str(reference), str(d)], check=True)

@@ -78,3 +78,24 @@ def test_numbers_tex_format():
         N.add("Bad1", 1.0)
     assert N.tex().splitlines()[1:] == ["\\newcommand{\\Missing}{n/a}", "\\newcommand{\\Pi}{3.14}"]
     assert spell(160) == "OneSixty" and spell(7) is None
+
+
+def test_costs_share_a_batched_jobs_time_among_its_seeds_and_count_shared_runs_once_in_all():
+    """Hand count: a 5-seed batched job of 100 s costs 20 worker-seconds a run; a run alone costs its own wall
+    time; a run two experiments share counts in each of them and once in ``all``."""
+    def rec(variant, seed, timing, status="ok", wall=None):
+        r = {"kind": "train", "status": status, "config": {"variant": variant, "seed": seed, "lr": 0.01},
+             "metrics": {"wall_time_s": wall}, "timing": timing, "env": {}}
+        return r
+    batched = [rec("euler", s, {"ensemble_members": 5, "ensemble_wall_time_s": 100.0}, wall=20.0) for s in range(5)]
+    alone = [rec("tdq-dopri5", s, {"ensemble_members": 1, "ensemble_wall_time_s": w}, status=st)
+             for s, (w, st) in enumerate([(30.0, "ok"), (50.0, "diverged")])]
+    by_hash = {f"h{i}": r for i, r in enumerate(batched + alone)}
+    view = View(by_hash, [], {"main": set(by_hash), "learning-rate": {"h0", "h1", "h5"}})
+    c = view.costs().set_index(["experiment", "variant"])
+    assert c.loc[("main", "euler"), ["runs", "members", "worker_seconds", "per_run"]].tolist() == [5, 5, 100.0, 20.0]
+    assert c.loc[("main", "tdq-dopri5"), ["runs", "diverged", "worker_seconds", "per_run"]].tolist() == [2, 1, 80.0, 40.0]
+    assert c.loc[("learning-rate", "euler"), "worker_seconds"] == 40.0
+    assert c.loc[("learning-rate", "tdq-dopri5"), "worker_seconds"] == 30.0
+    assert c.xs("all", level="experiment").worker_seconds.sum() == 180.0  # each run once
+    assert list(c.index.get_level_values(0).unique()) == ["main", "learning-rate", "all"]
