@@ -17,8 +17,14 @@ def test_plan_shares_runs_between_experiments():
     full = build("full")
     from study.variants import VARIANTS
 
-    # every variant 5 seeds, but torchdiffeq's dopri5 (3) and its dopri5 adjoints (1 each)
-    assert sum(len(j.seeds) for j in full["main"]) == 5 * (len(VARIANTS) - 3) + 3 + 1 + 1
+    # every variant 5 seeds, but torchdiffeq's dopri5 adjoints (1 each)
+    assert sum(len(j.seeds) for j in full["main"]) == 5 * (len(VARIANTS) - 2) + 1 + 1
+    # seeds train as one batched job wherever each member keeps its own step control; alone where it cannot
+    by_variant = {}
+    for j in full["main"]:
+        by_variant.setdefault(j.config["variant"], []).append(j.seeds)
+    assert by_variant["hand-dopri5"] == by_variant["hand-adjoint-dopri5"] == [[0, 1, 2, 3, 4]]
+    assert by_variant["tdq-dopri5"] == by_variant["checkpoint-dopri5"] == [[s] for s in range(5)]
     assert {j.config["epochs"] for j in full["main"]} == {500}
 
 
