@@ -234,8 +234,9 @@ def timing_configs(repeats: int, device: str = "cpu") -> list[dict]:
              "seed": 0, "device": device, "engine": variant_config(v).engine} for v in variants.VARIANTS]
 
 
-BENCH_SUITE = 4  # which rows the bench measures: 2 added the hand engine's adaptive, adjoint and checkpointed rows,
-# 3 the fixed-step solve on the evaluation building block (what the fused path buys), 4 adaptive seeds batched
+BENCH_SUITE = 5  # which rows the bench measures: 2 added the hand engine's adaptive, adjoint and checkpointed rows,
+# 3 the fixed-step solve on the evaluation building block (what the fused path buys), 4 adaptive seeds batched,
+# 5 torchode's dopri5
 
 
 def all_engines() -> str:

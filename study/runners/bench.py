@@ -90,6 +90,33 @@ class TorchodeODE(nn.Module):
         return self.model.head(y1.unsqueeze(0))[0]
 
 
+class TorchodeDopri5(nn.Module):
+    """Our classifier's layers, integrated by torchode's dopri5 with its integral controller (optional extra).  The
+    whole batch is one torchode instance (the state flattened), so its RMS error norm reads every point at once,
+    as torchdiffeq's and the hand engine's do; its gradient is backpropagation through the solver loop."""
+
+    def __init__(self, model: Classifier):
+        super().__init__()
+        import torchode as to
+
+        cfg, f = model.cfg, model.core.func
+        self.model, self.to = model, to
+        term = to.ODETerm(lambda t, y: f(t[0], y.view(1, -1, cfg.lift_dim)).reshape(1, -1))
+        self.solver = to.AutoDiffAdjoint(to.Dopri5(term=term), to.IntegralController(cfg.atol, cfg.rtol, term=term),
+                                         max_steps=cfg.max_num_steps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y0 = self.model.lift(x)  # (1, B, d)
+        flat = y0.reshape(1, -1)
+        problem = self.to.InitialValueProblem(y0=flat, t_start=flat.new_zeros(1), t_end=flat.new_ones(1))
+        y1 = self.solver.solve(problem).ys[:, -1].view_as(y0)
+        return self.model.head(y1)
+
+    @property
+    def counter(self):
+        return self.model.counter
+
+
 class EvaluationODE(nn.Module):
     """Our classifier with its fixed-step solve on the hand engine's building block (one evaluation with its hand
     VJP under the generic stepper, autograd between evaluations) instead of the fused solve: the row that shows
@@ -174,6 +201,9 @@ def candidates(steps: int, batch: int, device, members: int = 5, with_torchode: 
         try:
             out["torchode-euler"] = Candidate(TorchodeODE(model("euler", steps=steps), steps), x2, y2, False, "euler",
                                               "bare-euler")
+            torch.manual_seed(0)
+            out["torchode-dopri5"] = Candidate(TorchodeDopri5(_stiff(model("tdq-dopri5"))), x1, y1, True, "dopri5",
+                                               "tdq-dopri5", per="nfe")
         except ImportError:
             pass
     return out

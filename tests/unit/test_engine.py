@@ -168,3 +168,25 @@ def test_fixed_steps_on_the_evaluation_equal_the_fused_solve(batch, method):
     loss_fn(generic(x), y).backward()
     gg = torch.cat([p.grad.reshape(-1) for p in generic.model.parameters()])
     assert rel(gg, gf) < 1e-12 and generic.counter.counts["forward"] == cf["forward"]
+
+
+def test_torchodes_dopri5_row_solves_what_torchdiffeqs_solves():
+    """The bench's torchode dopri5 row (the whole batch one instance) is the same solve as torchdiffeq's dopri5 on
+    the same weights: the same evaluations, and the solution and gradient within the tolerance (torchode ends
+    its last step at t = 1 where torchdiffeq steps past it and interpolates back)."""
+    pytest.importorskip("torchode")
+    from study.runners.bench import candidates
+
+    c = candidates(20, 64, "cpu")
+    ode, tdq = c["torchode-dopri5"], c["tdq-dopri5"]
+    outs = []
+    for cand in (ode, tdq):
+        cand.model.zero_grad()
+        cand.model.counter.reset()
+        out = cand.model(cand.x)
+        loss_fn(out, cand.y).backward()
+        grad = torch.cat([p.grad.reshape(-1) for p in (cand.model.model if cand is ode else cand.model).parameters()])
+        outs.append((out.detach(), grad, cand.model.counter.counts["forward"]))
+    (a, ga, na), (b, gb, nb) = outs
+    tol = variant_config("tdq-dopri5").rtol
+    assert na == nb > 6 and (a - b).abs().max() < tol and rel(ga, gb) < tol
