@@ -160,14 +160,19 @@ class Trace:
     x: float = 1.0
 
 
-def _norm_ratio(err: State, y0: State, y1: State, ctl: Control, parts) -> float:
-    """``max_p rms(err_p / (atol + rtol max(|y0_p|, |y1_p|)))`` over the parts the norm reads (no graph)."""
+def _scaled_squares(err: State, y0: State, y1: State, ctl: Control, parts) -> list[torch.Tensor]:
+    """``(err_p / (atol + rtol max(|y0_p|, |y1_p|)))^2`` for the parts the norm reads, each elementwise step in one
+    ``_foreach`` call over the parts (no graph)."""
     idx = [p for p in range(len(err)) if p in parts]
     a = torch._foreach_abs([y0[p].detach() for p in idx])
     scale = torch._foreach_add(torch._foreach_mul(torch._foreach_maximum(a, torch._foreach_abs(
         [y1[p].detach() for p in idx])), ctl.rtol), ctl.atol)
-    q = torch._foreach_pow(torch._foreach_abs(torch._foreach_div([err[p] for p in idx], scale)), 2)
-    return float(torch.stack([x.mean() for x in q]).sqrt().max())
+    return torch._foreach_pow(torch._foreach_abs(torch._foreach_div([err[p] for p in idx], scale)), 2)
+
+
+def _norm_ratio(err: State, y0: State, y1: State, ctl: Control, parts) -> float:
+    """``max_p rms(err_p / (atol + rtol max(|y0_p|, |y1_p|)))`` over the parts the norm reads."""
+    return float(torch.stack([x.mean() for x in _scaled_squares(err, y0, y1, ctl, parts)]).sqrt().max())
 
 
 def _initial_step(F: RHS, t0: float, y0: State, f0: State, order: int, ctl: Control, parts, direction: float) -> float:
@@ -332,12 +337,8 @@ def _rms_m(x: torch.Tensor) -> torch.Tensor:
 
 
 def _norm_ratio_m(err: State, y0: State, y1: State, ctl: Control, parts) -> torch.Tensor:
-    """:func:`_norm_ratio` per member, ``(S,)`` float64 (the elementwise work in one ``_foreach`` call each)."""
-    idx = [p for p in range(len(err)) if p in parts]
-    a = torch._foreach_abs([y0[p].detach() for p in idx])
-    scale = torch._foreach_add(torch._foreach_mul(torch._foreach_maximum(a, torch._foreach_abs(
-        [y1[p].detach() for p in idx])), ctl.rtol), ctl.atol)
-    q = torch._foreach_pow(torch._foreach_abs(torch._foreach_div([err[p] for p in idx], scale)), 2)
+    """:func:`_norm_ratio` per member, ``(S,)`` float64."""
+    q = _scaled_squares(err, y0, y1, ctl, parts)
     return torch.stack([x.flatten(1).mean(1).sqrt().double() for x in q]).amax(0)
 
 
