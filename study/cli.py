@@ -7,6 +7,7 @@ and exits with code 2, before it creates anything; a failure of the machine
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -21,6 +22,11 @@ RUNS = Path("runs")
 def _fail(msg: str, code: int = 2):
     click.echo(f"study: error: {msg}", err=True)
     sys.exit(code)
+
+
+def _interrupt(signum, frame):
+    """SIGTERM as Ctrl-C: the run stops the same way (finished runs stored, the invocation logged)."""
+    raise KeyboardInterrupt
 
 
 def _echo_err(msg: str) -> None:
@@ -241,11 +247,17 @@ def run_all(profile, experiments, runs_dir, workers, scheduler, force):
                f"{todo_runs} to run on " + (f"Dask at {scheduler}" if scheduler else f"{workers} local worker(s)"))
     bar = _progress_bar(todo_runs, "run-all", "run")
     log = _run_all_progress(bar, todo_runs)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a polite kill stops like Ctrl-C: logged, resumable
     try:
         summary = executor.run_jobs(jobs, runs_dir, workers=workers, scheduler=scheduler, force_since=force_since, log=log)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        if bar is not None:
+            bar.close()
+        if getattr(exc, "summary", None) is not None:  # the wall time so far counts toward the profile's
+            executor.log_invocation(runs_dir, profile, names, workers, scheduler, exc.summary)
         _fail("interrupted: finished runs are stored; run the same command again to resume", 130)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if bar is not None:
             bar.close()
     for q in summary.quarantined:

@@ -145,6 +145,7 @@ class Summary:
     seconds: float = 0.0
     exclusive_seconds: float = 0.0  # wall time of the jobs that measure alone (after all others)
     job_seconds: dict = field(default_factory=dict)  # kind -> summed seconds of its jobs (worker time)
+    interrupted: bool = False  # stopped by Ctrl-C or SIGTERM; the finished runs are stored
 
 
 def pending(jobs: list[Job], runs_dir: Path, force_since: float | None, summary: Summary) -> list[Job]:
@@ -256,11 +257,13 @@ def run_jobs(jobs: list[Job], runs_dir: Path, workers: int = 1, scheduler: str |
     pool, client = _pool(workers, scheduler)
     try:
         _Run(pool, runs_dir, force_since, summary, log).all(todo)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if isinstance(pool, cf.ProcessPoolExecutor):
             for p in list(getattr(pool, "_processes", {}).values()):
                 p.kill()
         pool.shutdown(wait=False, cancel_futures=True)
+        summary.seconds, summary.interrupted = time.perf_counter() - t_start, True
+        exc.summary = summary  # what finished before the interruption, for the store's log
         raise
     finally:
         if client is not None:
@@ -272,8 +275,8 @@ def run_jobs(jobs: list[Job], runs_dir: Path, workers: int = 1, scheduler: str |
 
 
 def log_invocation(runs_dir: Path, profile, names, workers, scheduler, summary: Summary) -> str | None:
-    """Append one ``run-all`` invocation that ran something to the store's log (the profile's wall time
-    is the sum of its entries); returns what went wrong, if anything."""
+    """Append one ``run-all`` invocation that ran something, or was interrupted while running, to the store's
+    log (the profile's wall time is the sum of its entries); returns what went wrong, if anything."""
     import platform
 
     entry = {"profile": profile, "experiments": names, "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -281,8 +284,9 @@ def log_invocation(runs_dir: Path, profile, names, workers, scheduler, summary: 
              "diverged": len(summary.diverged), "failed": len(summary.failed), "workers": workers,
              "scheduler": scheduler, "machine": platform.machine(), "cpu_count": os.cpu_count(),
              "exclusive_seconds": round(summary.exclusive_seconds, 1),
-             "job_seconds": {k: round(v, 1) for k, v in sorted(summary.job_seconds.items())}}
-    if not summary.done:
+             "job_seconds": {k: round(v, 1) for k, v in sorted(summary.job_seconds.items())},
+             **({"interrupted": True} if summary.interrupted else {})}
+    if not summary.done and not summary.interrupted:
         return None
     try:
         store.append_log(runs_dir, entry)

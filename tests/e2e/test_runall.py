@@ -57,6 +57,27 @@ def test_resume_after_kill_9(tmp_path, reference):
     assert not list(d.rglob("*.tmp")) and not list(d.rglob("*.lock"))
 
 
+def test_sigterm_stops_like_ctrl_c_logs_the_invocation_and_resumes(tmp_path, reference):
+    d = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "study", "run-all", "--profile", "quick", "--experiments", "main",
+                             "--runs-dir", str(d), "--workers", "1"], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (d.exists() and list((d / "train").glob("*.json"))):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted: finished runs are stored" in err and "Traceback" not in err
+    log, problems = store.read_log(d)
+    assert not problems and len(log) == 1 and log[0]["interrupted"] and log[0]["seconds"] > 0
+    r = study("run-all", "--profile", "quick", "--experiments", "main", "--runs-dir", str(d), "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    after, ref = records(d), records(reference)
+    assert sorted(after) == sorted(ref) and all(comparable(after[k]) == comparable(ref[k]) for k in ref)
+    log, _ = store.read_log(d)
+    assert len(log) == 2 and "interrupted" not in log[1]
+
+
 def test_two_concurrent_forced_run_alls_redo_each_record_once(tmp_path, reference):
     d = tmp_path / "runs"
     subprocess.run(["cp", "-r", str(reference), str(d)], check=True)

@@ -19,12 +19,13 @@ def test_plan_shares_runs_between_experiments():
 
     # every variant 5 seeds, but torchdiffeq's dopri5 adjoints (1 each)
     assert sum(len(j.seeds) for j in full["main"]) == 5 * (len(VARIANTS) - 2) + 1 + 1
-    # seeds train as one batched job wherever each member keeps its own step control; alone where it cannot
+    # fixed-step seeds train as one batched job, adaptive ones alone (batched, they would wait for the slowest)
     by_variant = {}
     for j in full["main"]:
         by_variant.setdefault(j.config["variant"], []).append(j.seeds)
-    assert by_variant["hand-dopri5"] == by_variant["hand-adjoint-dopri5"] == [[0, 1, 2, 3, 4]]
-    assert by_variant["tdq-dopri5"] == by_variant["checkpoint-dopri5"] == [[s] for s in range(5)]
+    assert by_variant["euler"] == by_variant["hand-adjoint-rk4"] == [[0, 1, 2, 3, 4]]
+    for v in ("hand-dopri5", "hand-adjoint-dopri5", "tdq-dopri5", "checkpoint-dopri5"):
+        assert by_variant[v] == [[s] for s in range(5)], v
     assert {j.config["epochs"] for j in full["main"]} == {500}
 
 
