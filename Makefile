@@ -28,9 +28,9 @@ figures: setup
 	$(BIN)/study figures
 	$(MAKE) readme
 
-# README's findings block is generated (paper/generated/findings.md); this copies it in.
+# README's findings and performance blocks are generated (paper/generated/*.md); this copies them in.
 readme: setup
-	$(BIN)/python -m study.report.findings README.md paper/generated/findings.md
+	$(BIN)/python -m study.report.findings README.md paper/generated/findings.md paper/generated/performance.md
 
 paper: setup
 	$(BIN)/study paper

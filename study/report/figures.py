@@ -117,6 +117,7 @@ def fig_main(view: View, out: Path):
     first = ax.legend(handles=handles, loc="lower center", ncol=6, bbox_to_anchor=(0.5, 1.06), fontsize=6.5,
                       handletextpad=0.3, columnspacing=1.0)
     ax.add_artist(first)
+    first.set_clip_on(False)  # add_artist clips to the axes: the legend stands above them
     ax.legend(handles=shape_handles, loc="lower center", ncol=8, bbox_to_anchor=(0.5, 1.0), fontsize=6.5,
               title=None, handletextpad=0.2, columnspacing=1.0)
     ax.set_xlim(right=100)
@@ -128,9 +129,19 @@ def fig_main(view: View, out: Path):
 CURVE_VARIANTS = ["euler", "rk4", "resnet", "tdq-dopri5", "adjoint-euler", "adjoint-dopri5"]
 
 
-def _band(ax, d: pd.DataFrame, x: str, y: str, colour, label=None, linestyle="-"):
-    """Mean over seeds with its t-based 95% band (no band from one seed)."""
+def _band(ax, d: pd.DataFrame, x: str, y: str, colour, label=None, linestyle="-", spread: str = "ci"):
+    """Mean over seeds with its t-based 95% band (``spread="ci"``), or, for quantities that vary over orders of
+    magnitude between seeds or split into groups (failed runs), the median with the seeds' range (``"range"``) or
+    interquartile range (``"iqr"``); no band from one seed."""
     g = d.dropna(subset=[y]).groupby(x)[y]
+    if spread in ("range", "iqr"):
+        lo, hi = ("min", "max") if spread == "range" else (lambda v: v.quantile(0.25), lambda v: v.quantile(0.75))
+        stats = g.agg(["median", lo, hi]).reset_index()
+        stats.columns = [x, "median", "min", "max"]
+        ax.plot(stats[x], stats["median"], color=colour, ls=linestyle, label=label)
+        if (stats["max"] > stats["min"]).any():
+            ax.fill_between(stats[x], stats["min"], stats["max"], color=colour, alpha=0.15, linewidth=0)
+        return
     stats = pd.DataFrame([(k, *_ci95(v)) for k, v in g], columns=[x, "mean", "half"])
     ax.plot(stats[x], stats["mean"], color=colour, ls=linestyle, label=label)
     if (stats["half"] > 0).any():
@@ -140,17 +151,19 @@ def _band(ax, d: pd.DataFrame, x: str, y: str, colour, label=None, linestyle="-"
 
 # 3 --------------------------------------------------------------------------------------------------
 def fig_curves(view: View, out: Path):
-    """Training loss and held-out accuracy against epoch, mean and t-based 95% band over seeds."""
+    """Training loss and held-out accuracy against epoch: median over seeds with the interquartile range (a failed
+    seed would stretch a mean's band over the whole axis)."""
     cur = _results(view.curves("main"), "main")
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.5), layout="constrained")
     for v in [v for v in CURVE_VARIANTS if v in set(cur["variant"])]:
         d = cur[cur["variant"] == v]
         n = d["seed"].nunique()
-        _band(axes[0], d, "epoch", "loss", style.colour(v), f"{style.label(v)} [{n}]", style.line(v))
+        _band(axes[0], d, "epoch", "loss", style.colour(v), f"{style.label(v)} [{n}]", style.line(v), spread="iqr")
         t = d.dropna(subset=["test_acc"]).assign(test_acc=lambda x: 100 * x["test_acc"])
-        _band(axes[1], t, "epoch", "test_acc", style.colour(v), None, style.line(v))
-    axes[0].set(yscale="log", ylabel="training loss (cross-entropy)", xlabel="epoch")
+        _band(axes[1], t, "epoch", "test_acc", style.colour(v), None, style.line(v), spread="iqr")
+    axes[0].set(yscale="log", ylabel="training loss (cross-entropy)", xlabel="epoch",
+                title="median over [seeds], band: interquartile range")
     axes[1].set(ylabel="held-out accuracy (%)", xlabel="epoch", ylim=(50, 90))
     axes[0].legend(ncol=2, fontsize=6)
     return fig
@@ -273,9 +286,9 @@ def fig_dopri5_nfe(view: View, out: Path):
     colours = {"tdq-dopri5": "#009E73", "adjoint-dopri5": "#0072B2", "adjoint-dopri5-seminorm": "#CC79A7"}
     for v, d in cur.groupby("variant"):
         n = d["seed"].nunique()
-        _band(ax, d, "epoch", "nfe_forward", colours[v], f"{style.label(v)}: forward [{n}]", "-")
+        _band(ax, d, "epoch", "nfe_forward", colours[v], f"{style.label(v)}: forward [{n}]", "-", spread="range")
         if v != "tdq-dopri5":
-            _band(ax, d, "epoch", "nfe_backward", colours[v], f"{style.label(v)}: backward [{n}]", ":")
+            _band(ax, d, "epoch", "nfe_backward", colours[v], f"{style.label(v)}: backward [{n}]", ":", spread="range")
     ax.set(xlabel="epoch", ylabel="NFE per epoch (8 mini-batches)", yscale="log", title="dopri5, rtol = atol = 1e-3; [seeds]")
     ax.legend(fontsize=5.5)
     return fig

@@ -238,7 +238,8 @@ class View:
         if not ok:
             return pd.DataFrame()
         rec = min(ok, key=lambda r: store.config_hash(r["config"]))  # the profile's bench config: one record
-        return pd.DataFrame(rec["metrics"]["rows"]).assign(matmul_gflops_128=rec["metrics"]["matmul_gflops_128"])
+        return pd.DataFrame(rec["metrics"]["rows"]).assign(matmul_gflops_128=rec["metrics"]["matmul_gflops_128"],
+                                                            suite=rec["config"].get("suite", 1))
 
     def status(self) -> pd.DataFrame:
         """Per experiment: runs planned, done (ok or diverged), missing, diverged, failed, corrupt."""
@@ -252,11 +253,13 @@ class View:
                          "diverged": st.count("diverged"), "failed": st.count("error"), "corrupt": st.count("corrupt")})
         return pd.DataFrame(rows, columns=["experiment", "runs", "done", "missing", "stale", "diverged", "failed", "corrupt"])
 
-    def costs(self) -> pd.DataFrame:
+    def costs(self, shared: str = "each") -> pd.DataFrame:
         """What the profile's training runs cost, from their records: one row per (experiment, variant) with the
         runs, the seeds trained together in one job (``members``), and worker-seconds in all and per run (a
         batched job's wall time shared among its members).  Times are as measured, usually with another run
-        beside them on the machine; a run several experiments share counts in each (``all`` counts it once)."""
+        beside them on the machine.  A run several experiments share counts in each (``shared="each"``) or in the
+        first of them in the profile's order (``"first"``: the experiments' rows then add up to ``all``, which
+        counts every run once)."""
         rows = []
 
         def row(experiment: str, h: str, r: dict) -> dict:
@@ -267,9 +270,14 @@ class View:
             return {"experiment": experiment, "variant": c.get("variant"), "status": r["status"],
                     "members": members, "seconds": seconds}
 
+        if shared not in ("each", "first"):
+            raise ValueError(f"shared must be 'each' or 'first', got {shared!r}")
+        counted: set[str] = set()
         for name, hashes in self.membership.items():
-            rows += [row(name, h, self.records[h]) for h in hashes
-                     if h in self.records and self.records[h]["kind"] == "train"]
+            mine = [h for h in sorted(hashes) if h in self.records and self.records[h]["kind"] == "train"
+                    and (shared == "each" or h not in counted)]
+            counted.update(mine)
+            rows += [row(name, h, self.records[h]) for h in mine]
         every = set().union(*self.membership.values()) if self.membership else set()
         rows += [row("all", h, self.records[h]) for h in every if h in self.records and self.records[h]["kind"] == "train"]
         df = pd.DataFrame(rows, columns=["experiment", "variant", "status", "members", "seconds"])

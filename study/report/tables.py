@@ -204,7 +204,13 @@ def bench_numbers(view: View, N: Numbers) -> str:
         name = "Bench" + "".join(p.title() for p in words) + r["mode"].title()
         N.add(name + "Ratio", r["ratio_to_bare"], "{:.2f}")
         N.add(name + "Us", r["median_us"], "{:.0f}")
+        N.add(name + "Floor", r["median_us"] / r["floor_us"], "{:.2f}")
+    train = b[b["mode"] == "train"].set_index("solver")["median_us"]
+    if {"hand-euler", "hand-rk4"} <= set(train.index):  # a training step's ratio, interleaved in one process
+        N.add("BenchRkfourOverEulerTrain", train["hand-rk4"] / train["hand-euler"], "{:.1f}")
     N.add("MatmulGflops", b["matmul_gflops_128"].iloc[0], "{:.0f}")
+    if "suite" in b:
+        N.add("BenchSuite", int(b["suite"].iloc[0]), "{:d}")
     for row in rows:
         row[5] = row[5].replace("-", "\\mbox{-}")
     return _table("llrrrlr", ["solver", "per", "\\si{\\micro\\second}", "spread", "ratio", "vs", "floor"], rows,
@@ -236,6 +242,45 @@ def constant_numbers(view: View, N: Numbers) -> None:
         full = ex[ex["profile"] == "full"]
         if not full.empty:
             N.add("FullProfileMinutes", full["seconds"].sum() / 60, "{:.0f}")
+            N.add("RunAllInvocations", len(full), "{:d}")
+    costs = view.costs()
+    if not costs.empty and envs:
+        total = costs[costs.experiment == "all"].worker_seconds.sum()
+        N.add("TrainWorkerMinutes", _num(round(total / 60)))
+        N.add("TrainWallMinutes", _num(round(total / 60 / max(e.get("cpu_count") or 1 for e in envs))))
+
+
+def bench_markdown(view: View) -> str:
+    """The bench record's rows as README's markdown table (both modes)."""
+    b = view.bench()
+    if b.empty:
+        return "(no bench record: `study run-all --experiments bench`)"
+    lines = ["| solver | mode | per | median us | spread | ratio | vs | floor us |", "|---|---|---|---|---|---|---|---|"]
+    for r in b.to_dict("records"):
+        lines.append(f"| {r['solver']} | {r['mode']} | {r.get('per') or 'step'} | {r['median_us']:.0f} | "
+                     f"{r['spread_us']:.0f} | {r['ratio_to_bare']:.2f} | {r.get('reference') or ''} | {r['floor_us']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def cost_markdown(view: View) -> str:
+    """README's training-cost tables: per experiment (each run counted in the first experiment that plans it), and
+    per variant of ``main`` (what one seed costs)."""
+    df = view.costs(shared="first")
+    if df.empty:
+        return "(no training records)"
+    lines = ["| experiment | training runs | worker-minutes | costliest variants (worker-minutes) |", "|---|---|---|---|"]
+    for name, part in df.groupby("experiment", sort=False):
+        top = part.sort_values("worker_seconds", ascending=False).head(3)
+        costly = "" if name == "all" else ", ".join(f"{v} {w / 60:.0f}" for v, w in zip(top.variant, top.worker_seconds))
+        label = "all (each run once)" if name == "all" else name
+        lines.append(f"| {label} | {part.runs.sum()} | {part.worker_seconds.sum() / 60:.0f} | {costly} |")
+    main = view.costs(shared="each")
+    main = main[main.experiment == "main"].sort_values("per_run", ascending=False)
+    lines += ["", "| `main` variant | seeds | trained as | seconds per seed (median) | diverged |", "|---|---|---|---|---|"]
+    for r in main.itertuples(index=False):
+        how = f"{r.members} seeds batched" if r.members > 1 else "one job per seed"
+        lines.append(f"| {r.variant} | {r.runs} | {how} | {r.per_run:.0f} | {r.diverged} |")
+    return "\n".join(lines) + "\n"
 
 
 def _tex_power(x: float) -> str:
@@ -577,8 +622,9 @@ def write_all(view: View, out: Path, log=print, partial: bool = False) -> Outcom
     from . import findings
 
     texts["findings"] = findings.render(N.items)
+    texts["performance"] = findings.render_performance(N.items, bench_markdown(view), cost_markdown(view))
     for file, text in texts.items():
-        name = "findings.md" if file == "findings" else f"{file}.tex"
+        name = f"{file}.md" if file in ("findings", "performance") else f"{file}.tex"
         try:
             outcome.written.append(write_text_atomic(out / name, text))
             log(f"wrote {out / name}")

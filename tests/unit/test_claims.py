@@ -44,11 +44,14 @@ def test_parameters_are_counted_exactly():
 
 
 def test_rk4_cost_needs_four_times_the_nfe_and_a_time_ratio_near_the_articles():
-    timing = lambda r: [{"variant": "euler", "status": "ok", "step_time_s": 1.0},  # noqa: E731
-                        {"variant": "rk4", "status": "ok", "step_time_s": r}]
-    assert verdict("rk4-cost", main=main_table(), timing=timing(3.9)).verdict == "holds"
-    assert verdict("rk4-cost", main=main_table(), timing=timing(2.0)).verdict == "partly"
-    assert verdict("rk4-cost", main=main_table()).verdict == "cannot tell"  # no timing: NFE alone cannot tell
+    bench = lambda r: [{"solver": "hand-euler", "mode": "train", "median_us": 100.0},  # noqa: E731
+                       {"solver": "hand-rk4", "mode": "train", "median_us": 100.0 * r},
+                       {"solver": "hand-rk4", "mode": "forward", "median_us": 1.0}]  # forward rows are not read
+    assert verdict("rk4-cost", main=main_table(), bench=bench(3.9)).verdict == "holds"
+    assert verdict("rk4-cost", main=main_table(), bench=bench(2.0)).verdict == "partly"
+    assert verdict("rk4-cost", main=main_table()).verdict == "cannot tell"  # no bench: NFE alone cannot tell
+    isolated = [{"variant": "euler", "status": "ok", "step_time_s": 1.0}, {"variant": "rk4", "status": "ok", "step_time_s": 3.9}]
+    assert verdict("rk4-cost", main=main_table(), timing=isolated).verdict == "cannot tell"  # sequential times: not read
 
 
 def steps_table(euler_minus_rk4: float):

@@ -7,6 +7,8 @@ data's two dimensions).  Everything else with a digit is a hand-typed number and
 import re
 from pathlib import Path
 
+import pytest
+
 PAPER = Path(__file__).resolve().parents[2] / "paper" / "main.tex"
 NAMES = re.compile(r"\b(?:RK4|rk4|dopri5|float32|float64|fig\d+\w*|3/8)\b")
 COMMANDS = re.compile(r"\\(?:cite[pt]?|ref|label|input|includegraphics|bibliography|bibliographystyle|resizebox|"
@@ -43,14 +45,27 @@ def test_the_check_finds_what_it_should():
                                   "$t \\in [0, 1]$, $h_{i+1}$, \\Epochs{} epochs % 500 in a comment")
 
 
-def test_readme_findings_are_the_generated_ones():
-    """README quotes paper/generated/findings.md (numbers from numbers.tex) verbatim; `make readme` syncs it."""
+@pytest.mark.parametrize("name", ["findings", "performance"])
+def test_readme_blocks_are_the_generated_ones(name):
+    """README quotes paper/generated/{findings,performance}.md (numbers from the runs) verbatim; `make readme`
+    syncs them."""
     from study.report import findings
 
     root = PAPER.parents[1]
     readme = (root / "README.md").read_text()
-    generated = (root / "paper" / "generated" / "findings.md").read_text()
-    assert findings.block(readme) == generated, "README's findings differ from the runs': run `make readme`"
+    generated = (root / "paper" / "generated" / f"{name}.md").read_text()
+    assert findings.block(readme, name) == generated, f"README's {name} differ from the runs': run `make readme`"
+
+
+def test_performance_prose_takes_every_number_from_the_runs():
+    from study.report import findings
+
+    names = set(re.findall(r"\{([A-Za-z]+)\}", findings.PERFORMANCE))
+    text = findings.render_performance({n: "N" for n in names}, "BENCH", "COST")
+    assert "n/a" not in text and not re.search(r"\{[A-Za-z_]+\}", text) and "BENCH" in text and "COST" in text
+    prose = re.sub(r"\b(?:RK4|dopri5|float32|3/8|-?x5)(?![A-Za-z0-9])", " ", findings.PERFORMANCE)
+    prose = re.sub(r"\{[A-Za-z_]+\}", " ", prose)
+    assert not re.findall(r"(?<![A-Za-z])\d", prose), "the performance block types a number instead of the runs'"
 
 
 def test_findings_take_every_number_from_numbers_tex():

@@ -99,3 +99,5 @@ def test_costs_share_a_batched_jobs_time_among_its_seeds_and_count_shared_runs_o
     assert c.loc[("learning-rate", "tdq-dopri5"), "worker_seconds"] == 30.0
     assert c.xs("all", level="experiment").worker_seconds.sum() == 180.0  # each run once
     assert list(c.index.get_level_values(0).unique()) == ["main", "learning-rate", "all"]
+    first = view.costs(shared="first")
+    assert first[first.experiment != "all"].worker_seconds.sum() == 180.0 and "learning-rate" not in set(first.experiment)
