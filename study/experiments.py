@@ -232,7 +232,11 @@ def build(profile: str) -> dict[str, list[Job]]:
 def timing_configs(repeats: int, device: str = "cpu") -> list[dict]:
     """The ``timing`` experiment: each variant's training step, alone and with 5 seeds batched."""
     return [{"kind": "timing", "variant": v, "batch_size": 128, "repeats": repeats, "warmup": 5, "members": 5,
-             "seed": 0, "device": device, "engine": variant_config(v).engine} for v in variants.VARIANTS]
+             "seed": 0, "device": device, "engine": variant_config(v).engine, "reference": TIMING_REFERENCE,
+             "reference_engine": variant_config(TIMING_REFERENCE).engine} for v in variants.VARIANTS]
+
+
+TIMING_REFERENCE = "euler"  # every timed step alternates with one of this variant's: ratios survive machine drift
 
 
 BENCH_SUITE = 5  # which rows the bench measures: 2 added the hand engine's adaptive, adjoint and checkpointed rows,

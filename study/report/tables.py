@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from .. import data, variants
 from ..config import METHODS, solver_method
@@ -58,6 +59,7 @@ def main_numbers(view: View, N: Numbers) -> str:
         raise MissingRuns("main")
     timing = view.runs("timing")
     timing = timing[timing["status"] == "ok"] if not timing.empty else timing
+    step_s = isolated_step_seconds(timing)
     rows = []
     for v in ordered(df["variant"]):
         d = df[df["variant"] == v]
@@ -84,13 +86,14 @@ def main_numbers(view: View, N: Numbers) -> str:
         wall = ok["wall_time_s"].mean()
         N.add(f"{m}WallTime", wall, "{:.0f}")
         iso = None
-        if not timing.empty and v in set(timing["variant"]):
+        if v in step_s:
             t = timing[timing["variant"] == v].iloc[0]
-            per_nfe = t["time_per_nfe_s"]
-            # Isolated time of the article's protocol: measured step time per NFE times this variant's
-            # mean training NFE (forward + backward); exact for fixed steps, NFE-weighted for dopri5.
-            iso = per_nfe * (nfe_f + nfe_b) if per_nfe else t["implied_protocol_s"]
-            N.add(f"{m}StepMs", 1e3 * t["step_time_s"], "{:.2f}")
+            step = step_s[v]
+            # Isolated time of the article's protocol: the step time per NFE times this variant's mean training
+            # NFE (forward + backward); exact for fixed steps, NFE-weighted for dopri5.
+            per_nfe = step / t["nfe_per_step"] if pd.notna(t["time_per_nfe_s"]) and t["nfe_per_step"] else None
+            iso = per_nfe * (nfe_f + nfe_b) if per_nfe else t["implied_protocol_s"] * step / t["step_time_s"]
+            N.add(f"{m}StepMs", 1e3 * step, "{:.2f}")
         N.add(f"{m}IsoTime", iso, "{:.0f}")
         act = ok["activation_bytes"].mean()
         N.add(f"{m}ActKiB", act / 1024, "{:,.0f}")
@@ -188,6 +191,19 @@ def sweep_numbers(view: View, N: Numbers) -> tuple[str, str]:
     tol_table = _table("lrrrl", ["variant", "tol.", "NFE fwd", "NFE bwd", "test acc. (\\%)"], rows,
                        "Tolerance sweep (rtol = atol).")
     return steps_table, tol_table
+
+
+def isolated_step_seconds(timing: pd.DataFrame) -> dict[str, float]:
+    """Each variant's training step (one seed) on one scale: its ratio to the reference step it alternated with,
+    times the reference's median over the experiment.  The jobs run one after the other, so a drifting machine
+    moves their absolute times apart while each ratio stays put.  Records without a reference give their own
+    median."""
+    if timing.empty:
+        return {}
+    if "ratio_to_reference" in timing and timing["ratio_to_reference"].notna().all():
+        scale = timing["reference_step_time_s"].median()
+        return dict(zip(timing["variant"], timing["ratio_to_reference"] * scale))
+    return dict(zip(timing["variant"], timing["step_time_s"]))
 
 
 def bench_numbers(view: View, N: Numbers) -> str:

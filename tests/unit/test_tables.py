@@ -1,6 +1,7 @@
 """Generated numbers and tables on small synthetic stores: the values numbers.tex gets, the bench's ratios."""
 import math
 
+import pandas as pd
 import pytest
 
 from study import records
@@ -101,3 +102,18 @@ def test_costs_share_a_batched_jobs_time_among_its_seeds_and_count_shared_runs_o
     assert list(c.index.get_level_values(0).unique()) == ["main", "learning-rate", "all"]
     first = view.costs(shared="first")
     assert first[first.experiment != "all"].worker_seconds.sum() == 180.0 and "learning-rate" not in set(first.experiment)
+
+
+def test_isolated_steps_are_ratios_to_the_reference_on_one_scale():
+    """Hand count: two jobs timed while the machine ran at different speeds; each alternated with the reference
+    step, so their ratios (2 and 4) survive, and both land on the reference's median (10 ms) scale."""
+    from study.report.tables import isolated_step_seconds
+
+    timing = pd.DataFrame([
+        {"variant": "euler", "step_time_s": 0.010, "ratio_to_reference": 1.0, "reference_step_time_s": 0.010},
+        {"variant": "rk4", "step_time_s": 0.030, "ratio_to_reference": 4.0, "reference_step_time_s": 0.0075},  # fast
+        {"variant": "resnet", "step_time_s": 0.040, "ratio_to_reference": 2.0, "reference_step_time_s": 0.020},  # slow
+    ])
+    assert isolated_step_seconds(timing) == pytest.approx({"euler": 0.010, "rk4": 0.040, "resnet": 0.020})
+    old = timing.drop(columns=["ratio_to_reference", "reference_step_time_s"])  # records without a reference
+    assert isolated_step_seconds(old) == {"euler": 0.010, "rk4": 0.030, "resnet": 0.040}
