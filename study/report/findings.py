@@ -86,13 +86,14 @@ floor ({BenchHandEulerFiveTrainFloor}x and {BenchHandRkfourFiveTrainFloor}x per 
 solves on the evaluation building block train at {BenchEvaluationEulerTrainRatio}x and
 {BenchEvaluationRkfourTrainRatio}x of the bare loop: that difference is what the fused path buys.
 
-Isolated training steps (the `timing` experiment: each variant alone, median of {TimingRepeats}): Euler
+Isolated training steps (the `timing` experiment: each variant alone, median of {TimingRepeats} steps, each step
+alternating with an Euler step; a variant's time is its ratio to those Euler steps times the median Euler step of the
+experiment, so drift of the machine between variants cancels): Euler
 {EulerStepMs} ms, RK4 {RKfourStepMs} ms, ResNet {ResNetStepMs} ms, torchdiffeq's Euler {TdqEulerStepMs} ms and its
 adjoint {AdjEulerStepMs} ms, torchdiffeq's RK4 adjoint {AdjRKfourStepMs} ms; on fresh weights, where an adaptive
 solve takes few steps, hand dopri5 {HandDopriStepMs} ms against torchdiffeq's {TdqDopriStepMs} ms, and the hand
 dopri5 adjoint {HandAdjDopriStepMs} ms against `odeint_adjoint`'s {AdjDopriStepMs} ms. The article's protocol is
-then {EulerIsoTime} s (Euler) and {RKfourIsoTime} s (RK4) of training alone. These steps are timed one variant after
-the other and move with the machine; ratios between variants come from the bench, which interleaves them.
+then {EulerIsoTime} s (Euler) and {RKfourIsoTime} s (RK4) of training alone.
 
 What the profile's training costs, from the records (`study status --cost`: worker-seconds as measured, usually with
 another run beside them on the same cores; a batched job's time shared among its seeds; a run that several
