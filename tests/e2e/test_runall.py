@@ -34,14 +34,20 @@ def reference(tmp_path_factory):
     return d
 
 
-def test_resume_after_kill_9(tmp_path, reference):
-    d = tmp_path / "runs"
+def started_until_first_record(d, **popen) -> subprocess.Popen:
+    """A one-worker quick run-all of `main` into ``d``, returned once its first record is written (or 120 s)."""
     proc = subprocess.Popen([sys.executable, "-m", "study", "run-all", "--profile", "quick", "--experiments", "main",
                              "--runs-dir", str(d), "--workers", "1"], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True)
+                            stderr=subprocess.PIPE, **popen)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((d / "train").glob("*.json")) if d.exists() else time.time() < deadline:
+    while time.time() < deadline and not (d.exists() and list((d / "train").glob("*.json"))):
         time.sleep(0.05)
+    return proc
+
+
+def test_resume_after_kill_9(tmp_path, reference):
+    d = tmp_path / "runs"
+    proc = started_until_first_record(d, start_new_session=True)
     time.sleep(0.3)
     os.kill(proc.pid, signal.SIGKILL)  # the run-all process; its workers die with it
     proc.wait()
@@ -59,12 +65,7 @@ def test_resume_after_kill_9(tmp_path, reference):
 
 def test_sigterm_stops_like_ctrl_c_logs_the_invocation_and_resumes(tmp_path, reference):
     d = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "study", "run-all", "--profile", "quick", "--experiments", "main",
-                             "--runs-dir", str(d), "--workers", "1"], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (d.exists() and list((d / "train").glob("*.json"))):
-        time.sleep(0.05)
+    proc = started_until_first_record(d, text=True)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted: finished runs are stored" in err and "Traceback" not in err
