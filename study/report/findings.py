@@ -74,7 +74,7 @@ candidate steps fused Adam, as training does. floor: the step's matmul FLOPs at 
 {BENCH_TABLE}
 
 On the hand engine, dopri5 trains at {BenchHandDopriTrainRatio}x torchdiffeq's dopri5 per evaluation on the same
-weights ({BenchHandDopriForwardRatio}x forward; torchode's dopri5 {BenchTorchodeDopriTrainRatio}x), and the hand
+weights ({BenchHandDopriForwardRatio}x forward; torchode's dopri5 trains at {BenchTorchodeDopriTrainRatio}x), and the hand
 continuous adjoint at {BenchHandAdjointDopriTrainRatio}x `odeint_adjoint` per evaluation (dopri5) and
 {BenchHandAdjointRkfourTrainRatio}x per step (RK4 3/8). Five adaptive seeds batched, each with its own step-size
 control, cost {BenchHandDopriFiveTrainRatio}x (dopri5) and {BenchHandAdjointDopriFiveTrainRatio}x (its adjoint) per
