@@ -97,8 +97,8 @@ then {EulerIsoTime} s (Euler) and {RKfourIsoTime} s (RK4) of training alone.
 
 What the profile's training costs, from the records (`study status --cost`: worker-seconds as measured, usually with
 another run beside them on the same cores; a batched job's time shared among its seeds; a run that several
-experiments share is counted in the first). In all, {TrainWorkerMinutes} worker-minutes of training: at least
-{TrainWallMinutes} minutes on {MachineCores} workers. The store was built by {RunAllInvocations} `run-all`
+experiments share is counted in the first). In all, {TrainWorkerMinutes} worker-minutes of training and
+{OtherWorkerMinutes} of the runs that do not train: at least {ProfileWallMinutes} minutes on {MachineCores} workers. The store was built by {RunAllInvocations} `run-all`
 invocations, {FullProfileMinutes} minutes of wall time in all (`runs/run-all.log.jsonl`).
 
 {COST_TABLE}

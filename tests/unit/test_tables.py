@@ -117,3 +117,12 @@ def test_isolated_steps_are_ratios_to_the_reference_on_one_scale():
     assert isolated_step_seconds(timing) == pytest.approx({"euler": 0.010, "rk4": 0.040, "resnet": 0.020})
     old = timing.drop(columns=["ratio_to_reference", "reference_step_time_s"])  # records without a reference
     assert isolated_step_seconds(old) == {"euler": 0.010, "rk4": 0.030, "resnet": 0.040}
+
+
+def test_runs_that_do_not_train_cost_their_logged_job_seconds_summed_over_invocations():
+    from study.report.tables import other_job_seconds
+
+    log = [{"job_seconds": {"train": 500.0, "adjoint": 60.0, "timing": 2.0}}, {"seconds": 3.0},
+           {"job_seconds": {"adjoint": 30.0, "timing": 6.0}}]
+    assert other_job_seconds(View({}, [], {}, log)) == {"adjoint": 90.0, "timing": 8.0}
+    assert other_job_seconds(View({})) == {}
