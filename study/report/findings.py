@@ -69,7 +69,8 @@ dopri5 on the same weights, or, for `-x5`, the same solver with one seed. `-x5`:
 batched model (adaptive rows: per member's own evaluation, each member with its own step-size control).
 `evaluation-*`: the fixed-step solve on the evaluation building block instead of the fused solve. `torchode-*`:
 torchode (optional extra; its dopri5 takes the batch as one instance, so its error norm is torchdiffeq's). Every
-candidate steps fused Adam, as training does. floor: the step's matmul FLOPs at the measured rate.
+candidate steps fused Adam, as training does. floor: the step's matmul FLOPs at the best
+measured rate of its largest product ({Hidden} x {Hidden} x {Hidden}), optimistic for its width-{LiftDim} products.
 
 {BENCH_TABLE}
 

@@ -8,8 +8,9 @@ transfers between runs on a shared machine.
 
 The *bare* loop is the framework floor: the same layers as ``nn.Linear``
 modules on ``[t; y]`` and a hand-unrolled solver loop, no solver abstraction.
-The arithmetic floor is the step's FLOPs over the measured matrix-multiply
-rate at the step's own matrix sizes.
+The arithmetic floor is the step's matrix-multiply FLOPs over the best measured
+rate of a 128 x 128 x 128 product, the step's largest: an optimistic floor, since
+its width-6 products run at a fraction of that rate.
 """
 from __future__ import annotations
 
