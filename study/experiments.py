@@ -153,6 +153,9 @@ class Job:
         return f"{self.kind} {what}{extra}" + (f" seeds {','.join(map(str, seeds))}" if seeds else "")
 
 
+TIMING_REFERENCE = "euler"  # every timed step alternates with one of this variant's: ratios survive machine drift
+
+
 def _train_jobs(spec: dict, runs: list[tuple[str, dict]], seeds: int, protocol: dict,
                 seed_overrides: dict | None = None, probe: bool = False) -> list[Job]:
     jobs = []
@@ -177,7 +180,8 @@ def _memory_jobs(spec: dict) -> list[Job]:
             cfg = variant_config(variant, steps=n, zero_init=False, **overrides)
             jobs.append(Job("memory", {"kind": "memory", "solver": label, "variant": variant, "device": "cpu",
                                        "batch_size": 128, "repeats": spec["memory_repeats"], **cfg.as_config(),
-                                       "engine": cfg.engine}, [0]))
+                                       "engine": cfg.engine, "reference": TIMING_REFERENCE,
+                                       "reference_engine": variant_config(TIMING_REFERENCE).engine}, [0]))
     return jobs
 
 
@@ -235,8 +239,6 @@ def timing_configs(repeats: int, device: str = "cpu") -> list[dict]:
              "seed": 0, "device": device, "engine": variant_config(v).engine, "reference": TIMING_REFERENCE,
              "reference_engine": variant_config(TIMING_REFERENCE).engine} for v in variants.VARIANTS]
 
-
-TIMING_REFERENCE = "euler"  # every timed step alternates with one of this variant's: ratios survive machine drift
 
 
 BENCH_SUITE = 5  # which rows the bench measures: 2 added the hand engine's adaptive, adjoint and checkpointed rows,

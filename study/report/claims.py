@@ -199,7 +199,13 @@ def _euler_per_flop(ev: Evidence, t: dict) -> Finding:
 
 
 def _memory_pivot(ev: Evidence, values: str = "activation_bytes") -> pd.DataFrame:
-    return ev.runs("memory").pivot_table(index="steps", columns="solver", values=values)
+    """The memory experiment, steps x solver; ``values="step_time"``: step times on the reference's scale."""
+    from .stats import reference_scaled
+
+    mem = ev.runs("memory")
+    if values == "step_time":
+        mem, values = mem.assign(step_time=reference_scaled(mem)), "step_time"
+    return mem.pivot_table(index="steps", columns="solver", values=values)
 
 
 def _memory(ev: Evidence, t: dict) -> Finding:
@@ -215,7 +221,7 @@ def _memory(ev: Evidence, t: dict) -> Finding:
 def _adjoint(ev: Evidence, t: dict) -> Finding:
     """Two parts: memory O(1) in N against direct O(N), and the cost: recomputation time, and the gradient,
     which is no longer the gradient of the computed forward pass."""
-    piv, tp = _memory_pivot(ev), _memory_pivot(ev, "step_time_s")
+    piv, tp = _memory_pivot(ev), _memory_pivot(ev, "step_time")
     lo, hi = piv.index.min(), piv.index.max()
     g_dir, g_adj = piv.loc[hi, "hand-euler"] / piv.loc[lo, "hand-euler"], piv.loc[hi, "adjoint-euler"] / piv.loc[lo, "adjoint-euler"]
     tr = tp.loc[20, "adjoint-euler"] / tp.loc[20, "tdq-euler"]

@@ -234,11 +234,11 @@ def _memory(view: View) -> pd.DataFrame:
 MERGE_RTOL = 0.03  # memory counts this close at every N are drawn as one line (they would hide each other)
 
 
-def _against_steps(view: View, y, yerr, ylabel: str, title: str, merge_identical: bool = False):
-    """One line per solver of the memory experiment against the number of steps, log-log.  With
-    ``merge_identical``, solvers whose values are equal at every N are one line labelled with all their names
-    or within :data:`MERGE_RTOL` (drawn separately they would hide each other)."""
-    df = _memory(view)
+def _against_steps(view: View, y, yerr, ylabel: str, title: str, merge_identical: bool = False, df=None):
+    """One line per solver of the memory experiment (or ``df``, its rows with added columns) against the number
+    of steps, log-log.  With ``merge_identical``, solvers whose values are equal at every N are one line labelled
+    with all their names or within :data:`MERGE_RTOL` (drawn separately they would hide each other)."""
+    df = _memory(view) if df is None else df
     plt = _plt()
     groups: dict = {}
     for _, d in df.groupby("solver"):
@@ -271,9 +271,14 @@ def fig_memory(view: View, out: Path):
 
 # 6 --------------------------------------------------------------------------------------------------
 def fig_step_time(view: View, out: Path):
-    """Time of one training step (forward + backward) against the number of steps, per backend."""
-    return _against_steps(view, lambda d: 1e3 * d["step_time_s"], lambda d: 1e3 * d["step_time_spread_s"],
-                          "time per training step (ms)", "median over repeats, measured alone, 1 thread")
+    """Time of one training step (forward + backward) against the number of steps, per backend: each job's ratio
+    to the Euler step timed in alternation with it, on the scale of the experiment's median Euler step."""
+    from .stats import reference_scaled
+
+    df = _memory(view)
+    df = df.assign(step_time_scaled=reference_scaled(df))
+    return _against_steps(view, lambda d: 1e3 * d["step_time_scaled"], None, "time per training step (ms)",
+                          "ratio to an alternating Euler step x its median; 1 thread", df=df)
 
 
 # 7 --------------------------------------------------------------------------------------------------

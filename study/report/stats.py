@@ -73,3 +73,13 @@ def summarise(runs: pd.DataFrame, key: str = "test_acc", ratio: float = SPIKE_RA
     mean, half = t_interval(v)
     return Summary(len(runs), int(failed(runs, ratio).sum()) if len(runs) else 0,
                    float(np.median(v)) if len(v) else float("nan"), mean, half, tuple(v))
+
+
+def reference_scaled(df, column: str = "step_time_s"):
+    """Times measured one job after another, on one scale: each row's ``ratio_to_reference`` (its median ratio to
+    a reference step timed in alternation with it) times the reference's median over the rows.  A drifting
+    machine moves the jobs' absolute times apart while each ratio stays put.  Rows without a reference (older
+    records) keep ``column``."""
+    if "ratio_to_reference" not in df or df["ratio_to_reference"].isna().any():
+        return df[column]
+    return df["ratio_to_reference"] * df["reference_step_time_s"].median()

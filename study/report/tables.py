@@ -20,7 +20,7 @@ from . import claims
 from .numbers import Numbers, spell
 from .reported import ARTICLE
 from .results import MissingRuns, Outcome, View, attempt
-from .stats import SPIKE_RATIO, SPIKE_RATIOS, failed, summarise
+from .stats import SPIKE_RATIO, SPIKE_RATIOS, failed, reference_scaled, summarise
 from .style import label, ordered
 
 
@@ -202,10 +202,7 @@ def isolated_step_seconds(timing: pd.DataFrame) -> dict[str, float]:
     median."""
     if timing.empty:
         return {}
-    if "ratio_to_reference" in timing and timing["ratio_to_reference"].notna().all():
-        scale = timing["reference_step_time_s"].median()
-        return dict(zip(timing["variant"], timing["ratio_to_reference"] * scale))
-    return dict(zip(timing["variant"], timing["step_time_s"]))
+    return dict(zip(timing["variant"], reference_scaled(timing)))
 
 
 def bench_numbers(view: View, N: Numbers) -> str:

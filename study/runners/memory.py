@@ -14,6 +14,7 @@ from ..engine.models import Classifier
 from ..engine.step import first_batch, training_step
 from ..engine.timer import median_spread, sync, time_repeated
 from ..provenance import environment
+from ..variants import variant_config
 
 KIND = "memory"
 ALONE = True  # it times a step: measured alone, after everything else
@@ -25,7 +26,11 @@ def cost(config: dict, members: int) -> float:
 
 
 def measure(config: dict, isolated: bool = True) -> dict:
-    """Saved-tensor bytes, NFE and time of one training step (forward + backward) at one N."""
+    """Saved-tensor bytes, NFE and time of one training step (forward + backward) at one N.
+
+    With a ``reference`` variant in the config, each timed step alternates with a step of the reference (at its
+    default steps) and the record keeps the median per-round ratio, ``ratio_to_reference``, which survives drift
+    of the machine between the experiment's jobs (see the ``timing`` runner)."""
     device = config.get("device", "cpu")
     mcfg = ModelConfig.from_dict(config)
     model = Classifier(mcfg, [config["seed"]]).to(device)
@@ -35,10 +40,23 @@ def measure(config: dict, isolated: bool = True) -> dict:
     step()
     nfe_f, nfe_b = model.counter.counts["forward"], model.counter.counts["backward"]
     act = activation_bytes(model, x, y)
-    times = time_repeated(step, device, warmup=2, repeats=config["repeats"])
+    reference = config.get("reference")
+    ref_step = training_step(Classifier(variant_config(reference), [config["seed"]]).to(device), x, y) if reference else None
+    for _ in range(2):  # warm-up
+        step()
+        if ref_step is not None:
+            ref_step()
+    times, ref_times = [], []
+    for _ in range(config["repeats"]):
+        times += time_repeated(step, device, warmup=0, repeats=1)
+        if ref_step is not None:
+            ref_times += time_repeated(ref_step, device, warmup=0, repeats=1)
     med, spread = median_spread(times)
     metrics = {"activation_bytes": act, "nfe_forward": nfe_f, "nfe_backward": nfe_b, "params": model.param_count(),
                "step_time_s": med, "step_time_spread_s": spread, "step_time_samples": len(times)}
+    if ref_times:
+        metrics["reference_step_time_s"] = median_spread(ref_times)[0]
+        metrics["ratio_to_reference"] = median_spread([a / b for a, b in zip(times, ref_times)])[0]
     if torch.device(device).type == "cuda":
         metrics["cuda_peak_bytes"] = cuda_peak_bytes(step, device, model)
     return records.make(config, metrics, environment(device), timing={"isolated": isolated})
