@@ -317,10 +317,8 @@ def status(profile, runs_dir, cost):
     for path, problem in view.problems:
         _echo_err(f"corrupt: {path}: {problem}")
     if cost:
-        from .report.tables import other_job_seconds
-
         _echo_costs(view.costs())
-        other = sorted(other_job_seconds(view).items(), key=lambda kv: -kv[1])
+        other = sorted(view.job_seconds(exclude="train").items(), key=lambda kv: -kv[1])
         if other:
             click.echo("runs that do not train (job seconds summed over the run-all log, reruns included): "
                        + ", ".join(f"{kind} {sec:.0f}" for kind, sec in other) + " worker-seconds")

@@ -128,7 +128,6 @@ class _FixedSolve(torch.autograd.Function):
         H = W2.shape[-1]
         s = tab.stages
         E = steps * s
-        dt = 1.0 / steps
         ts = ws.eval_times(tab, steps, y0.dtype, y0.device)
         counts, phase = ws.counter.counts, ws.counter.phase
         a1, a2, a3, c2, c3, c1 = _weights(W1, b1, wt, W2, b2, W3, b3, ts, s, per_step)

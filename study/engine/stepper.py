@@ -58,15 +58,21 @@ class _Axpy(torch.autograd.Function):
         return (None, None, g, *(gacc * a for a in coeffs))
 
 
+def _sum_terms(terms) -> list[torch.Tensor]:
+    """``sum_j a_j k_j`` part by part for ``terms = [(a_j, k_j)]`` (``a_j`` a number, or one tensor per part), one
+    ``_foreach`` call per product and per sum, in the order autograd's separate ops would take (the same values)."""
+    acc = torch._foreach_mul(list(terms[0][1]), terms[0][0])
+    for a, k in terms[1:]:
+        torch._foreach_add_(acc, torch._foreach_mul(list(k), a))
+    return acc
+
+
 def _foreach_axpy(y: State, terms, dt: float) -> State:
     """:func:`axpy` over every part at once (one dispatch per term, not per part and term; the same values)."""
     ys = list(y)
     if len(terms) == 1:
         return tuple(torch._foreach_add(ys, list(terms[0][1]), alpha=dt * terms[0][0]))
-    acc = torch._foreach_mul(list(terms[0][1]), terms[0][0])
-    for a, k in terms[1:]:
-        torch._foreach_add_(acc, torch._foreach_mul(list(k), a))
-    return tuple(torch._foreach_add(ys, acc, alpha=dt))
+    return tuple(torch._foreach_add(ys, _sum_terms(terms), alpha=dt))
 
 
 def axpy(y: State, coeffs: Sequence[float], ks: Sequence[State], dt: float) -> State:
@@ -201,10 +207,7 @@ def trial(F: RHS, pair: Embedded, t: float, y: State, f0: State, dt: float):
     ks = stages(F, tab, t, y, dt, f0)
     y1 = axpy(y, tab.b, ks, dt)
     with torch.no_grad():  # the estimate only steers the step size: no graph
-        terms = [(dt * e, ks[j]) for j, e in enumerate(pair.b_err) if e != 0.0]
-        err = torch._foreach_mul(list(terms[0][1]), terms[0][0])
-        for a, k in terms[1:]:
-            torch._foreach_add_(err, torch._foreach_mul(list(k), a))
+        err = _sum_terms([(dt * e, ks[j]) for j, e in enumerate(pair.b_err) if e != 0.0])
     return y1, ks[-1], tuple(err), ks
 
 
@@ -325,10 +328,7 @@ def axpy_m(y: State, coeffs: Sequence[float], ks: Sequence[State], dt: torch.Ten
     if torch.is_grad_enabled() and any(x.requires_grad for x in (*y, *(x for _, k in terms for x in k))):
         cs = tuple(a for a, _ in terms)
         return tuple(_AxpyM.apply(cols[p], cs, yp, *(k[p] for _, k in terms)) for p, yp in enumerate(y))
-    acc = torch._foreach_mul(list(terms[0][1]), terms[0][0])
-    for a, k in terms[1:]:
-        torch._foreach_add_(acc, torch._foreach_mul(list(k), a))
-    return tuple(torch._foreach_add(list(y), torch._foreach_mul(acc, cols)))
+    return tuple(torch._foreach_add(list(y), torch._foreach_mul(_sum_terms(terms), cols)))
 
 
 def _rms_m(x: torch.Tensor) -> torch.Tensor:
@@ -411,10 +411,7 @@ def adaptive_members(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ct
         y1 = axpy_m(y, pair.tableau.b, ks, step)
         with torch.no_grad():  # the estimate only steers the step sizes: no graph
             cols = _cols(step, y)
-            terms = [(e, ks[j]) for j, e in enumerate(pair.b_err) if e != 0.0]
-            err = torch._foreach_mul(list(terms[0][1]), [c * terms[0][0] for c in cols])
-            for e, k in terms[1:]:
-                torch._foreach_add_(err, torch._foreach_mul(list(k), [c * e for c in cols]))
+            err = _sum_terms([([c * e for c in cols], ks[j]) for j, e in enumerate(pair.b_err) if e != 0.0])
             ratio = _norm_ratio_m(err, y, y1, ctl, parts)
         accept = active & (ratio <= 1)  # NaN rejects
         trace.accepted += accept.long()

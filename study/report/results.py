@@ -290,6 +290,17 @@ class View:
         return out.sort_values(["experiment", "worker_seconds"], key=lambda c: c.map(order) if c.name == "experiment"
                                else -c).reset_index(drop=True)
 
+    def job_seconds(self, exclude: str | None = None) -> dict[str, float]:
+        """Worker-seconds per record kind (but ``exclude``), as the ``run-all`` log gives them, summed over its
+        invocations (reruns included): the cost of the runs whose records carry no time of their own."""
+        total: dict[str, float] = {}
+        for entry in self.execution_log:
+            jobs = entry.get("job_seconds")
+            for kind, sec in (jobs.items() if isinstance(jobs, dict) else ()):  # older entries may lack it
+                if kind != exclude and isinstance(sec, (int, float)):
+                    total[kind] = total.get(kind, 0.0) + sec
+        return total
+
     def executions(self) -> pd.DataFrame:
         """One row per ``run-all`` invocation: profile, seconds, runs done, skipped, failed."""
         return pd.DataFrame(self.execution_log)

@@ -130,7 +130,6 @@ def memory_numbers(view: View, N: Numbers) -> str:
     if mem.empty:
         raise MissingRuns("memory")
     piv = mem.pivot_table(index="steps", columns="solver", values="activation_bytes")
-    tpiv = mem.pivot_table(index="steps", columns="solver", values="step_time_s")
     for s in piv.columns:
         name = "Mem" + re.sub(r"[^A-Za-z]", "", s.title().replace("4", "four").replace("5", "five"))
         for n in piv.index:
@@ -261,25 +260,14 @@ def constant_numbers(view: View, N: Numbers) -> None:
     costs = view.costs()
     if not costs.empty and envs:
         cores = max(e.get("cpu_count") or 1 for e in envs)
-        total, other = costs[costs.experiment == "all"].worker_seconds.sum(), sum(other_job_seconds(view).values())
+        total = costs[costs.experiment == "all"].worker_seconds.sum()
+        other = sum(view.job_seconds(exclude="train").values())
         N.add("TrainWorkerMinutes", _num(round(total / 60)))
         N.add("TrainWallMinutes", _num(round(total / 60 / cores)))
         N.add("OtherWorkerMinutes", _num(round(other / 60)))
         N.add("ProfileWallMinutes", _num(round((total + other) / 60 / cores)))
 
 
-def other_job_seconds(view: View) -> dict[str, float]:
-    """Worker-seconds of the runs that do not train (adjoint diagnostics, measurements, trajectories), as the
-    ``run-all`` log gives them per kind, summed over its invocations (reruns included; their records carry no
-    time of their own)."""
-    total: dict[str, float] = {}
-    ex = view.executions()
-    for entry in ex.to_dict("records") if not ex.empty else []:
-        jobs = entry.get("job_seconds")
-        for kind, sec in (jobs.items() if isinstance(jobs, dict) else ()):  # older entries may lack it (NaN)
-            if kind != "train" and isinstance(sec, (int, float)):
-                total[kind] = total.get(kind, 0.0) + sec
-    return total
 
 
 def bench_markdown(view: View) -> str:
@@ -306,7 +294,7 @@ def cost_markdown(view: View) -> str:
         costly = "" if name == "all" else ", ".join(f"{v} {w / 60:.0f}" for v, w in zip(top.variant, top.worker_seconds))
         label = "all (each run once)" if name == "all" else name
         lines.append(f"| {label} | {part.runs.sum()} | {part.worker_seconds.sum() / 60:.0f} | {costly} |")
-    other = sorted(other_job_seconds(view).items(), key=lambda kv: -kv[1])
+    other = sorted(view.job_seconds(exclude="train").items(), key=lambda kv: -kv[1])
     if other:
         lines += ["", "Runs that do not train (job seconds summed over the `run-all` log, reruns included): "
                   + ", ".join(f"{kind} {sec / 60:.1f}" for kind, sec in other) + " worker-minutes."]

@@ -12,7 +12,7 @@ from ..config import ModelConfig
 from ..engine.instrument import activation_bytes
 from ..engine.models import Classifier
 from ..engine.step import first_batch, training_step
-from ..engine.timer import median_spread, sync, time_repeated
+from ..engine.timer import median_spread, reference_ratio, sync, time_alternating
 from ..provenance import environment
 from ..variants import variant_config
 
@@ -42,21 +42,11 @@ def measure(config: dict, isolated: bool = True) -> dict:
     act = activation_bytes(model, x, y)
     reference = config.get("reference")
     ref_step = training_step(Classifier(variant_config(reference), [config["seed"]]).to(device), x, y) if reference else None
-    for _ in range(2):  # warm-up
-        step()
-        if ref_step is not None:
-            ref_step()
-    times, ref_times = [], []
-    for _ in range(config["repeats"]):
-        times += time_repeated(step, device, warmup=0, repeats=1)
-        if ref_step is not None:
-            ref_times += time_repeated(ref_step, device, warmup=0, repeats=1)
+    times, ref_times = time_alternating(step, ref_step, device, warmup=2, repeats=config["repeats"])
     med, spread = median_spread(times)
     metrics = {"activation_bytes": act, "nfe_forward": nfe_f, "nfe_backward": nfe_b, "params": model.param_count(),
                "step_time_s": med, "step_time_spread_s": spread, "step_time_samples": len(times)}
-    if ref_times:
-        metrics["reference_step_time_s"] = median_spread(ref_times)[0]
-        metrics["ratio_to_reference"] = median_spread([a / b for a, b in zip(times, ref_times)])[0]
+    metrics.update(reference_ratio(times, ref_times))
     if torch.device(device).type == "cuda":
         metrics["cuda_peak_bytes"] = cuda_peak_bytes(step, device, model)
     return records.make(config, metrics, environment(device), timing={"isolated": isolated})

@@ -11,7 +11,7 @@ from .. import data, records
 from ..config import Protocol
 from ..engine.models import Classifier
 from ..engine.step import optimizer_step
-from ..engine.timer import median_spread, time_repeated
+from ..engine.timer import median_spread, reference_ratio, time_alternating
 from ..provenance import environment
 from ..variants import variant_config
 
@@ -55,16 +55,9 @@ def measure(config: dict, isolated: bool = True) -> dict:
     out: dict = {}
     for members in sorted({1, config["members"]} if not cfg.adaptive else {1}):
         fn, model = _closure(config["variant"], seed, members, B, device)
-        for _ in range(config["warmup"]):
-            fn()
-            if ref_fn is not None:
-                ref_fn()
-        model.counter.reset()  # count the timed steps only
-        samples, ref_samples = [], []
-        for _ in range(config["repeats"]):
-            samples.append(time_repeated(fn, device, warmup=0, repeats=1)[0] / members)
-            if ref_fn is not None:
-                ref_samples.append(time_repeated(ref_fn, device, warmup=0, repeats=1)[0])
+        times, ref_samples = time_alternating(fn, ref_fn, device, config["warmup"], config["repeats"],
+                                              on_warm=model.counter.reset)  # count the timed steps only
+        samples = [t / members for t in times]
         med, spread = median_spread(samples)
         nfe = (model.counter.counts["forward"] + model.counter.counts["backward"]) / config["repeats"]
         key = "" if members == 1 else f"_x{members}"
@@ -72,9 +65,7 @@ def measure(config: dict, isolated: bool = True) -> dict:
         out[f"step_time_spread_s{key}"] = spread
         out[f"nfe_per_step{key}"] = nfe
         out[f"time_per_nfe_s{key}"] = med / nfe if nfe else None
-        if ref_samples:
-            out[f"reference_step_time_s{key}"] = median_spread(ref_samples)[0]
-            out[f"ratio_to_reference{key}"] = median_spread([a / b for a, b in zip(samples, ref_samples)])[0]
+        out.update(reference_ratio(samples, ref_samples, key))
     steps = PROTOCOL.epochs * -(-PROTOCOL.n_train // B)
     out["implied_protocol_s"] = out["step_time_s"] * steps
     if "step_time_s_x" + str(config["members"]) in out:

@@ -120,9 +120,7 @@ def test_isolated_steps_are_ratios_to_the_reference_on_one_scale():
 
 
 def test_runs_that_do_not_train_cost_their_logged_job_seconds_summed_over_invocations():
-    from study.report.tables import other_job_seconds
-
     log = [{"job_seconds": {"train": 500.0, "adjoint": 60.0, "timing": 2.0}}, {"seconds": 3.0},
            {"job_seconds": {"adjoint": 30.0, "timing": 6.0}}]
-    assert other_job_seconds(View({}, [], {}, log)) == {"adjoint": 90.0, "timing": 8.0}
-    assert other_job_seconds(View({})) == {}
+    assert View({}, [], {}, log).job_seconds(exclude="train") == {"adjoint": 90.0, "timing": 8.0}
+    assert View({}, [], {}, log).job_seconds()["train"] == 500.0 and View({}).job_seconds() == {}
