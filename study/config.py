@@ -45,7 +45,8 @@ ADAPTIVE_METHODS = tuple(n for n, m in METHODS.items() if m.adaptive)
 # `run-all` reruns exactly the runs it changed and `study status` shows their old records as stale.
 ENGINES = {
     "fused": 1,  # the hand backend's fused fixed-step solve and the ResNet (engine/hand_solve.py)
-    "evaluation": 1,  # the hand engine on one evaluation: adaptive, adjoint, checkpointed (engine/hand_ode.py)
+    "evaluation": 1,  # the hand engine's continuous adjoint on one evaluation (engine/hand_ode.py)
+    "step": 1,  # the hand engine's one-node steps: adaptive direct and checkpointed solves (engine/step_node.py)
     "torchdiffeq": 1,  # our dynamics under torchdiffeq's odeint / odeint_adjoint (engine/models.py)
 }
 
@@ -150,6 +151,8 @@ class ModelConfig:
             return "plain"
         if self.model == "resnet" or (self.backend == "hand" and not self.adaptive):
             return engine_label("fused")
+        if self.backend in ("hand", "hand-checkpoint"):
+            return engine_label("step")
         return engine_label("evaluation" if self.backend in HAND_BACKENDS else "torchdiffeq")
 
     @property

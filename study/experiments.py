@@ -211,12 +211,13 @@ def build(profile: str) -> dict[str, list[Job]]:
                                              "problem": "cos", "t1": 2.0}, [None]) for s in CONVERGENCE_SOLVERS]
     proto = asdict(Protocol(**{**spec["protocol"], "epochs": spec["gradient_epochs"]}))
     ex["gradients"] = [Job("gradients", {"kind": "gradients", "train_variant": "euler", "protocol": proto,
-                                         "engines": all_engines(),
+                                         "engines": engines_of(("euler", *GRADIENTS_MEASURED)),
                                          "steps": spec["gradient_steps"], "tolerances": spec["gradient_tolerances"],
                                          "batch_size": 128, "device": "cpu"}, [0])]
     proto = asdict(Protocol(**spec["protocol"]))
     a = dict(spec["adjoint"])
-    ex["adjoint"] = [Job("adjoint", {"kind": "adjoint", "train_variant": v, "protocol": proto, "engines": all_engines(),
+    ex["adjoint"] = [Job("adjoint", {"kind": "adjoint", "train_variant": v, "protocol": proto,
+                                     "engines": engines_of((v, *ADJOINT_MEASURED)),
                                      **{k: a[k] for k in a if k not in ("train_variants", "seeds")}}, [s])
                      for v in a["train_variants"] for s in range(a["seeds"])]
     ex["trajectories"] = [Job("trajectories", {"kind": "trajectories", "variant": v, "protocol": proto,
@@ -241,14 +242,26 @@ def timing_configs(repeats: int, device: str = "cpu") -> list[dict]:
 
 
 
-BENCH_SUITE = 5  # which rows the bench measures: 2 added the hand engine's adaptive, adjoint and checkpointed rows,
+BENCH_SUITE = 6  # which rows the bench measures: 2 added the hand engine's adaptive, adjoint and checkpointed rows,
 # 3 the fixed-step solve on the evaluation building block (what the fused path buys), 4 adaptive seeds batched,
-# 5 torchode's dopri5
+# 5 torchode's dopri5, 6 the one-node steps (step-*) in place of the evaluation rows
 
 
 def all_engines() -> str:
-    """Every engine with its version: what runs that use several of them (bench, gradients) depend on."""
+    """Every engine with its version: what the bench, which runs them all, depends on."""
     return ",".join(engine_label(name) for name in sorted(ENGINES))
+
+
+# The variants the gradient diagnostics run on a trained model's weights, besides the trained variant
+# (study.runners.adjoint and study.runners.gradients; a test checks these lists against what they run).
+ADJOINT_MEASURED = ("rk4", "tdq-euler", "adjoint-euler", "tdq-rk4", "adjoint-rk4", "tdq-dopri5", "adjoint-dopri5")
+GRADIENTS_MEASURED = ADJOINT_MEASURED + ("adjoint-dopri5-seminorm",)
+
+
+def engines_of(names) -> str:
+    """The engines, with their versions, that runs of these variants use: what a run of several variants
+    depends on, so that a change to another engine leaves its record current."""
+    return ",".join(sorted({variant_config(v).engine for v in names} - {"plain"}))
 
 
 def plan(profile: str, experiments: list[str] | None = None) -> list[Job]:

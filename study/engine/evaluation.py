@@ -50,22 +50,28 @@ def fold_weights(W1, b1, wt, W2, b2, W3, b3) -> Folded:
                   col(2.0 * (b2 - W2.sum(-1))), 2.0 * W3, col(b3 - W3.sum(-1)))
 
 
-def _forward(y, t, w: Folded):
-    """``(f, s1, s2)`` for feature-major ``y`` (S, d, B); ``t`` a float or an ``(S, 1, 1)`` tensor."""
+def forward_parts(y, t, w: Folded):
+    """``(f, s1, s2)`` for feature-major ``y`` (S, d, B), ``t`` a float or an ``(S, 1, 1)`` tensor: the value
+    and what :func:`vjp` reads (no graph of its own)."""
     c1 = w.b1 if w.wt is None else w.b1 + t * w.wt
     s1 = torch.baddbmm(c1, w.a1, y).sigmoid_()  # in place on the product: one fresh tensor, not two
     s2 = torch.baddbmm(w.c2, w.a2, s1).sigmoid_()
     return torch.baddbmm(w.c3, w.a3, s2), s1, s2
 
 
-def vjp(g, y, t, s1, s2, a1, a2, a3, has_wt: bool):
-    """``g^T df/dy`` and ``g^T df/dw`` for each folded weight (``None`` for an absent ``wt``); only the three
-    matrices enter (the biases' gradients are sums)."""
+def _backward_layers(g, s1, s2, a1, a2, a3):
+    """The gradients with respect to the two sigmoids' arguments and to ``y``: ``(g1, g2, g^T df/dy)``."""
     g2 = torch.bmm(a3.transpose(1, 2), g)
     _sigmoid_backward(g2, s2, grad_input=g2)  # into the product's own storage
     g1 = torch.bmm(a2.transpose(1, 2), g2)
     _sigmoid_backward(g1, s1, grad_input=g1)
-    gy = torch.bmm(a1.transpose(1, 2), g1)
+    return g1, g2, torch.bmm(a1.transpose(1, 2), g1)
+
+
+def vjp(g, y, t, s1, s2, a1, a2, a3, has_wt: bool):
+    """``g^T df/dy`` and ``g^T df/dw`` for each folded weight (``None`` for an absent ``wt``); only the three
+    matrices enter (the biases' gradients are sums)."""
+    g1, g2, gy = _backward_layers(g, s1, s2, a1, a2, a3)
     gb1 = g1.sum(-1, keepdim=True)
     gwt = (t * gb1 if isinstance(t, torch.Tensor) else gb1 * t) if has_wt else None
     grads = Folded(torch.bmm(g1, y.transpose(1, 2)), gb1, gwt, torch.bmm(g2, s1.transpose(1, 2)),
@@ -73,11 +79,36 @@ def vjp(g, y, t, s1, s2, a1, a2, a3, has_wt: bool):
     return gy, grads
 
 
+def vjp_into(acc: Folded, g, y, t, s1, s2, w: Folded) -> torch.Tensor:
+    """:func:`vjp` with the weight gradients added into ``acc`` in place (``g^T df/dy`` is returned): a step's
+    or a solve's evaluations accumulate into one set of gradients without a tensor per evaluation."""
+    g1, g2, gy = _backward_layers(g, s1, s2, w.a1, w.a2, w.a3)
+    acc.a1.baddbmm_(g1, y.transpose(1, 2))
+    gb1 = g1.sum(-1, keepdim=True)
+    acc.b1.add_(gb1)
+    if acc.wt is not None:
+        if isinstance(t, torch.Tensor):
+            acc.wt.addcmul_(gb1, t)
+        else:
+            acc.wt.add_(gb1, alpha=t)
+    acc.a2.baddbmm_(g2, s1.transpose(1, 2))
+    acc.c2.add_(g2.sum(-1, keepdim=True))
+    acc.a3.baddbmm_(g, s2.transpose(1, 2))
+    acc.c3.add_(g.sum(-1, keepdim=True))
+    return gy
+
+
+def member_time(t, like: torch.Tensor):
+    """A time as the evaluation takes it: a float, or a per-member float64 ``(S,)`` tensor (per-member solves)
+    as ``(S, 1, 1)`` in ``like``'s dtype."""
+    return t.to(like.dtype).view(-1, 1, 1) if isinstance(t, torch.Tensor) else t
+
+
 class _Evaluate(torch.autograd.Function):
     @staticmethod
     def forward(ctx, y, t, a1, b1, wt, a2, c2, a3, c3):
         w = Folded(a1, b1, wt, a2, c2, a3, c3)
-        f, s1, s2 = _forward(y, t, w)
+        f, s1, s2 = forward_parts(y, t, w)
         ctx.save_for_backward(y, s1, s2, a1, a2, a3, *((t,) if isinstance(t, torch.Tensor) else ()))
         ctx.t = None if isinstance(t, torch.Tensor) else t
         ctx.has_wt = wt is not None
@@ -96,12 +127,12 @@ def evaluate(y: torch.Tensor, t, w: Folded) -> torch.Tensor:
     """``f(t, y)`` for feature-major ``y`` (S, d, B); differentiable in ``y`` and the folded weights."""
     if torch.is_grad_enabled() and (y.requires_grad or any(x is not None and x.requires_grad for x in w)):
         return _Evaluate.apply(y, t, *w)
-    return _forward(y, t, w)[0]
+    return forward_parts(y, t, w)[0]
 
 
 def evaluate_vjp(y: torch.Tensor, t, w: Folded, g: torch.Tensor):
     """``(f, g^T df/dy, g^T df/dw)`` in one pass, without an autograd graph."""
     with torch.no_grad():
-        f, s1, s2 = _forward(y, t, w)
+        f, s1, s2 = forward_parts(y, t, w)
         gy, gw = vjp(g, y, t, s1, s2, w.a1, w.a2, w.a3, w.wt is not None)
     return f, gy, gw

@@ -6,11 +6,13 @@ evaluate the network with :func:`study.engine.evaluation.evaluate` and step with
 :mod:`study.engine.stepper`:
 
 * :func:`direct` - fixed or adaptive steps, differentiated by backpropagation through
-  the accepted steps (autograd over the evaluation's hand-written VJP);
+  the accepted steps, each attempted step one autograd node with its backward by hand
+  (:mod:`study.engine.step_node`);
 * :func:`checkpointed` - the same forward solve without a graph, keeping only the state
-  before each accepted step; the backward recomputes one step at a time and
-  backpropagates through it, so the gradient is exactly that of the discretisation
-  that was run (as direct backpropagation gives it) with one state per step kept;
+  before each accepted step; the backward recomputes one step at a time and runs that
+  step's hand backward (no autograd graph), so the gradient is exactly that of the
+  discretisation that was run (as direct backpropagation gives it) with one state per
+  step kept;
 * :func:`adjoint` - the continuous adjoint: the forward solve keeps only ``y(t1)``; the
   backward integrates ``(y, a, g)`` from ``t1`` back to ``t0`` with
   ``y' = f``, ``a' = -a^T df/dy``, ``g' = -a^T df/dtheta`` by the same solver (the
@@ -25,7 +27,8 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import stepper
-from .evaluation import Folded, evaluate, evaluate_vjp, fold_weights
+from . import step_node
+from .evaluation import Folded, evaluate, evaluate_vjp, fold_weights, member_time
 from .instrument import note_derived
 from .solvers import EMBEDDED, TABLEAUS
 
@@ -46,15 +49,10 @@ class Solve:
         return self.method in EMBEDDED
 
 
-def _time(t, like: torch.Tensor):
-    """A per-member time (float64 ``(S,)``, from per-member solves) as the evaluation takes it: ``(S, 1, 1)``."""
-    return t.to(like.dtype).view(-1, 1, 1) if isinstance(t, torch.Tensor) else t
-
-
 def _rhs(w: Folded, counter) -> stepper.RHS:
     def F(t, state):
         counter.counts[counter.phase] += 1
-        return (evaluate(state[0], _time(t, state[0]), w),)
+        return (evaluate(state[0], member_time(t, state[0]), w),)
 
     return F
 
@@ -64,10 +62,12 @@ def per_member(spec: Solve, y0: torch.Tensor) -> bool:
     return spec.adaptive and y0.shape[0] > 1
 
 
-def _members(F, state: tuple, t0: float, t1: float, spec: Solve, counter, norm_parts=None, count_steps=True) -> tuple:
+def _members(F, state: tuple, t0: float, t1: float, spec: Solve, counter, norm_parts=None, count_steps=True,
+             step=None) -> tuple:
     trace = stepper.MemberTrace(state[0].shape[0])
     try:
-        return stepper.adaptive_members(F, EMBEDDED[spec.method], state, t0, t1, spec.control, norm_parts, trace)
+        return stepper.adaptive_members(F, EMBEDDED[spec.method], state, t0, t1, spec.control, norm_parts, trace,
+                                        step)
     finally:
         counter.add_members(trace.evaluations, trace.accepted if count_steps else None, trace.rejected)
         for m, why in trace.failures.items():
@@ -82,29 +82,44 @@ def _accepting(counter):
     return on_accept
 
 
-def _forward(F, y0: torch.Tensor, spec: Solve, counter, trace: stepper.Trace | None = None, on_step=None) -> torch.Tensor:
+def _forward(F, y0: torch.Tensor, spec: Solve, counter, trace: stepper.Trace | None = None, on_step=None,
+             step=None) -> torch.Tensor:
+    """The solve's end state; ``step(tableau, into)`` -> a :data:`study.engine.stepper.Step`, or None for the
+    steppers' own (:func:`study.engine.stepper.rk_step` on ``F``)."""
     if per_member(spec, y0):
         if trace is not None or on_step is not None:
             raise ValueError("a checkpointed adaptive solve keeps one step sequence: train its seeds one at a time")
-        return _members(F, (y0,), spec.t0, spec.t1, spec, counter)[0]
+        pair = EMBEDDED[spec.method]
+        return _members(F, (y0,), spec.t0, spec.t1, spec, counter,
+                        step=None if step is None else step(pair.tableau, stepper.axpy_m))[0]
     if spec.adaptive:
+        pair = EMBEDDED[spec.method]
         trace = stepper.Trace() if trace is None else trace
         try:
-            (y1,) = stepper.adaptive(F, EMBEDDED[spec.method], (y0,), spec.t0, spec.t1, spec.control, trace=trace,
-                                     on_accept=_accepting(counter))
+            (y1,) = stepper.adaptive(F, pair, (y0,), spec.t0, spec.t1, spec.control, trace=trace,
+                                     on_accept=_accepting(counter),
+                                     step=None if step is None else step(pair.tableau, stepper.axpy))
         finally:
             if counter.phase != "backward":
                 counter.rejected += trace.rejected
         return y1
-    (y1,) = stepper.fixed(F, TABLEAUS[spec.method], (y0,), spec.t0, spec.t1, spec.steps, on_step)
+    tab = TABLEAUS[spec.method]
+    (y1,) = stepper.fixed(F, tab, (y0,), spec.t0, spec.t1, spec.steps, on_step,
+                          step=None if step is None else step(tab, stepper.axpy))
     return y1
 
 
+def _needs_grad(y0: torch.Tensor, w: Folded) -> bool:
+    return torch.is_grad_enabled() and (y0.requires_grad or any(x is not None and x.requires_grad for x in w))
+
+
 def direct(y0: torch.Tensor, raw: tuple, spec: Solve, counter) -> torch.Tensor:
-    """Backpropagation through the accepted steps."""
+    """Backpropagation through the accepted steps, each attempted step one graph node
+    (:mod:`study.engine.step_node`); without gradients, the plain steps."""
     w = fold_weights(*raw)
     note_derived(w)
-    return _forward(_rhs(w, counter), y0, spec, counter)
+    step = (lambda tab, into: step_node.node_step(w, counter, tab, into)) if _needs_grad(y0, w) else None
+    return _forward(_rhs(w, counter), y0, spec, counter, step=step)
 
 
 def unfold_grads(g: Folded, sign: float = 1.0) -> tuple:
@@ -151,28 +166,32 @@ class _Checkpointed(torch.autograd.Function):
     def backward(ctx, g):
         kept, raw = _saved(ctx)
         spec, counter = ctx.spec, ctx.counter
-        leaves = [None if r is None else r.detach().requires_grad_() for r in raw]
-        grads = [None if r is None else torch.zeros_like(r) for r in raw]
-        with torch.enable_grad():
-            w = fold_weights(*leaves)
-            F = _rhs(w, counter)
-            for n in reversed(range(len(ctx.plan))):
-                t, dt = ctx.plan[n]
-                y = kept[n].detach().requires_grad_()
-                if spec.adaptive:
-                    pair = EMBEDDED[spec.method]
-                    y1, _, _, ks = stepper.trial(F, pair, t, (y,), F(t, (y,)), dt)
-                    out = stepper.dense(pair, (y,), y1, ks, dt, ctx.x) if n == len(ctx.plan) - 1 else y1
-                else:
-                    tab = TABLEAUS[spec.method]
-                    out = stepper.axpy((y,), tab.b, stepper.stages(F, tab, t, (y,), dt), dt)
-                wrt = [y] + [x for x in leaves if x is not None]
-                got = torch.autograd.grad(out[0], wrt, g, retain_graph=n > 0, allow_unused=True)
-                g = got[0]
-                for acc, x in zip((a for a in grads if a is not None), got[1:]):
-                    if x is not None:
-                        acc.add_(x)
-        return (g, None, None, *grads)
+        w = fold_weights(*raw)
+        acc = step_node.zeros_like(w)
+        last = len(ctx.plan) - 1
+        for n in reversed(range(len(ctx.plan))):  # recompute each step, then its backward: no autograd graph
+            t, dt = ctx.plan[n]
+            tape: list = []
+            F = step_node.recording(w, counter, tape)
+            tab = EMBEDDED[spec.method].tableau if spec.adaptive else TABLEAUS[spec.method]
+            y1, ks = step_node.forward(F, tab, t, kept[n], dt)
+            ybar, kbars, direct_bar = g, None, None
+            if spec.adaptive and n == last:  # the end state is the dense output inside the last step
+                direct_bar, ybar, kbars = _dense_grads(EMBEDDED[spec.method], kept[n], y1, ks, dt, ctx.x, g)
+            g, _ = step_node.backward(tape, tab, dt, w, acc, ybar, kbars)
+            if direct_bar is not None:
+                g = direct_bar if g is None else g.add_(direct_bar)
+        return (g, None, None, *unfold_grads(acc))
+
+
+def _dense_grads(pair, y0: torch.Tensor, y1: torch.Tensor, ks: list, dt: float, x: float, g: torch.Tensor):
+    """The gradients of Shampine's dense output (a linear combination) with respect to the step's start, end and
+    stage derivatives: ``(w.r.t. y0, w.r.t. y1, [w.r.t. each k])``."""
+    leaves = [v.detach().requires_grad_() for v in (y0, y1, *ks)]
+    with torch.enable_grad():
+        (out,) = stepper.dense(pair, (leaves[0],), (leaves[1],), [(k,) for k in leaves[2:]], dt, x)
+        grads = torch.autograd.grad(out, leaves, g, allow_unused=True)
+    return grads[0], grads[1], list(grads[2:])
 
 
 def checkpointed(y0: torch.Tensor, raw: tuple, spec: Solve, counter) -> torch.Tensor:
@@ -199,7 +218,7 @@ class _Adjoint(torch.autograd.Function):
 
         def F(t, state):  # reverse dynamics of (y, a, g): y' = f, a' = -a^T f_y, g' = -a^T f_theta
             counter.counts[counter.phase] += 1
-            f, gy, gw = evaluate_vjp(state[0], _time(t, state[0]), w, state[1])
+            f, gy, gw = evaluate_vjp(state[0], member_time(t, state[0]), w, state[1])
             raw_g = unfold_grads(gw, -1.0)
             return (f, gy.neg_(), *(raw_g[i] for i in present))
 

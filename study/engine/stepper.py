@@ -28,6 +28,7 @@ from .solvers import Embedded, Tableau, combine, get_tableau
 State = tuple  # of tensors
 RHS = Callable[[float, State], State]
 Combine = Callable  # (y, coeffs, ks, dt) -> y + dt * sum_j coeffs[j] ks[j], part by part
+Step = Callable  # (t, y, k0 or None, dt) -> (y1, stage derivatives): one step of a tableau (rk_step)
 
 
 def _axpy_part(yp: torch.Tensor, terms, dt: float) -> torch.Tensor:
@@ -112,16 +113,29 @@ def stages(F: RHS, tab: Tableau, t, y: State, dt, k0: State | None = None, into:
     return ks
 
 
+def rk_step(F: RHS, tab: Tableau, into: Combine = axpy) -> Step:
+    """One step of ``tab`` on ``F`` through :func:`stages`: ``step(t, y, k0, dt) -> (y1, ks)``, the steppers'
+    default (a solve may pass another step with the same contract, such as the hand engine's one-node step)."""
+
+    def step(t, y: State, k0: State | None, dt):
+        ks = stages(F, tab, t, y, dt, k0, into=into)
+        return into(y, tab.b, ks, dt), ks
+
+    return step
+
+
 def fixed(F: RHS, tab: Tableau, y: State, t0: float, t1: float, steps: int, on_step=None,
-          into: Combine = axpy) -> State:
+          into: Combine = axpy, step: Step | None = None) -> State:
     """``steps`` equal steps from ``t0`` to ``t1`` (``t1 < t0`` integrates backward); ``on_step(n, t, y)``
-    is told the state before each step.  ``into`` forms the stage inputs and the new states (:func:`stages`)."""
+    is told the state before each step.  ``into`` forms the stage inputs and the new states (:func:`stages`);
+    ``step`` replaces :func:`rk_step` ``(F, tab, into)``."""
     dt = (t1 - t0) / steps
+    step = rk_step(F, tab, into) if step is None else step
     for n in range(steps):
         t = t0 + n * dt
         if on_step is not None:
             on_step(n, t, y)
-        y = into(y, tab.b, stages(F, tab, t, y, dt, into=into), dt)
+        y, _ = step(t, y, None, dt)
     return y
 
 
@@ -201,11 +215,10 @@ def _next_step(dt: float, ratio: float, ctl: Control, order: int) -> float:
     return dt * min(ctl.ifactor, max(ctl.safety / ratio ** (1.0 / order), dfactor))
 
 
-def trial(F: RHS, pair: Embedded, t: float, y: State, f0: State, dt: float):
-    """One attempted step: ``(y1, f1, error estimate, stage derivatives)``."""
-    tab = pair.tableau
-    ks = stages(F, tab, t, y, dt, f0)
-    y1 = axpy(y, tab.b, ks, dt)
+def trial(step: Step, pair: Embedded, t: float, y: State, f0: State, dt: float):
+    """One attempted step by ``step`` (:func:`rk_step` of the pair's tableau, or one with its contract):
+    ``(y1, f1, error estimate, stage derivatives)``."""
+    y1, ks = step(t, y, f0, dt)
     with torch.no_grad():  # the estimate only steers the step size: no graph
         err = _sum_terms([(dt * e, ks[j]) for j, e in enumerate(pair.b_err) if e != 0.0])
     return y1, ks[-1], tuple(err), ks
@@ -234,10 +247,13 @@ def dense(pair: Embedded, y0: State, y1: State, ks: list[State], dt: float, x: f
 
 
 def adaptive(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ctl: Control,
-             norm_parts: Sequence[int] | None = None, trace: Trace | None = None, on_accept=None) -> State:
+             norm_parts: Sequence[int] | None = None, trace: Trace | None = None, on_accept=None,
+             step: Step | None = None) -> State:
     """The state at ``t1`` by adaptive steps (``t1 < t0`` integrates backward).  ``norm_parts``: the parts of
     the state the error norm reads (all by default; the adjoint's seminorm leaves out the parameters').
-    The graph, where there is one, runs through the accepted steps only."""
+    The graph, where there is one, runs through the accepted steps only.  ``step`` replaces :func:`rk_step`
+    of the pair's tableau (``F`` still gives the first derivative and the initial step)."""
+    step = rk_step(F, pair.tableau) if step is None else step
     parts = set(range(len(y0)) if norm_parts is None else norm_parts)
     direction = 1.0 if t1 >= t0 else -1.0
     trace = Trace() if trace is None else trace
@@ -249,7 +265,7 @@ def adaptive(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ctl: Contr
             raise AssertionError(f"max_num_steps exceeded ({n}>={ctl.max_num_steps})")
         if not direction * ((t + dt) - t) > 0:
             raise AssertionError(f"underflow in dt {dt}")
-        y1, f1, err, ks = trial(F, pair, t, y, f0, dt)
+        y1, f1, err, ks = trial(step, pair, t, y, f0, dt)
         with torch.no_grad():
             ratio = _norm_ratio(err, y, y1, ctl, parts)
         if ratio <= 1:  # accept (a NaN ratio rejects, as in torchdiffeq, until the step underflows)
@@ -374,13 +390,16 @@ def _where(mask: torch.Tensor, a: State, b: State) -> State:
 
 
 def adaptive_members(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ctl: Control,
-                     norm_parts: Sequence[int] | None = None, trace: MemberTrace | None = None) -> State:
+                     norm_parts: Sequence[int] | None = None, trace: MemberTrace | None = None,
+                     step: Step | None = None) -> State:
     """:func:`adaptive` for ``S`` independent members at once (every part of the state is ``(S, ...)``): each
     member has its own time, step size, error norm, accept/reject decisions, step count and failure, as if it
     were solved alone (torchode's per-instance control).  ``F(t, state)`` gets ``t`` as a float64 ``(S,)``
     tensor.  A member that has reached ``t1`` (or failed) is frozen: it takes zero-length steps and its
     evaluations are not counted.  A member that fails (``max_num_steps``, underflow) ends as NaN and its reason
-    is in ``trace.failures``; the others go on."""
+    is in ``trace.failures``; the others go on.  ``step`` replaces :func:`rk_step` ``(F, tableau, axpy_m)``
+    (its ``t`` and ``dt`` are ``(S,)`` tensors)."""
+    step = rk_step(F, pair.tableau, axpy_m) if step is None else step
     S = y0[0].shape[0]
     parts = set(range(len(y0)) if norm_parts is None else norm_parts)
     direction = 1.0 if t1 >= t0 else -1.0
@@ -405,12 +424,11 @@ def adaptive_members(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ct
             active = ~done
             if bool(done.all()):
                 break
-        step = torch.where(active, dt, torch.zeros_like(dt))
-        ks = stages(F, pair.tableau, t, y, step, f, into=axpy_m)
+        h = torch.where(active, dt, torch.zeros_like(dt))  # a frozen member steps by zero
+        y1, ks = step(t, y, f, h)
         trace.evaluations += active.long() * (len(pair.tableau.c) - 1)
-        y1 = axpy_m(y, pair.tableau.b, ks, step)
         with torch.no_grad():  # the estimate only steers the step sizes: no graph
-            cols = _cols(step, y)
+            cols = _cols(h, y)
             err = _sum_terms([([c * e for c in cols], ks[j]) for j, e in enumerate(pair.b_err) if e != 0.0])
             ratio = _norm_ratio_m(err, y, y1, ctl, parts)
         accept = active & (ratio <= 1)  # NaN rejects
@@ -421,7 +439,7 @@ def adaptive_members(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ct
         moved = accept & ~last
         y_new = _where(moved, y1, y)
         if bool(last.any()):
-            y_new = _where(last, _dense_m(pair, y, y1, ks, step, x), y_new)
+            y_new = _where(last, _dense_m(pair, y, y1, ks, h, x), y_new)
         f = _where(moved, ks[-1], f)
         t = torch.where(moved, t + dt, torch.where(last, torch.full_like(t, float(t1)), t))
         y, done = y_new, done | last

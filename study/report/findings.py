@@ -67,7 +67,8 @@ whose step counts depend on the weights. `vs`: the row the ratio is taken to, in
 hand-unrolled PyTorch loop of the same method, torchdiffeq's `odeint_adjoint` with the same arithmetic, torchdiffeq's
 dopri5 on the same weights, or, for `-x5`, the same solver with one seed. `-x5`: per seed, five seeds trained as one
 batched model (adaptive rows: per member's own evaluation, each member with its own step-size control).
-`evaluation-*`: the fixed-step solve on the evaluation building block instead of the fused solve. `torchode-*`:
+`step-*`: the fixed-step solve in one-node steps (what the adaptive and checkpointed solves run) instead of the
+whole-solve fused engine. `torchode-*`:
 torchode (optional extra; its dopri5 takes the batch as one instance, so its error norm is torchdiffeq's). Every
 candidate steps fused Adam, as training does. floor: the step's matmul FLOPs at the best
 measured rate of its largest product ({Hidden} x {Hidden} x {Hidden}), optimistic for its width-{LiftDim} products.
@@ -84,8 +85,8 @@ slowest member (see "Per-member step control" above). The fixed-step solvers tra
 {BenchHandRkfourTrainRatio}x (RK4) of the bare loop (torchdiffeq's fixed grid: {BenchTdqEulerTrainRatio}x and
 {BenchTdqRkfourTrainRatio}x), which is {BenchHandEulerTrainFloor}x and {BenchHandRkfourTrainFloor}x their arithmetic
 floor ({BenchHandEulerFiveTrainFloor}x and {BenchHandRkfourFiveTrainFloor}x per seed with five batched). The same
-solves on the evaluation building block train at {BenchEvaluationEulerTrainRatio}x and
-{BenchEvaluationRkfourTrainRatio}x of the bare loop: that difference is what the fused path buys.
+solves in one-node steps train at {BenchStepEulerTrainRatio}x and
+{BenchStepRkfourTrainRatio}x of the bare loop: that difference is what the fused path buys.
 
 Isolated training steps (the `timing` experiment: each variant alone, median of {TimingRepeats} steps, each step
 alternating with an Euler step; a variant's time is its ratio to those Euler steps times the median Euler step of the

@@ -118,10 +118,10 @@ class TorchodeDopri5(nn.Module):
         return self.model.counter
 
 
-class EvaluationODE(nn.Module):
-    """Our classifier with its fixed-step solve on the hand engine's building block (one evaluation with its hand
-    VJP under the generic stepper, autograd between evaluations) instead of the fused solve: the row that shows
-    what the fused fast path buys."""
+class StepNodeODE(nn.Module):
+    """Our classifier with its fixed-step solve on the hand engine's one-node steps (each step one graph node, the
+    evaluation's hand VJP inside, autograd between steps: what the adaptive and checkpointed solves run) instead
+    of the whole-solve fused engine: the row that shows what the fused fast path buys."""
 
     def __init__(self, model: Classifier):
         super().__init__()
@@ -184,7 +184,7 @@ def candidates(steps: int, batch: int, device, members: int = 5, with_torchode: 
         out[tdq] = Candidate(model(tdq, steps=steps), x1, y1, True, method, bare)
         out[f"hand-{method}-x{members}"] = Candidate(model(method, range(members), steps=steps), xe, ye, True, method,
                                                      bare, members)
-        out[f"evaluation-{method}"] = Candidate(EvaluationODE(model(method, steps=steps)), x1, y1, True, method, bare)
+        out[f"step-{method}"] = Candidate(StepNodeODE(model(method, steps=steps)), x1, y1, True, method, bare)
         out[f"checkpoint-{method}"] = Candidate(model(f"checkpoint-{method}", steps=steps), x1, y1, True, method, bare)
     # The adjoints with the same arithmetic: torchdiffeq's rk4 is the 3/8 rule.
     out["adjoint-rk4"] = Candidate(model("adjoint-rk4", steps=steps), x1, y1, True, "rk4", "adjoint-rk4")

@@ -39,6 +39,41 @@ def test_one_evaluation_passes_gradcheck(time_input, t):
     assert torch.autograd.gradcheck(f, inputs)
 
 
+@pytest.mark.parametrize("method", ["euler", "rk4", "dopri5"])
+@pytest.mark.parametrize("per_member", [False, True])
+def test_one_step_node_passes_gradcheck(method, per_member):
+    """One step as one graph node (the direct and checkpointed solves' unit): its hand-written backward against
+    finite differences, for every output (the new state and each stage derivative), with a given first stage
+    (dopri5's first same as last) and with per-member times and step sizes."""
+    from types import SimpleNamespace
+
+    from study.engine import step_node
+    from study.engine.solvers import TABLEAUS
+
+    tab = EMBEDDED["dopri5"].tableau if method == "dopri5" else TABLEAUS[method]
+    w = ev.fold_weights(*random_weights())
+    leaves = [None if x is None else x.detach().requires_grad_() for x in w]
+    y = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True)
+    k0 = torch.randn(2, 3, 4, dtype=torch.float64, requires_grad=True) if method == "dopri5" else None
+    counter = SimpleNamespace(counts={"forward": 0}, phase="forward")
+    if per_member:
+        t, dt, into = torch.tensor([0.1, 0.6], dtype=torch.float64), torch.tensor([0.3, 0.05], dtype=torch.float64), stepper.axpy_m
+    else:
+        t, dt, into = 0.2, 0.25, stepper.axpy
+
+    def f(y, *rest):
+        it = iter(rest[1:] if k0 is not None else rest)
+        step = step_node.node_step(ev.Folded(*(None if x is None else next(it) for x in leaves)), counter, tab, into)
+        y1, ks = step(t, (y,), None if k0 is None else (rest[0],), dt)
+        return (y1[0], *(k[0] for k in ks[1 if k0 is not None else 0:]))
+
+    inputs = [y] + ([k0] if k0 is not None else []) + [x for x in leaves if x is not None]
+    assert torch.autograd.gradcheck(f, inputs)
+    counter.counts["forward"] = 0
+    f(*inputs)
+    assert counter.counts["forward"] == tab.stages - (k0 is not None)  # counted where the evaluations happen
+
+
 def test_evaluation_is_the_tanh_network():
     raw = random_weights()
     W1, b1, wt, W2, b2, W3, b3 = raw
@@ -156,13 +191,13 @@ def test_activation_memory_of_the_three_gradient_methods():
 
 
 @pytest.mark.parametrize("method", ["euler", "rk4"])
-def test_fixed_steps_on_the_evaluation_equal_the_fused_solve(batch, method):
-    """The bench's evaluation-engine row computes what the fused fast path computes."""
-    from study.runners.bench import EvaluationODE
+def test_fixed_steps_in_one_node_steps_equal_the_fused_solve(batch, method):
+    """The bench's one-node-step row computes what the fused fast path computes."""
+    from study.runners.bench import StepNodeODE
 
     x, y = batch
     (fused,) = models([(method, {"steps": 6})], scale=False)
-    generic = EvaluationODE(models([(method, {"steps": 6})], scale=False)[0])
+    generic = StepNodeODE(models([(method, {"steps": 6})], scale=False)[0])
     gf, cf, _, _ = grad_and_counts(fused, x, y)
     generic.zero_grad()
     loss_fn(generic(x), y).backward()

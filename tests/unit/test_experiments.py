@@ -53,3 +53,25 @@ def test_a_job_describes_what_differs_from_its_variant():
     jobs = plan("full", ["steps"])
     lines = {j.describe() for j in jobs}
     assert "train euler steps=80 seeds 0,1,2" in lines and "train rk4 seeds 0,1,2" in lines
+
+
+def test_diagnostics_name_the_engines_they_run(monkeypatch):
+    """The adjoint and gradient diagnostics' configs name the engines of the variants they run (so a change to
+    another engine leaves their records current): every model they build uses one of those engines."""
+    from study.engine import models
+    from study.runners import adjoint, gradients
+
+    used = []
+    init = models.Classifier.__init__
+
+    def recording_init(self, cfg, *args, **kwargs):
+        used.append(cfg.engine)
+        init(self, cfg, *args, **kwargs)
+
+    monkeypatch.setattr(models.Classifier, "__init__", recording_init)
+    quick = build("quick")
+    for runner, job in [(adjoint, j) for j in quick["adjoint"]] + [(gradients, quick["gradients"][0])]:
+        used.clear()
+        (config,) = job.run_configs()
+        runner.measure(config)
+        assert used and set(used) <= set(config["engines"].split(",")), (job.kind, set(used), config["engines"])
