@@ -72,6 +72,9 @@ whole-solve fused engine. `torchode-*`:
 torchode (optional extra; its dopri5 takes the batch as one instance, so its error norm is torchdiffeq's). Every
 candidate steps fused Adam, as training does. floor: the step's matmul FLOPs at the best
 measured rate of its largest product ({Hidden} x {Hidden} x {Hidden}), optimistic for its width-{LiftDim} products.
+kernels: the row's time over the best times of the kernels its evaluations run (each product at its own shape, the
+sigmoids, their backward and the bias sums), measured one by one in the same process: what is left above 1 is the
+solver's bookkeeping, the lift, head, loss and optimiser, and dispatch.
 
 {BENCH_TABLE}
 
@@ -84,7 +87,8 @@ evaluation of the same solver with one seed; in training they cost more than alo
 slowest member (see "Per-member step control" above). The fixed-step solvers train at {BenchHandEulerTrainRatio}x (Euler) and
 {BenchHandRkfourTrainRatio}x (RK4) of the bare loop (torchdiffeq's fixed grid: {BenchTdqEulerTrainRatio}x and
 {BenchTdqRkfourTrainRatio}x), which is {BenchHandEulerTrainFloor}x and {BenchHandRkfourTrainFloor}x their arithmetic
-floor ({BenchHandEulerFiveTrainFloor}x and {BenchHandRkfourFiveTrainFloor}x per seed with five batched). The same
+floor ({BenchHandEulerFiveTrainFloor}x and {BenchHandRkfourFiveTrainFloor}x per seed with five batched) and
+{BenchHandEulerTrainKernels}x and {BenchHandRkfourTrainKernels}x the kernels they run. The same
 solves in one-node steps train at {BenchStepEulerTrainRatio}x and
 {BenchStepRkfourTrainRatio}x of the bare loop: that difference is what the fused path buys.
 

@@ -213,12 +213,14 @@ def bench_numbers(view: View, N: Numbers) -> str:
         if r["mode"] == "train":  # the table shows training steps; numbers.tex has both modes
             rows.append([r["solver"].replace("-", "\\mbox{-}"), r.get("per") or "step", f"{r['median_us']:.0f}",
                          f"{r['spread_us']:.0f}", f"{r['ratio_to_bare']:.2f}", r.get("reference") or "",
-                         f"{r['floor_us']:.0f}"])
+                         f"{r['floor_us']:.0f}", _kernels(r)])
         words = re.sub(r"[^A-Za-z]", " ", r["solver"].replace("x5", "five").replace("rk4", "rkfour")).split()
         name = "Bench" + "".join(p.title() for p in words) + r["mode"].title()
         N.add(name + "Ratio", r["ratio_to_bare"], "{:.2f}")
         N.add(name + "Us", r["median_us"], "{:.0f}")
         N.add(name + "Floor", r["median_us"] / r["floor_us"], "{:.2f}")
+        if _has_kernel_floor(r):
+            N.add(name + "Kernels", r["median_us"] / r["kernel_floor_us"], "{:.2f}")
     train = b[b["mode"] == "train"].set_index("solver")["median_us"]
     if {"hand-euler", "hand-rk4"} <= set(train.index):  # a training step's ratio, interleaved in one process
         N.add("BenchRkfourOverEulerTrain", train["hand-rk4"] / train["hand-euler"], "{:.1f}")
@@ -227,8 +229,18 @@ def bench_numbers(view: View, N: Numbers) -> str:
         N.add("BenchSuite", int(b["suite"].iloc[0]), "{:d}")
     for row in rows:
         row[5] = row[5].replace("-", "\\mbox{-}")
-    return _table("llrrrlr", ["solver", "per", "\\si{\\micro\\second}", "spread", "ratio", "vs", "floor"], rows,
-                  "Bench, training steps: per solver step or per NFE, medians over interleaved rounds.")
+    return _table("llrrrlrr", ["solver", "per", "\\si{\\micro\\second}", "spread", "ratio", "vs", "floor", "kernels"],
+                  rows, "Bench, training steps: per solver step or per NFE, medians over interleaved rounds.")
+
+
+def _has_kernel_floor(row: dict) -> bool:
+    v = row.get("kernel_floor_us")
+    return v is not None and v == v  # absent from records before suite 6 (NaN in the frame)
+
+
+def _kernels(row: dict) -> str:
+    """A row's time over its kernel floor (the bench's kernel_floor: what its kernels take at their own sizes)."""
+    return f"{row['median_us'] / row['kernel_floor_us']:.2f}" if _has_kernel_floor(row) else ""
 
 
 def constant_numbers(view: View, N: Numbers) -> None:
@@ -275,10 +287,12 @@ def bench_markdown(view: View) -> str:
     b = view.bench()
     if b.empty:
         return "(no bench record: `study run-all --experiments bench`)"
-    lines = ["| solver | mode | per | median us | spread | ratio | vs | floor us |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| solver | mode | per | median us | spread | ratio | vs | floor us | kernels |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in b.to_dict("records"):
         lines.append(f"| {r['solver']} | {r['mode']} | {r.get('per') or 'step'} | {r['median_us']:.0f} | "
-                     f"{r['spread_us']:.0f} | {r['ratio_to_bare']:.2f} | {r.get('reference') or ''} | {r['floor_us']:.0f} |")
+                     f"{r['spread_us']:.0f} | {r['ratio_to_bare']:.2f} | {r.get('reference') or ''} | {r['floor_us']:.0f} | "
+                     f"{_kernels(r)} |")
     return "\n".join(lines) + "\n"
 
 

@@ -243,6 +243,50 @@ def step_flops(batch: int, dim: int = 6, hidden: int = 128, stages: int = 1, mod
     return per_eval * stages * (3 if mode == "train" else 1)
 
 
+def _best_us(fn, device, repeats: int) -> float:
+    """The best of five blocks of ``repeats`` calls, per call (us)."""
+    for _ in range(10):
+        fn()
+    sync(device)
+    best = math.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        sync(device)
+        best = min(best, (time.perf_counter() - t0) / repeats)
+    return best * 1e6
+
+
+def kernel_floor(batch: int, device, dim: int = 6, hidden: int = 128, repeats: int = 200) -> dict[str, float]:
+    """Per evaluation of the dynamics, the summed best times (us) of the kernels the hand engine runs for it, each
+    at its own shape in the feature-major layout: ``forward`` (three products with their biases, two sigmoids) and
+    ``train`` (those, and the backward's six products, two sigmoid backwards and three bias sums).  What the
+    evaluation's arithmetic costs on this machine at these sizes, without the solver's bookkeeping, the lift, head,
+    loss and optimiser; the matmul-FLOP floor assumes every product runs at the 128^3 rate, which the width-6
+    products do not reach and the elementwise kernels do not count."""
+    B, d, H = batch, dim, hidden
+    r = lambda *s: torch.randn(1, *s, device=device)  # noqa: E731
+    a1, a2, a3, c1, c2, c3 = r(H, d), r(H, H), r(d, H), r(H, 1), r(H, 1), r(d, 1)
+    a1t, a2t, a3t = (a.transpose(1, 2).contiguous() for a in (a1, a2, a3))
+    y, g, s1, s2, gh = r(d, B), r(d, B), r(H, B).sigmoid(), r(H, B).sigmoid(), r(H, B)
+    wd, wh = r(d, H), r(H, H)
+    out_h, out_h2, out_d, out_w1, out_w2, out_w3 = r(H, B), r(H, B), r(d, B), r(d, H), r(H, H), r(d, H)
+    sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
+    forward = [lambda: torch.baddbmm(c1, a1, y, out=out_h), lambda: torch.sigmoid(gh, out=out_h),
+               lambda: torch.baddbmm(c2, a2, s1, out=out_h), lambda: torch.sigmoid(gh, out=out_h),
+               lambda: torch.baddbmm(c3, a3, s2, out=out_d)]
+    backward = [lambda: torch.baddbmm(wd, g, s2.transpose(1, 2), out=out_w3),
+                lambda: torch.sum(g, -1), lambda: torch.bmm(a3t, g, out=out_h),
+                lambda: sigmoid_backward(gh, s2, grad_input=out_h2),
+                lambda: torch.baddbmm(wh, gh, s1.transpose(1, 2), out=out_w2), lambda: torch.sum(gh, -1),
+                lambda: torch.bmm(a2t, gh, out=out_h), lambda: sigmoid_backward(gh, s1, grad_input=out_h2),
+                lambda: torch.baddbmm(wd, y, gh.transpose(1, 2), out=out_w1), lambda: torch.sum(gh, -1),
+                lambda: torch.bmm(a1t, gh, out=out_d)]
+    fwd = sum(_best_us(k, device, repeats) for k in forward)
+    return {"forward": fwd, "train": fwd + sum(_best_us(k, device, repeats) for k in backward)}
+
+
 def _calibrate(fns: dict, device, min_round_s: float) -> dict[str, int]:
     """Warm-up, and calls per round so that a round lasts about ``min_round_s``."""
     inner = {}
@@ -286,18 +330,23 @@ def measure(steps: int = 20, batch: int = 128, rounds: int = 15, device: str = "
                          "nfe_per_call": units[name] / c.members if c.per == "nfe" else None,
                          "median_us": med, "spread_us": spread, "rounds": len(s)})
     rate = matmul_gflops(device)
-    return {"rows": add_ratios_and_floors(rows, batch, rate), "matmul_gflops_128": rate}
+    kernels = kernel_floor(batch, device)
+    return {"rows": add_ratios_and_floors(rows, batch, rate, kernels), "matmul_gflops_128": rate,
+            "kernel_floor_us": kernels}
 
 
-def add_ratios_and_floors(rows: list[dict], batch: int, gflops: float) -> list[dict]:
+def add_ratios_and_floors(rows: list[dict], batch: int, gflops: float, kernels: dict | None = None) -> list[dict]:
     """Each row's ratio to its reference row in the same mode (the bare loop of its method unless the row names
-    another), and its arithmetic floor at ``gflops`` (per step, or per evaluation for rows timed per NFE)."""
+    another), its arithmetic floor at ``gflops`` and its kernel floor (:func:`kernel_floor`, per evaluation), per
+    step or per evaluation for rows timed per NFE."""
     for row in rows:
         ref_name = row.get("reference") or f"bare-{row['method']}"
         ref = next(r for r in rows if r["solver"] == ref_name and r["mode"] == row["mode"])
         row["ratio_to_bare"] = row["median_us"] / ref["median_us"]
         stages = 1 if row.get("per") == "nfe" else METHODS[row["method"]].stages
         row["floor_us"] = step_flops(batch, stages=stages, mode=row["mode"]) / (gflops * 1e9) * 1e6
+        if kernels is not None:
+            row["kernel_floor_us"] = kernels[row["mode"]] * stages
     return rows
 
 

@@ -52,7 +52,9 @@ def test_bench_numbers_and_ratios():
                              ("bare-rk4", "rk4", 2000.0), ("tdq-rk4", "rk4", 1700.0))]
     rows += [{"solver": s, "mode": "train", "method": "dopri5", "median_us": us, "per": "nfe", "reference": "tdq-dopri5"}
              for s, us in (("tdq-dopri5", 800.0), ("hand-dopri5", 400.0))]
-    rows = add_ratios_and_floors(rows, batch=128, gflops=100.0)
+    rows = add_ratios_and_floors(rows, batch=128, gflops=100.0, kernels={"forward": 40.0, "train": 100.0})
+    # the kernel floor is per evaluation: an RK4 step has four, a row timed per NFE one
+    assert [r["kernel_floor_us"] for r in rows] == [100.0, 100.0, 400.0, 400.0, 100.0, 100.0]
     ratio = {r["solver"]: r["ratio_to_bare"] for r in rows}
     assert ratio == {"bare-euler": 1.0, "hand-euler": 0.5, "bare-rk4": 1.0, "tdq-rk4": 0.85, "tdq-dopri5": 1.0,
                      "hand-dopri5": 0.5}
@@ -69,6 +71,7 @@ def test_bench_numbers_and_ratios():
     tex = tables.bench_numbers(view_of("bench", [bench]), N)
     assert N.items["BenchHandEulerTrainRatio"] == "0.50" and N.items["BenchTdqRkfourTrainUs"] == "1700"
     assert N.items["MatmulGflops"] == "100" and "hand\\mbox{-}euler & step & 250 & 1 & 0.50 & " in tex
+    assert N.items["BenchHandEulerTrainKernels"] == "2.50" and N.items["BenchTdqRkfourTrainKernels"] == "4.25"
 
 
 def test_numbers_tex_format():
