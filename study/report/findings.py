@@ -73,7 +73,7 @@ torchode (optional extra; its dopri5 takes the batch as one instance, so its err
 candidate steps fused Adam, as training does. floor: the step's matmul FLOPs at the best
 measured rate of its largest product ({Hidden} x {Hidden} x {Hidden}), optimistic for its width-{LiftDim} products.
 kernels: the row's time over the best times of the kernels its evaluations run (each product at its own shape, the
-sigmoids, their backward and the bias sums), measured one by one in the same process: what is left above 1 is the
+sigmoids, their backward and the bias sums), measured one by one in the same process: what lies above one is the
 solver's bookkeeping, the lift, head, loss and optimiser, and dispatch.
 
 {BENCH_TABLE}
