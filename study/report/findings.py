@@ -54,7 +54,7 @@ over {MainSeeds} seeds unless marked; median, with the mean and its t 95% interv
 * **Claims**: of the article's {ClaimsTotal} claims we test, {ClaimsHolds} hold, {ClaimsPartly} hold in part,
   {ClaimsNotHold} do not and {ClaimsCannotTell} cannot be decided; {ClaimsChangedAtStableLr} of the
   {ClaimsJudgedAtStableLr} judged again at the stable learning rate ({StableLr}) change their verdict.
-* One-seed results (torchdiffeq's dopri5 adjoints, the tolerance sweep) are in the paper, marked, and not here.
+* One-seed results (the tolerance sweep) are in the paper, marked, and not here.
 """
 
 

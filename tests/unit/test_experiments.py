@@ -17,8 +17,8 @@ def test_plan_shares_runs_between_experiments():
     full = build("full")
     from study.variants import VARIANTS
 
-    # every variant 5 seeds, but torchdiffeq's dopri5 adjoints (1 each)
-    assert sum(len(j.seeds) for j in full["main"]) == 5 * (len(VARIANTS) - 2) + 1 + 1
+    # every variant 5 seeds, but torchdiffeq's dopri5 adjoints (3 each)
+    assert sum(len(j.seeds) for j in full["main"]) == 5 * (len(VARIANTS) - 2) + 3 + 3
     # fixed-step seeds train as one batched job, adaptive ones alone (batched, they would wait for the slowest)
     by_variant = {}
     for j in full["main"]:
