@@ -4,7 +4,8 @@
 
 1. trains euler, rk4, resnet, tdq-dopri5, adjoint-euler and the hand engine's hand-dopri5, hand-adjoint-rk4
    and checkpoint-dopri5 for a few epochs on the device and checks
-   that each matches the same run on the CPU (accuracy within 2 points, identical NFE);
+   that each matches the same run on the CPU (accuracy within 2 points, identical NFE); then two seeds of
+   hand-dopri5 as one batched model, each with its own step-size control, against the same on the CPU;
 2. the bench table on the device (CUDA-synchronised timing, warm-up first);
 3. the CUDA peak memory of one training step against saved-tensor bytes, for N = 10, 20, 40.
 Writes a JSON summary (and prints it).  ``--device cpu`` runs the same code paths on the CPU.
@@ -56,6 +57,19 @@ def main(argv=None) -> int:
                                 "cpu_test_acc": cpu["metrics"]["test_acc"], "nfe_forward": dev["metrics"]["nfe_forward"],
                                 "seconds": t_dev, "matches_cpu": same})
         print(json.dumps(out["training"][-1]), flush=True)
+    seeds = [0, 1]  # an adaptive variant's seeds batched: per-member times, steps and flags on the device
+    t0 = time.perf_counter()
+    dev_recs, _ = train(variant_config("hand-dopri5"), proto, seeds, device=args.device)
+    t_dev = time.perf_counter() - t0
+    cpu_recs, _ = train(variant_config("hand-dopri5"), proto, seeds, device="cpu")
+    acc = [r["metrics"]["test_acc"] for r in dev_recs]
+    same = all(abs(a - c["metrics"]["test_acc"]) < 0.02 for a, c in zip(acc, cpu_recs))
+    ok &= same and all(r["status"] == "ok" for r in dev_recs)
+    out["batched_adaptive"] = {"variant": "hand-dopri5", "seeds": seeds, "status": [r["status"] for r in dev_recs],
+                               "test_acc": acc, "cpu_test_acc": [r["metrics"]["test_acc"] for r in cpu_recs],
+                               "nfe_forward": [r["metrics"]["nfe_forward"] for r in dev_recs], "seconds": t_dev,
+                               "matches_cpu": same}
+    print(json.dumps(out["batched_adaptive"]), flush=True)
     out["bench"] = measure(rounds=args.rounds, device=args.device, with_torchode=False)
     for n in (10, 20, 40):
         for v in ("euler", "rk4", "adjoint-euler", "hand-adjoint-euler", "checkpoint-euler"):

@@ -403,13 +403,13 @@ def adaptive_members(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ct
     S = y0[0].shape[0]
     parts = set(range(len(y0)) if norm_parts is None else norm_parts)
     direction = 1.0 if t1 >= t0 else -1.0
-    trace = MemberTrace(S) if trace is None else trace
-    all_members = torch.ones(S, dtype=torch.long)
-    t = torch.full((S,), float(t0), dtype=torch.float64)
+    trace = MemberTrace(S) if trace is None else trace  # its counts stay on the CPU
+    dev = y0[0].device  # the per-member times, steps and flags live with the state
+    t = torch.full((S,), float(t0), dtype=torch.float64, device=dev)
     f = F(t, y0)
     dt = direction * _initial_step_m(F, t, y0, f, pair.order - 1, ctl, parts, direction)
-    trace.evaluations += 2 * all_members
-    y, done, n = y0, torch.zeros(S, dtype=torch.bool), torch.zeros(S, dtype=torch.long)
+    trace.evaluations += 2
+    y, done, n = y0, torch.zeros(S, dtype=torch.bool, device=dev), torch.zeros(S, dtype=torch.long, device=dev)
     while not bool(done.all()):
         active = ~done
         for m in torch.nonzero(active & (n >= ctl.max_num_steps)).flatten().tolist():
@@ -417,7 +417,7 @@ def adaptive_members(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ct
         for m in torch.nonzero(active & ~(direction * ((t + dt) - t) > 0)).flatten().tolist():
             trace.failures.setdefault(m, f"underflow in dt {float(dt[m])}")
         if trace.failures:
-            failed = torch.zeros(S, dtype=torch.bool)
+            failed = torch.zeros(S, dtype=torch.bool, device=dev)
             failed[list(trace.failures)] = True
             y = tuple(torch.where(_col(failed & active, x).bool(), torch.full_like(x, float("nan")), x) for x in y)
             done = done | failed
@@ -426,14 +426,14 @@ def adaptive_members(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ct
                 break
         h = torch.where(active, dt, torch.zeros_like(dt))  # a frozen member steps by zero
         y1, ks = step(t, y, f, h)
-        trace.evaluations += active.long() * (len(pair.tableau.c) - 1)
+        trace.evaluations += active.long().cpu() * (len(pair.tableau.c) - 1)
         with torch.no_grad():  # the estimate only steers the step sizes: no graph
             cols = _cols(h, y)
             err = _sum_terms([([c * e for c in cols], ks[j]) for j, e in enumerate(pair.b_err) if e != 0.0])
             ratio = _norm_ratio_m(err, y, y1, ctl, parts)
         accept = active & (ratio <= 1)  # NaN rejects
-        trace.accepted += accept.long()
-        trace.rejected += (active & ~accept).long()
+        trace.accepted += accept.long().cpu()
+        trace.rejected += (active & ~accept).long().cpu()
         last = accept & (direction * (t + dt - t1) >= 0)
         x = torch.where(last, (t1 - t) / dt, torch.ones_like(t))
         moved = accept & ~last

@@ -72,6 +72,8 @@ def test_gpu_check_script_runs_its_code_paths_on_cpu(tmp_path):
     nfe = {t["variant"]: t["nfe_forward"] for t in out["training"]}  # 1 epoch = 8 batches, counted by hand
     assert nfe["euler"] == nfe["resnet"] == 8 * 20 and nfe["rk4"] == nfe["hand-adjoint-rk4"] == 8 * 80
     assert len(out["memory"]) == 15 and out["bench"]["rows"]
+    batched = out["batched_adaptive"]  # two adaptive seeds as one model: each member's own evaluations
+    assert batched["matches_cpu"] and batched["status"] == ["ok", "ok"] and min(batched["nfe_forward"]) > 0
     kernels = out["bench"]["kernel_floor_us"]  # per evaluation: the training step's kernels include the forward's
     assert 0 < kernels["forward"] < kernels["train"]
     assert all(r["kernel_floor_us"] > 0 for r in out["bench"]["rows"])
