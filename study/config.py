@@ -42,7 +42,9 @@ FIXED_METHODS = tuple(n for n, m in METHODS.items() if not m.adaptive)
 ADAPTIVE_METHODS = tuple(n for n, m in METHODS.items() if m.adaptive)
 # What a run's numbers depend on beyond its config: the code path that computes them, versioned.  A change of
 # a path's numerics bumps its version here; the version is part of every config that uses the path, so
-# `run-all` reruns exactly the runs it changed and `study status` shows their old records as stale.
+# `run-all` reruns exactly the runs it changed and `study status` shows their old records as stale.  The
+# step and evaluation engines share the evaluation (engine/evaluation.py) and the steppers (engine/stepper.py):
+# a change to their arithmetic bumps both.
 ENGINES = {
     "fused": 1,  # the hand backend's fused fixed-step solve and the ResNet (engine/hand_solve.py)
     "evaluation": 1,  # the hand engine's continuous adjoint on one evaluation (engine/hand_ode.py)

@@ -16,8 +16,9 @@ differentiate through their steps one step at a time:
   autograd graph at all.
 
 The stage derivatives are outputs of the node, so the error estimate, the first-same-as-last
-derivative of the next step and Shampine's dense output read them like any tensor; an
-unused derivative gets no gradient and its evaluation's VJP is skipped.  Per-member steps
+derivative of the next step and Shampine's dense output read them like any tensor; a stage that
+nothing reads (dopri5's last, first same as last, when no later step or dense output uses it) gets
+no gradient and its evaluation's VJP is skipped.  Per-member steps
 (``t`` and ``dt`` ``(S,)`` tensors, :func:`study.engine.stepper.axpy_m`) work the same way.
 """
 from __future__ import annotations
@@ -70,7 +71,8 @@ def backward(tape: list, tab: Tableau, dt, w: Folded, acc: Folded, ybar: torch.T
              kbars: list | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The gradients of one step recorded on ``tape``, in reverse: given ``ybar`` (with respect to ``y1``, or
     None) and ``kbars`` (with respect to each stage derivative, entries None), add the weight gradients into
-    ``acc`` and return ``(gradient w.r.t. y, w.r.t. the given first derivative k0)``.  ``dt``: a float, or the
+    ``acc`` and return ``(gradient w.r.t. y, w.r.t. the given first derivative k0)``, either None where no
+    gradient reaches it.  ``dt``: a float, or the
     per-member column ``(S, 1, 1)`` in the state's dtype."""
     s = tab.stages
     first = s - len(tape)  # 1 when k0 was given: its evaluation belongs to the step before

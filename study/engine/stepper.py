@@ -135,7 +135,7 @@ def fixed(F: RHS, tab: Tableau, y: State, t0: float, t1: float, steps: int, on_s
         t = t0 + n * dt
         if on_step is not None:
             on_step(n, t, y)
-        y, _ = step(t, y, None, dt)
+        y = step(t, y, None, dt)[0]  # the stage derivatives go now, not a step later
     return y
 
 
@@ -289,9 +289,9 @@ def adaptive(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ctl: Contr
 
 @dataclass
 class MemberTrace:
-    """What a per-member adaptive solve did, per member (``S``): accepted and rejected steps, evaluations of
-    the right-hand side while the member was being solved, the failure (if any) that stopped it, and each
-    iteration's times, steps and which members accepted (what a checkpointed backward would replay)."""
+    """What a per-member adaptive solve did, per member (``S``, counts on the CPU): accepted and rejected steps,
+    evaluations of the right-hand side while the member was being solved, and the failure (if any) that
+    stopped it."""
 
     members: int
     accepted: torch.Tensor = None
