@@ -241,7 +241,6 @@ def timing_configs(repeats: int, device: str = "cpu") -> list[dict]:
              "reference_engine": variant_config(TIMING_REFERENCE).engine} for v in variants.VARIANTS]
 
 
-
 BENCH_SUITE = 6  # which rows the bench measures: 2 added the hand engine's adaptive, adjoint and checkpointed rows,
 # 3 the fixed-step solve on the evaluation building block (what the fused path buys), 4 adaptive seeds batched,
 # 5 torchode's dopri5, 6 the one-node steps (step-*) in place of the evaluation rows

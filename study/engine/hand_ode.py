@@ -169,11 +169,11 @@ class _Checkpointed(torch.autograd.Function):
         w = fold_weights(*raw)
         acc = step_node.zeros_like(w)
         last = len(ctx.plan) - 1
+        tab = EMBEDDED[spec.method].tableau if spec.adaptive else TABLEAUS[spec.method]
         for n in reversed(range(len(ctx.plan))):  # recompute each step, then its backward: no autograd graph
             t, dt = ctx.plan[n]
             tape: list = []
             F = step_node.recording(w, counter, tape)
-            tab = EMBEDDED[spec.method].tableau if spec.adaptive else TABLEAUS[spec.method]
             y1, ks = step_node.forward(F, tab, t, kept[n], dt)
             ybar, kbars, direct_bar = g, None, None
             if spec.adaptive and n == last:  # the end state is the dense output inside the last step

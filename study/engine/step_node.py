@@ -58,12 +58,8 @@ def zeros_like(w: Folded) -> Folded:
     return Folded(*(None if x is None else torch.zeros_like(x) for x in w))
 
 
-def _times(x: torch.Tensor, c):
-    """``x * c`` for a float or a per-member column ``c``."""
-    return x * c
-
-
 def _add_times_(acc: torch.Tensor, x: torch.Tensor, c) -> torch.Tensor:
+    """``acc += x * c`` in place, for a float or a per-member column ``c``."""
     return acc.add_(x, alpha=c) if not isinstance(c, torch.Tensor) else acc.addcmul_(x, c)
 
 
@@ -81,13 +77,13 @@ def backward(tape: list, tab: Tableau, dt, w: Folded, acc: Folded, ybar: torch.T
     for i in reversed(range(s)):
         kbar = None
         if ybar is not None and tab.b[i] != 0.0:
-            kbar = _times(ybar, dt * tab.b[i])
+            kbar = ybar * (dt * tab.b[i])
         if kbars is not None and kbars[i] is not None:
             kbar = kbars[i].clone() if kbar is None else kbar.add_(kbars[i])
         for j in range(i + 1, s):
             if ubar[j] is not None and tab.a[j][i] != 0.0:
                 c = dt * tab.a[j][i]
-                kbar = _times(ubar[j], c) if kbar is None else _add_times_(kbar, ubar[j], c)
+                kbar = ubar[j] * c if kbar is None else _add_times_(kbar, ubar[j], c)
         if kbar is None:  # nothing depends on this stage: no VJP
             continue
         if i < first:

@@ -259,9 +259,10 @@ def _best_us(fn, device, repeats: int) -> float:
 
 
 def kernel_floor(batch: int, device, dim: int = 6, hidden: int = 128, repeats: int = 200) -> dict[str, float]:
-    """Per evaluation of the dynamics, the summed best times (us) of the kernels the fused fixed-step engine runs
-    for it (study.engine.hand_solve), each at its own shape in the feature-major layout: ``forward`` (three products with their biases, two sigmoids) and
-    ``train`` (those, and the backward's six products, two sigmoid backwards and three bias sums).  What the
+    """Per evaluation of the dynamics, the summed best times (us) of the kernels the fused fixed-step engine
+    (study.engine.hand_solve) runs for it, each at its own shape in the feature-major layout: ``forward``
+    (three products with their biases, two sigmoids) and ``train`` (those, and the backward's six products,
+    two sigmoid backwards and three bias sums).  What the
     evaluation's arithmetic costs on this machine at these sizes, without the solver's bookkeeping, the lift, head,
     loss and optimiser; the matmul-FLOP floor assumes every product runs at the 128^3 rate, which the width-6
     products do not reach and the elementwise kernels do not count."""
