@@ -6,17 +6,16 @@ the affine parts folded into the weights once per solve (:func:`fold_weights`),
 and the state feature-major, ``(S, d, B)`` (the width-6 products then have the 6
 as their row count, several times faster here).
 
-:func:`evaluate` is differentiable (an autograd Function whose backward is the
-hand-written vector-Jacobian product :func:`vjp`, checked with ``gradcheck``);
-:func:`evaluate_vjp` gives the value and the VJP in one call, as the continuous
-adjoint's backward solve needs.  Time is an input, not differentiated.
+The engine reaches it through :data:`study.engine.field.MLP` (its differentiable
+evaluation, whose backward is the hand-written vector-Jacobian product :func:`vjp`,
+checked with ``gradcheck``, and the value and VJP in one call, as the continuous
+adjoint's backward solve needs).  Time is an input, not differentiated.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
 import torch
-from torch.autograd.function import once_differentiable
 
 _sigmoid_backward = torch.ops.aten.sigmoid_backward.grad_input
 
@@ -102,37 +101,3 @@ def member_time(t, like: torch.Tensor):
     """A time as the evaluation takes it: a float, or a per-member float64 ``(S,)`` tensor (per-member solves)
     as ``(S, 1, 1)`` in ``like``'s dtype."""
     return t.to(like.dtype).view(-1, 1, 1) if isinstance(t, torch.Tensor) else t
-
-
-class _Evaluate(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, y, t, a1, b1, wt, a2, c2, a3, c3):
-        w = Folded(a1, b1, wt, a2, c2, a3, c3)
-        f, s1, s2 = forward_parts(y, t, w)
-        ctx.save_for_backward(y, s1, s2, a1, a2, a3, *((t,) if isinstance(t, torch.Tensor) else ()))
-        ctx.t = None if isinstance(t, torch.Tensor) else t
-        ctx.has_wt = wt is not None
-        return f
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, g):
-        y, s1, s2, a1, a2, a3, *t = ctx.saved_tensors
-        t = t[0] if t else ctx.t
-        gy, gw = vjp(g.contiguous(), y, t, s1, s2, a1, a2, a3, ctx.has_wt)
-        return (gy, None, *gw)
-
-
-def evaluate(y: torch.Tensor, t, w: Folded) -> torch.Tensor:
-    """``f(t, y)`` for feature-major ``y`` (S, d, B); differentiable in ``y`` and the folded weights."""
-    if torch.is_grad_enabled() and (y.requires_grad or any(x is not None and x.requires_grad for x in w)):
-        return _Evaluate.apply(y, t, *w)
-    return forward_parts(y, t, w)[0]
-
-
-def evaluate_vjp(y: torch.Tensor, t, w: Folded, g: torch.Tensor):
-    """``(f, g^T df/dy, g^T df/dw)`` in one pass, without an autograd graph."""
-    with torch.no_grad():
-        f, s1, s2 = forward_parts(y, t, w)
-        gy, gw = vjp(g, y, t, s1, s2, w.a1, w.a2, w.a3, w.wt is not None)
-    return f, gy, gw

@@ -2,7 +2,7 @@
 the checkpointed adjoint.
 
 All three take the dynamics' raw parameters and a feature-major state ``(S, d, B)``,
-evaluate the network with :func:`study.engine.evaluation.evaluate` and step with
+evaluate a field (:mod:`study.engine.field`; the study's MLP by default) and step with
 :mod:`study.engine.stepper`:
 
 * :func:`direct` - fixed or adaptive steps, differentiated by backpropagation through
@@ -16,7 +16,7 @@ evaluate the network with :func:`study.engine.evaluation.evaluate` and step with
 * :func:`adjoint` - the continuous adjoint: the forward solve keeps only ``y(t1)``; the
   backward integrates ``(y, a, g)`` from ``t1`` back to ``t0`` with
   ``y' = f``, ``a' = -a^T df/dy``, ``g' = -a^T df/dtheta`` by the same solver (the
-  VJPs by :func:`study.engine.evaluation.evaluate_vjp`), like torchdiffeq's
+  VJPs by :func:`study.engine.field.evaluate_vjp`), like torchdiffeq's
   ``odeint_adjoint`` with its default norm (or the seminorm, which leaves ``g`` out).
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from torch.autograd.function import once_differentiable
 
 from . import stepper
 from . import step_node
-from .evaluation import Folded, evaluate, evaluate_vjp, fold_weights, member_time
+from .field import MLP, evaluate, evaluate_vjp, member_time
 from .instrument import note_derived
 from .solvers import EMBEDDED, TABLEAUS
 
@@ -49,10 +49,10 @@ class Solve:
         return self.method in EMBEDDED
 
 
-def _rhs(w: Folded, counter) -> stepper.RHS:
+def _rhs(w, counter, field=MLP) -> stepper.RHS:
     def F(t, state):
         counter.counts[counter.phase] += 1
-        return (evaluate(state[0], member_time(t, state[0]), w),)
+        return (evaluate(field, state[0], member_time(t, state[0]), w),)
 
     return F
 
@@ -109,48 +109,40 @@ def _forward(F, y0: torch.Tensor, spec: Solve, counter, trace: stepper.Trace | N
     return y1
 
 
-def _needs_grad(y0: torch.Tensor, w: Folded) -> bool:
+def _needs_grad(y0: torch.Tensor, w) -> bool:
     return torch.is_grad_enabled() and (y0.requires_grad or any(x is not None and x.requires_grad for x in w))
 
 
-def direct(y0: torch.Tensor, raw: tuple, spec: Solve, counter) -> torch.Tensor:
+def direct(y0: torch.Tensor, raw: tuple, spec: Solve, counter, field=MLP) -> torch.Tensor:
     """Backpropagation through the accepted steps, each attempted step one graph node
-    (:mod:`study.engine.step_node`); without gradients, the plain steps."""
-    w = fold_weights(*raw)
+    (:mod:`study.engine.step_node`); without gradients, the plain steps.  ``raw``: ``field``'s parameters."""
+    w = field.fold(raw)
     note_derived(w)
-    step = (lambda tab, into: step_node.node_step(w, counter, tab, into)) if _needs_grad(y0, w) else None
-    return _forward(_rhs(w, counter), y0, spec, counter, step=step)
+    step = (lambda tab, into: step_node.node_step(w, counter, tab, into, field)) if _needs_grad(y0, w) else None
+    return _forward(_rhs(w, counter, field), y0, spec, counter, step=step)
 
 
-def unfold_grads(g: Folded, sign: float = 1.0) -> tuple:
-    """Gradients with respect to the folded weights -> with respect to the raw parameters (chain rule of
-    :func:`study.engine.evaluation.fold_weights`), times ``sign`` (+-1: exact, as rounding is symmetric)."""
-    sq = lambda x: None if x is None else x.squeeze(-1)  # noqa: E731
-    two, four = 2.0 * sign, 4.0 * sign
-    return (two * g.a1, two * sq(g.b1), None if g.wt is None else two * sq(g.wt), four * g.a2 - two * g.c2,
-            two * sq(g.c2), two * g.a3 - sign * g.c3, sign * sq(g.c3))
-
-
-def _save(ctx, spec: Solve, counter, first: torch.Tensor, raw: tuple) -> None:
-    """Keep ``first`` (the activation) and the parameters (``w_t`` may be absent) for the backward."""
-    ctx.spec, ctx.counter, ctx.has_wt = spec, counter, raw[2] is not None
+def _save(ctx, spec: Solve, counter, first: torch.Tensor, raw: tuple, field) -> None:
+    """Keep ``first`` (the activation) and the parameters (some may be absent) for the backward."""
+    ctx.spec, ctx.counter, ctx.field = spec, counter, field
+    ctx.absent = [i for i, r in enumerate(raw) if r is None]
     ctx.save_for_backward(first, *[r for r in raw if r is not None])
 
 
 def _saved(ctx) -> tuple[torch.Tensor, list]:
     first, *params = ctx.saved_tensors
-    if not ctx.has_wt:
-        params.insert(2, None)
+    for i in ctx.absent:
+        params.insert(i, None)
     return first, params
 
 
 class _Checkpointed(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y0, spec: Solve, counter, *raw):
-        w = fold_weights(*raw)
+    def forward(ctx, y0, spec: Solve, counter, field, *raw):
+        w = field.fold(raw)
         kept: list = []
         trace = stepper.Trace()
-        y1 = _forward(_rhs(w, counter), y0, spec, counter, trace, on_step=lambda n, t, y: kept.append(y[0]))
+        y1 = _forward(_rhs(w, counter, field), y0, spec, counter, trace, on_step=lambda n, t, y: kept.append(y[0]))
         if spec.adaptive:
             kept = [s[2][0] for s in trace.steps]
             ctx.plan = [(t, dt) for t, dt, _ in trace.steps]
@@ -158,30 +150,31 @@ class _Checkpointed(torch.autograd.Function):
         else:
             dt = (spec.t1 - spec.t0) / spec.steps
             ctx.plan = [(spec.t0 + n * dt, dt) for n in range(spec.steps)]
-        _save(ctx, spec, counter, torch.stack(kept), raw)  # one state per step
+        _save(ctx, spec, counter, torch.stack(kept), raw, field)  # one state per step
         return y1
 
     @staticmethod
     @once_differentiable
     def backward(ctx, g):
         kept, raw = _saved(ctx)
-        spec, counter = ctx.spec, ctx.counter
-        w = fold_weights(*raw)
-        acc = step_node.zeros_like(w)
+        spec, counter, field = ctx.spec, ctx.counter, ctx.field
+        w = field.fold(raw)
+        acc = step_node.zeros_like(w, field)
+        bw = field.backward_weights(w)
         last = len(ctx.plan) - 1
         tab = EMBEDDED[spec.method].tableau if spec.adaptive else TABLEAUS[spec.method]
         for n in reversed(range(len(ctx.plan))):  # recompute each step, then its backward: no autograd graph
             t, dt = ctx.plan[n]
             tape: list = []
-            F = step_node.recording(w, counter, tape)
+            F = step_node.recording(w, counter, tape, field)
             y1, ks = step_node.forward(F, tab, t, kept[n], dt)
             ybar, kbars, direct_bar = g, None, None
             if spec.adaptive and n == last:  # the end state is the dense output inside the last step
                 direct_bar, ybar, kbars = _dense_grads(EMBEDDED[spec.method], kept[n], y1, ks, dt, ctx.x, g)
-            g, _ = step_node.backward(tape, tab, dt, w, acc, ybar, kbars)
+            g, _ = step_node.backward(tape, tab, dt, bw, acc, ybar, kbars, field)
             if direct_bar is not None:
                 g = direct_bar if g is None else g.add_(direct_bar)
-        return (g, None, None, *unfold_grads(acc))
+        return (g, None, None, None, *field.unfold(acc))
 
 
 def _dense_grads(pair, y0: torch.Tensor, y1: torch.Tensor, ks: list, dt: float, x: float, g: torch.Tensor):
@@ -194,32 +187,32 @@ def _dense_grads(pair, y0: torch.Tensor, y1: torch.Tensor, ks: list, dt: float, 
     return grads[0], grads[1], list(grads[2:])
 
 
-def checkpointed(y0: torch.Tensor, raw: tuple, spec: Solve, counter) -> torch.Tensor:
+def checkpointed(y0: torch.Tensor, raw: tuple, spec: Solve, counter, field=MLP) -> torch.Tensor:
     if not torch.is_grad_enabled():
-        return direct(y0, raw, spec, counter)
-    return _Checkpointed.apply(y0, spec, counter, *raw)
+        return direct(y0, raw, spec, counter, field)
+    return _Checkpointed.apply(y0, spec, counter, field, *raw)
 
 
 class _Adjoint(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, y0, spec: Solve, counter, *raw):
-        w = fold_weights(*raw)
-        y1 = _forward(_rhs(w, counter), y0, spec, counter)
-        _save(ctx, spec, counter, y1, raw)  # y(t1) only: O(1) in the steps
+    def forward(ctx, y0, spec: Solve, counter, field, *raw):
+        w = field.fold(raw)
+        y1 = _forward(_rhs(w, counter, field), y0, spec, counter)
+        _save(ctx, spec, counter, y1, raw, field)  # y(t1) only: O(1) in the steps
         return y1
 
     @staticmethod
     @once_differentiable
     def backward(ctx, a1):
         y1, raw = _saved(ctx)
-        spec, counter = ctx.spec, ctx.counter
-        w = fold_weights(*raw)
-        present = [i for i, x in enumerate(w) if x is not None]
+        spec, counter, field = ctx.spec, ctx.counter, ctx.field
+        w = field.fold(raw)
+        present = [i for i, x in enumerate(raw) if x is not None]
 
         def F(t, state):  # reverse dynamics of (y, a, g): y' = f, a' = -a^T f_y, g' = -a^T f_theta
             counter.counts[counter.phase] += 1
-            f, gy, gw = evaluate_vjp(state[0], member_time(t, state[0]), w, state[1])
-            raw_g = unfold_grads(gw, -1.0)
+            f, gy, gw = evaluate_vjp(field, state[0], member_time(t, state[0]), w, state[1])
+            raw_g = field.unfold(gw, -1.0)
             return (f, gy.neg_(), *(raw_g[i] for i in present))
 
         aug = (y1, a1.contiguous(), *(torch.zeros_like(raw[i]) for i in present))
@@ -230,13 +223,13 @@ class _Adjoint(torch.autograd.Function):
             end = stepper.adaptive(F, EMBEDDED[spec.method], aug, spec.t1, spec.t0, spec.control, norm_parts=parts)
         else:
             end = stepper.fixed(F, TABLEAUS[spec.method], aug, spec.t1, spec.t0, spec.steps)
-        grads: list = [None] * 7
+        grads: list = [None] * len(raw)
         for i, g in zip(present, end[2:]):
             grads[i] = g
-        return (end[1], None, None, *grads)
+        return (end[1], None, None, None, *grads)
 
 
-def adjoint(y0: torch.Tensor, raw: tuple, spec: Solve, counter) -> torch.Tensor:
+def adjoint(y0: torch.Tensor, raw: tuple, spec: Solve, counter, field=MLP) -> torch.Tensor:
     if not torch.is_grad_enabled():
-        return direct(y0, raw, spec, counter)
-    return _Adjoint.apply(y0, spec, counter, *raw)
+        return direct(y0, raw, spec, counter, field)
+    return _Adjoint.apply(y0, spec, counter, field, *raw)

@@ -27,19 +27,20 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import stepper
-from .evaluation import Folded, forward_parts, member_time, vjp_into
+from .field import MLP, member_time, zeros_like as _zeros_like
 from .solvers import Tableau
 
 
-def recording(w: Folded, counter, tape: list) -> stepper.RHS:
-    """A right-hand side without a graph that counts each evaluation and appends ``(y, t, s1, s2)`` to ``tape``."""
+def recording(w, counter, tape: list, field=MLP) -> stepper.RHS:
+    """A right-hand side without a graph that counts each evaluation and appends ``(y, t, saved)`` to ``tape``
+    (``saved``: what the field's VJP reads, :mod:`study.engine.field`)."""
 
     def F(t, state):
         counter.counts[counter.phase] += 1
         y = state[0]
         tt = member_time(t, y)
-        f, s1, s2 = forward_parts(y, tt, w)
-        tape.append((y, tt, s1, s2))
+        f, saved = field.forward(y, tt, w)
+        tape.append((y, tt, saved))
         return (f,)
 
     return F
@@ -53,9 +54,9 @@ def forward(F: stepper.RHS, tab: Tableau, t, y: torch.Tensor, dt, k0: torch.Tens
     return y1[0], [k[0] for k in ks]
 
 
-def zeros_like(w: Folded) -> Folded:
+def zeros_like(w, field=MLP):
     """An accumulator for gradients with respect to ``w``."""
-    return Folded(*(None if x is None else torch.zeros_like(x) for x in w))
+    return _zeros_like(field, w)
 
 
 def _add_times_(acc: torch.Tensor, x: torch.Tensor, c) -> torch.Tensor:
@@ -63,13 +64,15 @@ def _add_times_(acc: torch.Tensor, x: torch.Tensor, c) -> torch.Tensor:
     return acc.add_(x, alpha=c) if not isinstance(c, torch.Tensor) else acc.addcmul_(x, c)
 
 
-def backward(tape: list, tab: Tableau, dt, w: Folded, acc: Folded, ybar: torch.Tensor | None,
-             kbars: list | None = None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def backward(tape: list, tab: Tableau, dt, w, acc, ybar: torch.Tensor | None,
+             kbars: list | None = None, field=MLP) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """The gradients of one step recorded on ``tape``, in reverse: given ``ybar`` (with respect to ``y1``, or
     None) and ``kbars`` (with respect to each stage derivative, entries None), add the weight gradients into
     ``acc`` and return ``(gradient w.r.t. y, w.r.t. the given first derivative k0)``, either None where no
     gradient reaches it.  ``dt``: a float, or the
-    per-member column ``(S, 1, 1)`` in the state's dtype."""
+    per-member column ``(S, 1, 1)`` in the state's dtype.  ``w``: the field's backward weights
+    ``(tensors, meta)`` (:mod:`study.engine.field`)."""
+    tensors, meta = w
     s = tab.stages
     first = s - len(tape)  # 1 when k0 was given: its evaluation belongs to the step before
     ubar: list = [None] * s
@@ -89,8 +92,8 @@ def backward(tape: list, tab: Tableau, dt, w: Folded, acc: Folded, ybar: torch.T
         if i < first:
             k0bar = kbar
             continue
-        y_i, t_i, s1, s2 = tape[i - first]
-        ubar[i] = vjp_into(acc, kbar, y_i, t_i, s1, s2, w)
+        y_i, t_i, saved = tape[i - first]
+        ubar[i] = field.vjp_into(acc, kbar, y_i, t_i, saved, tensors, meta)
     terms = [u for u in ubar if u is not None]
     if ybar is not None:
         terms.insert(0, ybar)
@@ -110,43 +113,46 @@ def dt_column(dt, like: torch.Tensor):
 class _Step(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan, y, k0, *w):
-        tab, t, dt, into, counter = plan
-        folded = Folded(*w)
+        tab, t, dt, into, counter, field = plan
+        folded = field.as_weights(w)
         tape: list = []
-        y1, ks = forward(recording(folded, counter, tape), tab, t, y, dt, k0, into)
+        y1, ks = forward(recording(folded, counter, tape, field), tab, t, y, dt, k0, into)
         first = 0 if k0 is None else 1
-        times = [tt for _, tt, _, _ in tape]
+        times = [tt for _, tt, _ in tape]
+        tensors, meta = field.backward_weights(folded)
         ctx.set_materialize_grads(False)
-        ctx.tab, ctx.first, ctx.has_wt = tab, first, folded.wt is not None
+        ctx.tab, ctx.first, ctx.field, ctx.meta = tab, first, field, meta
+        ctx.n_tensors, ctx.n_saved = len(tensors), len(tape[0][2]) if tape else 0
         ctx.dt = dt_column(dt, y)
         ctx.float_times = None if times and isinstance(times[0], torch.Tensor) else times
         ctx.weight_shapes = [None if x is None else x.shape for x in w]
         tensor_times = times if ctx.float_times is None else []
-        ctx.save_for_backward(folded.a1, folded.a2, folded.a3,
-                              *(x for y_i, _, s1, s2 in tape for x in (y_i, s1, s2)), *tensor_times)
+        ctx.save_for_backward(*tensors, *(x for y_i, _, saved in tape for x in (y_i, *saved)), *tensor_times)
         return (y1, *ks[first:])
 
     @staticmethod
     @once_differentiable
     def backward(ctx, ybar, *kbars):
-        a1, a2, a3, *rest = ctx.saved_tensors
-        n = len(ctx.tab.b) - ctx.first
-        acts, times = rest[: 3 * n], rest[3 * n:] if ctx.float_times is None else ctx.float_times
-        tape = [(acts[3 * e], times[e], acts[3 * e + 1], acts[3 * e + 2]) for e in range(n)]
-        w = Folded(a1, None, None, a2, None, a3, None)
-        acc = Folded(*(None if shape is None else a1.new_zeros(shape) for shape in ctx.weight_shapes))
-        y0bar, k0bar = backward(tape, ctx.tab, ctx.dt, w, acc, ybar, [None] * ctx.first + list(kbars))
+        everything = ctx.saved_tensors
+        tensors, rest = everything[: ctx.n_tensors], everything[ctx.n_tensors:]
+        n, per = len(ctx.tab.b) - ctx.first, 1 + ctx.n_saved
+        acts, times = rest[: per * n], rest[per * n:] if ctx.float_times is None else ctx.float_times
+        tape = [(acts[per * e], times[e], tuple(acts[per * e + 1: per * (e + 1)])) for e in range(n)]
+        like = tensors[0]
+        acc = ctx.field.as_weights([None if shape is None else like.new_zeros(shape) for shape in ctx.weight_shapes])
+        y0bar, k0bar = backward(tape, ctx.tab, ctx.dt, (tensors, ctx.meta), acc, ybar,
+                                [None] * ctx.first + list(kbars), ctx.field)
         if y0bar is None:
             y0bar = torch.zeros_like(acts[0])
         return (None, y0bar, k0bar, *acc)
 
 
-def node_step(w: Folded, counter, tab: Tableau, into: stepper.Combine = stepper.axpy) -> stepper.Step:
+def node_step(w, counter, tab: Tableau, into: stepper.Combine = stepper.axpy, field=MLP) -> stepper.Step:
     """A :data:`study.engine.stepper.Step` whose every attempted step is one :class:`_Step` node (states of one
-    tensor, as the hand engine's direct solve has)."""
+    tensor, as the hand engine's direct solve has), on ``field``'s folded weights ``w``."""
 
     def step(t, y, k0, dt):
-        out = _Step.apply((tab, t, dt, into, counter), y[0], None if k0 is None else k0[0], *w)
+        out = _Step.apply((tab, t, dt, into, counter, field), y[0], None if k0 is None else k0[0], *w)
         ks = ([k0] if k0 is not None else []) + [(k,) for k in out[1:]]
         return (out[0],), ks
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from study.engine import evaluation as ev
+from study.engine import field as fields
 from study.engine import stepper
 from study.engine.instrument import activation_bytes
 from study.engine.loss import loss_fn
@@ -34,7 +35,7 @@ def test_one_evaluation_passes_gradcheck(time_input, t):
 
     def f(y, *ws):
         it = iter(ws)
-        return ev.evaluate(y, t, ev.Folded(*(None if x is None else next(it) for x in leaves)))
+        return fields.evaluate(fields.MLP, y, t, ev.Folded(*(None if x is None else next(it) for x in leaves)))
 
     assert torch.autograd.gradcheck(f, inputs)
 
@@ -81,8 +82,8 @@ def test_evaluation_is_the_tanh_network():
     t = 0.4
     h = torch.tanh(W1 @ y + (b1 + t * wt).unsqueeze(-1))
     ref = W3 @ torch.tanh(W2 @ h + b2.unsqueeze(-1)) + b3.unsqueeze(-1)
-    assert torch.allclose(ev.evaluate(y, t, ev.fold_weights(*raw)), ref, atol=1e-12)
-    f, gy, gw = ev.evaluate_vjp(y, t, ev.fold_weights(*raw), torch.ones_like(ref))
+    assert torch.allclose(fields.evaluate(fields.MLP, y, t, ev.fold_weights(*raw)), ref, atol=1e-12)
+    f, gy, gw = fields.evaluate_vjp(fields.MLP, y, t, ev.fold_weights(*raw), torch.ones_like(ref))
     assert torch.allclose(f, ref, atol=1e-12)
 
 
