@@ -144,22 +144,48 @@ def run_store(option: str, path: Path) -> Path:
     return path
 
 
-def experiments(profile: str, names: str | None) -> list[str] | None:
-    """The profile's experiments chosen by ``--experiments a,b`` (None: all)."""
-    from .experiments import PROFILES, build
+def task_names(names: str | None) -> list[str] | None:
+    """The tasks chosen by ``--tasks a,b`` (None: all)."""
+    from .tasks import TASKS
 
-    if profile not in PROFILES:
-        raise UserError(f"unknown profile {shown(profile)}; choose one of: {', '.join(PROFILES)}")
     if names is None:
         return None
     chosen = [n.strip() for n in names.split(",") if n.strip()]
-    known = list(build(profile))
+    if not chosen:
+        raise UserError(f"--tasks names no task; choose from: {', '.join(TASKS)}")
+    bad = [n for n in chosen if n not in TASKS]
+    if bad:
+        raise UserError(f"unknown task(s) {', '.join(shown(b) for b in bad)}; choose from: {', '.join(TASKS)}")
+    return list(dict.fromkeys(chosen))
+
+
+def experiments(profile: str, names: str | None, tasks: list[str] | None = None) -> list[str] | None:
+    """The profile's experiments chosen by ``--experiments a,b`` among those of ``tasks`` (None: all of them; a
+    plain name such as ``main`` means that experiment of each chosen task that has one)."""
+    from .experiments import PROFILES, build, task_of
+
+    if profile not in PROFILES:
+        raise UserError(f"unknown profile {shown(profile)}; choose one of: {', '.join(PROFILES)}")
+    known = [n for n in build(profile) if tasks is None or task_of(n) in tasks]
+    if names is None:
+        return None if tasks is None else known
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
     if not chosen:
         raise UserError(f"--experiments names no experiment; choose from: {', '.join(known)}")
-    bad = [n for n in chosen if n not in known]
+    out, bad = [], []
+    for n in chosen:
+        if tasks is None:
+            matches = [n] if n in known else []
+        else:
+            matches = [k for k in known if k == n or k.endswith("/" + n)]
+        if matches:
+            out.extend(matches)
+        else:
+            bad.append(n)
     if bad:
-        raise UserError(f"unknown experiment(s) {', '.join(shown(b) for b in bad)}; choose from: {', '.join(known)}")
-    return chosen
+        raise UserError(f"unknown experiment(s) {', '.join(shown(b) for b in bad)}"
+                        + (f" for task(s) {', '.join(tasks)}" if tasks else "") + f"; choose from: {', '.join(known)}")
+    return list(dict.fromkeys(out))
 
 
 def scheduler(address: str | None) -> str | None:
@@ -181,3 +207,30 @@ def scheduler(address: str | None) -> str | None:
         raise UserError(f"cannot reach the Dask scheduler at {shown(address)}: {type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")) from None
     return address
+
+
+def task(name: str):
+    """The module of task ``name`` (``--task``)."""
+    from . import tasks
+
+    if name not in tasks.TASKS:
+        raise UserError(f"unknown task {shown(name)}; choose one of: {', '.join(tasks.TASKS)} (see 'study tasks')")
+    return tasks.get(name)
+
+
+NOISE_MAX = 1.0  # the trajectory's radius is 2 at most
+
+
+def noise(value: float | None) -> float | None:
+    if value is None:
+        return None
+    if not (math.isfinite(value) and 0 <= value <= NOISE_MAX):
+        raise UserError(f"--noise must be a number from 0 to {NOISE_MAX:g}, got {value}")
+    return value
+
+
+def options_apply(task, given: dict) -> None:
+    """Refuse an option that does not apply to ``task`` (its ``OPTIONS`` say which do)."""
+    bad = [k for k in given if k not in task.OPTIONS]
+    if bad:
+        raise UserError(f"{', '.join(bad)} does not apply to task {task.NAME}; its options: {', '.join(task.OPTIONS)}")

@@ -80,16 +80,25 @@ def dataset(sigma, seed):
 
 
 @cli.command()
-def variants():
-    """The registered variants."""
+@click.option("--task", "task_name", default=None, help="Also say which variants apply to this task, and why not.")
+def variants(task_name):
+    """The registered variants (parameters: the spiral's models)."""
     from .variants import VARIANTS, describe
 
+    task = checks.task(task_name) if task_name is not None else None
     rows = [describe(v) for v in VARIANTS]
+    if task is not None:
+        for r in rows:
+            r[f"on {task.NAME}"] = "yes" if task.not_applicable(VARIANTS[r["variant"]]) is None else "no (below)"
     cols = list(rows[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     click.echo("  ".join(c.ljust(widths[c]) for c in cols))
     for r in rows:
         click.echo("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
+    for name, v in VARIANTS.items():
+        why = task.not_applicable(v) if task is not None else None
+        if why:
+            click.echo(f"not applicable to {task.NAME}: {name}: {why}")
 
 
 def _progress_bar(total: int, desc: str, unit: str):
@@ -100,66 +109,115 @@ def _progress_bar(total: int, desc: str, unit: str):
     return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
+@cli.command("tasks")
+def tasks_cmd():
+    """The tasks: what each trains, its metrics and its reference."""
+    from . import tasks
+    from .experiments import applicable
+
+    for name in tasks.TASKS:
+        t = tasks.get(name)
+        click.echo(f"{name} (version {t.VERSION}): {t.TITLE}: {t.SUMMARY}")
+        for m in t.METRICS:
+            primary = "  [primary]" if m.name == t.PRIMARY else ""
+            click.echo(f"  metric {m.name:<14} {m.label} ({'higher' if m.higher_is_better else 'lower'} is better"
+                       f"{', ' + m.unit if m.unit else ''}){primary}")
+        click.echo(f"  reference: {t.REFERENCE.label}: {t.REFERENCE.description}")
+        click.echo(f"  variants: {len(applicable(name))} of {len(__import__('study.variants').variants.VARIANTS)}"
+                   f"; options of study run: {', '.join(t.OPTIONS)}")
+
+
 @cli.command()
 @click.argument("variant")
+@click.option("--task", "task_name", default="spiral", show_default=True, help="The task (see 'study tasks').")
 @click.option("--seed", type=int, default=0, show_default=True, help="0 to 2**32-1.")
-@click.option("--epochs", type=int, default=None, help=f"Epochs, 1 to {checks.EPOCHS_MAX:,} (default: the protocol's 500).")
-@click.option("--steps", type=int, default=None, help=f"Solver steps / ResNet blocks, 1 to {checks.STEPS_MAX:,} (default: the variant's).")
+@click.option("--epochs", type=int, default=None, help=f"spiral: epochs, 1 to {checks.EPOCHS_MAX:,} (default: the protocol's 500).")
+@click.option("--iterations", type=int, default=None,
+              help=f"dynamics: training iterations, 1 to {checks.EPOCHS_MAX:,} (default 2,000).")
+@click.option("--noise", type=float, default=None, help="dynamics: observation noise std, 0 to 1 (default 0).")
+@click.option("--steps", type=int, default=None,
+              help=f"Fixed-step variants: solver steps / ResNet blocks (dynamics: per observation interval), 1 to {checks.STEPS_MAX:,}.")
 @_runs_option
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads, at most the machine's cores (one is fastest here).")
-@click.option("--lr", type=float, default=None, help="Adam's learning rate (default: the protocol's 0.01).")
+@click.option("--lr", type=float, default=None, help="Learning rate (default: the task's protocol's).")
 @click.option("--batch-with", default=None, metavar="SEEDS",
               help="Comma-separated seeds (including --seed) to train as one batched model, as run-all does: "
                    "reproduces a record whose timing.ensemble_seeds lists them.")
-def run(variant, seed, epochs, steps, runs_dir, device, threads, lr, batch_with):
-    """Train one run of VARIANT.
+def run(variant, task_name, seed, epochs, iterations, noise, steps, runs_dir, device, threads, lr, batch_with):
+    """Train one run of VARIANT on a task.
 
     The record goes to RUNS_DIR/single/, apart from the experiments' records.
     """
-    from . import store
-    from .config import Protocol
-    from .variants import VARIANTS, variant_config
+    from . import store, tasks
+    from .variants import VARIANTS
 
+    from .variants import canonical
+
+    task = checks.task(task_name)
+    variant = canonical(variant)
     if variant not in VARIANTS:
         raise UserError(f"unknown variant {checks.shown(variant)}; choose one of: {', '.join(VARIANTS)}")
+    why = task.not_applicable(VARIANTS[variant])
+    if why:
+        from .experiments import applicable
+
+        raise UserError(f"{variant} does not apply to task {task.NAME}: {why}; those that do: "
+                        f"{', '.join(applicable(task.NAME))}")
     checks.seed(seed)
     checks.learning_rate(lr)
     seeds = checks.batch_seeds(batch_with, seed)
     checks.int_in("--epochs", epochs, 1, checks.EPOCHS_MAX)
+    checks.int_in("--iterations", iterations, 1, checks.EPOCHS_MAX)
+    checks.noise(noise)
     checks.int_in("--steps", steps, 1, checks.STEPS_MAX)
+    given = {"--epochs": epochs, "--iterations": iterations, "--noise": noise, "--lr": lr}
+    checks.options_apply(task, {k: v for k, v in given.items() if v is not None})
     checks.threads(threads)
     checks.output_dir("--runs-dir", runs_dir)
     device = checks.device(device)
+    cfg = task.model_config(variant)
+    if steps is not None and cfg.adaptive:
+        raise UserError(f"--steps does not apply to {variant}: its steps are chosen by its tolerance "
+                        f"(rtol = atol = {cfg.rtol:g})")
+    cfg = task.model_config(variant, {"steps": steps} if steps else {})
+    if len(seeds) > 1 and not cfg.batches_seeds:
+        raise UserError(f"{variant} has one step-size controller per solve: its seeds train one at a time (no --batch-with)")
+    proto = task.Protocol(**{task.OPTIONS[k]: v for k, v in given.items() if v is not None})
+    try:
+        proto.validate()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
     import torch
 
     torch.set_num_threads(threads)
-    from .runners.train import train
+    rec, path = _train_one(task, variant, cfg, proto, seeds, seed, device, runs_dir)
+    click.echo(f"{variant} on {task.NAME}, seed {seed}: {rec['status']}" + (f" ({rec['reason']})" if rec["reason"] else ""))
+    for line in task.summary(rec):
+        click.echo(line)
+    click.echo(f"  record: {path}")
 
-    cfg = variant_config(variant, **({"steps": steps} if steps else {}))
-    if len(seeds) > 1 and not cfg.batches_seeds:
-        raise UserError(f"{variant} has one step-size controller per solve: its seeds train one at a time (no --batch-with)")
-    proto = Protocol(**({"epochs": epochs} if epochs else {}), **({"lr": lr} if lr else {}))
-    bar = _progress_bar(proto.epochs, f"{variant} seed {seed}", "epoch")
 
-    def progress(epoch, loss):
+def _train_one(task, variant, cfg, proto, seeds, seed, device, runs_dir):
+    """Train ``seeds`` as one job on ``task``; store and return seed ``seed``'s record."""
+    from . import store
+
+    units = "iteration" if hasattr(proto, "iterations") else "epoch"
+    bar = _progress_bar(getattr(proto, units + "s"), f"{variant} seed {seed}", units)
+
+    def progress(step, loss):
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}")
 
+    configs = [task.run_config(variant, cfg, proto, s, device) for s in seeds]
     try:
-        recs, _ = train(cfg, proto, seeds, device=device, progress=progress, extra_config={"variant": variant})
+        recs, _ = task.train(configs, progress=progress)
         rec = recs[seeds.index(seed)]
     finally:
         if bar is not None:
             bar.close()
-    path = store.write_atomic(store.record_path(runs_dir, store.SINGLE, rec["config"]), rec)
-    m = rec["metrics"]
-    click.echo(f"{variant} seed {seed}: {rec['status']}" + (f" ({rec['reason']})" if rec["reason"] else ""))
-    click.echo(f"  params {m['params']:,}   train acc {100 * m['train_acc']:.2f}%   test acc {100 * m['test_acc']:.2f}%   final loss {m['final_loss']:.4f}")
-    click.echo(f"  NFE forward {m['nfe_forward']:,}   backward {m['nfe_backward']:,}   eval {m['nfe_eval']:,}   "
-               f"wall {m['wall_time_s']:.1f} s   activations {m['activation_bytes'] or 0:,} B")
-    click.echo(f"  record: {path}")
+    return rec, store.write_atomic(store.record_path(runs_dir, store.SINGLE, rec["config"]), rec)
 
 
 @cli.command()
@@ -218,11 +276,13 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store):
 @cli.command("run-all")
 @_profile_option
 @click.option("--experiments", default=None, help="Comma-separated subset (default: all).")
+@click.option("--tasks", "task_list", default=None,
+              help="Comma-separated tasks whose experiments to run (default: all; see 'study tasks').")
 @_runs_option
 @click.option("--workers", type=int, default=None, help="Local worker processes, at most one per core (default: one per core).")
 @click.option("--scheduler", default=None, help="Address of a Dask scheduler (tcp://host:port) to run on instead.")
 @click.option("--force", is_flag=True, help="Rerun the runs recorded before this invocation started.")
-def run_all(profile, experiments, runs_dir, workers, scheduler, force):
+def run_all(profile, experiments, task_list, runs_dir, workers, scheduler, force):
     """Run every experiment of a profile (resumable)."""
     import time
 
@@ -230,7 +290,7 @@ def run_all(profile, experiments, runs_dir, workers, scheduler, force):
     from .experiments import plan
 
     started = time.time()
-    names = checks.experiments(profile, experiments)
+    names = checks.experiments(profile, experiments, checks.task_names(task_list))
     workers = checks.workers(workers)
     checks.output_dir("--runs-dir", runs_dir)
     if runs_dir.is_dir():
@@ -311,9 +371,11 @@ def status(profile, runs_dir, cost):
     checks.experiments(profile, None)
     checks.run_store("--runs-dir", runs_dir)
     view = results.load(runs_dir, profile)
-    click.echo(f"{'experiment':<14}{'runs':>6}{'done':>6}{'missing':>9}{'stale':>7}{'diverged':>10}{'failed':>8}{'corrupt':>9}")
-    for r in view.status().itertuples(index=False):
-        click.echo(f"{r.experiment:<14}" + "".join(f"{v:>{w}}" for v, w in zip(r[1:], (6, 6, 9, 7, 10, 8, 9))))
+    table = view.status()
+    w0 = max(14, 2 + max(len(n) for n in table.experiment))
+    click.echo(f"{'experiment':<{w0}}{'runs':>6}{'done':>6}{'missing':>9}{'stale':>7}{'diverged':>10}{'failed':>8}{'corrupt':>9}")
+    for r in table.itertuples(index=False):
+        click.echo(f"{r.experiment:<{w0}}" + "".join(f"{v:>{w}}" for v, w in zip(r[1:], (6, 6, 9, 7, 10, 8, 9))))
     for path, problem in view.problems:
         _echo_err(f"corrupt: {path}: {problem}")
     if cost:

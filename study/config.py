@@ -215,3 +215,10 @@ def run_config(model_cfg: ModelConfig, protocol: Protocol, seed: int, device: st
     """The full config a training record stores (and its store path is hashed from)."""
     return {"kind": "train", **(extra or {}), "seed": int(seed), "device": device, **model_cfg.as_config(), **asdict(protocol),
             "engine": model_cfg.engine}
+
+
+def solver_label(solver: dict) -> str:
+    """A solver of the transfer and work-precision kinds by name: ``euler-20``, ``dopri5-1e-03``,
+    ``dopri5-1e-08-f64`` (``{"method", "steps"}`` or ``{"method", "tol"}``, ``"dtype": "float64"`` optional)."""
+    grid = f"{solver['steps']}" if "steps" in solver else f"{solver['tol']:.0e}"
+    return f"{solver['method']}-{grid}" + ("-f64" if solver.get("dtype") == "float64" else "")

@@ -9,15 +9,20 @@ code per run): its ``kind`` says which runner executes it (``train``,
 
 Two profiles: ``full`` (what the paper needs) and ``quick`` (the same
 experiments and code paths, tiny; CI and smoke tests use it).
+
+Experiments belong to tasks (:mod:`study.tasks`).  The spiral's, made before there were tasks, keep their
+plain names (``main``, ``steps``, ...); every other task's are named ``<task>/<experiment>``.  Every task
+has ``main`` (each applicable variant at the profile's seeds), ``transfer`` (each trained model solved by
+every solver of :func:`transfer_solvers`) and ``work-precision`` (the ``workprecision`` kind).
 """
 from __future__ import annotations
 
 import copy
 from dataclasses import asdict, dataclass, field
 
-from .config import ENGINES, Protocol, engine_label, run_config
+from .config import ENGINES, FIXED_METHODS, Protocol, engine_label, run_config
 from .store import config_hash
-from . import variants
+from . import tasks, variants
 from .variants import variant_config
 
 PROFILES = ("full", "quick")
@@ -100,6 +105,45 @@ SPEC: dict[str, dict] = {
     },
 }
 
+# Every task beyond the spiral: its seeds and protocol per profile, and its work-precision sweep.  The spiral's
+# transfer retrains main's models of a few variants (same config and seed batch: the same weights).
+TASK_SPEC: dict[str, dict[str, dict]] = {
+    "full": {
+        "spiral": {"transfer_variants": ["euler", "rk4", "rk4-38", "hand-dopri5"], "transfer_seeds": 5,
+                   "wp": {"train_variant": "euler", "fields": ["trained"], "batch": 128,
+                          "steps": [5, 10, 20, 40, 80, 160, 320], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
+                          "repeats": 5}},
+        "dynamics": {"seeds": 5, "protocol": {},
+                     "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 20,
+                            "steps": [3, 9, 18, 36, 72, 144, 288], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
+                            "repeats": 5}},
+    },
+    "quick": {
+        "spiral": {"transfer_variants": ["euler"], "transfer_seeds": 1,
+                   "wp": {"train_variant": "euler", "fields": ["trained"], "batch": 16, "steps": [5, 20],
+                          "tolerances": [1e-3, 1e-5], "repeats": 1}},
+        "dynamics": {"seeds": 1, "protocol": {"iterations": 4, "n_points": 250, "eval_every": 2, "grid": 16},
+                     "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 8, "steps": [3, 9],
+                            "tolerances": [1e-3, 1e-5], "repeats": 1}},
+    },
+}
+TRANSFER_TOLERANCES = [1e-3, 1e-6]  # dopri5 at the training tolerance and tighter; then the float64 reference
+TRANSFER_REFERENCE = {"method": "dopri5", "tol": 1e-8, "dtype": "float64"}
+WP_REFERENCE_TOL = 1e-12
+WP_SOLVERS = [("hand", m) for m in ("euler", "midpoint", "rk4", "rk4-38", "dopri5")] + [
+    ("torchdiffeq", m) for m in ("euler", "midpoint", "rk4-38", "dopri5")]
+WP_GRADIENTS = [("hand", "euler"), ("hand-adjoint", "euler")] + [
+    (b, m) for m in ("rk4", "dopri5") for b in ("hand", "hand-checkpoint", "hand-adjoint")] + [
+    (b, m) for m in ("rk4-38", "dopri5") for b in ("torchdiffeq", "torchdiffeq-adjoint")]
+
+
+def transfer_solvers(steps: int) -> list[dict]:
+    """The solvers every trained model is evaluated with: each fixed-step method at the task's training grid
+    (``steps``), dopri5 at :data:`TRANSFER_TOLERANCES`, and the float64 reference solve."""
+    return ([{"method": m, "steps": steps} for m in FIXED_METHODS] + [{"method": "dopri5", "tol": t}
+            for t in TRANSFER_TOLERANCES] + [dict(TRANSFER_REFERENCE)])
+
+
 MEMORY_SOLVERS = [  # (label, variant, overrides) measured against the number of steps
     ("hand-euler", "euler", {}),
     ("hand-rk4", "rk4", {}),
@@ -157,12 +201,13 @@ TIMING_REFERENCE = "euler"  # every timed step alternates with one of this varia
 
 
 def _train_jobs(spec: dict, runs: list[tuple[str, dict]], seeds: int, protocol: dict,
-                seed_overrides: dict | None = None, probe: bool = False) -> list[Job]:
+                seed_overrides: dict | None = None, probe: bool = False, extra: dict | None = None) -> list[Job]:
     jobs = []
     proto = Protocol(**{**spec["protocol"], **protocol})
     for variant, overrides in runs:
         cfg = variant_config(variant, **overrides)
-        base = run_config(cfg, proto, 0, "cpu", {"variant": variant, **({"probe": True} if probe else {})})
+        base = run_config(cfg, proto, 0, "cpu", {"variant": variant, **({"probe": True} if probe else {}),
+                                                 **(extra or {})})
         base.pop("seed")
         seed_list = list(range((seed_overrides or {}).get(variant, seeds)))
         if cfg.adaptive:  # each seed alone: batched, the members' step counts drift apart in training and every
@@ -228,6 +273,7 @@ def build(profile: str) -> dict[str, list[Job]]:
     ex["bench"] = [Job("bench", {"kind": "bench", "steps": 20, "batch_size": 128, "rounds": spec["bench_rounds"],
                                  "engines": all_engines(), "suite": BENCH_SUITE,
                                  "device": "cpu", "torchode": True}, [None])]
+    ex.update(task_experiments(profile, spec["protocol"]))
     for name, jobs in ex.items():
         for j in jobs:
             j.experiments.append(name)
@@ -301,3 +347,60 @@ def engine_free_hashes(profile: str) -> dict[str, str]:
 def experiment_hashes(profile: str) -> dict[str, set[str]]:
     """Experiment name -> the config hashes of its runs (how the results view selects an experiment)."""
     return {name: {config_hash(c) for j in jobs for c in j.run_configs()} for name, jobs in build(profile).items()}
+
+
+# -- tasks ------------------------------------------------------------------------------------------------------
+
+def task_of(experiment: str) -> str:
+    """The task an experiment belongs to (the spiral's have plain names)."""
+    return experiment.split("/", 1)[0] if "/" in experiment else tasks.DEFAULT
+
+
+def _task_train_jobs(task: str, spec: dict, variant_names, seeds: int, extra: dict) -> list[Job]:
+    module = tasks.get(task)
+    proto = module.Protocol(**spec.get("protocol", {}))
+    jobs = []
+    for v in variant_names:
+        cfg = module.model_config(v)
+        base = module.run_config(v, cfg, proto, 0, "cpu", extra)
+        base.pop("seed")
+        seed_list = list(range(spec.get("seed_overrides", {}).get(v, seeds)))
+        jobs += [Job("train", base, [s]) for s in seed_list] if cfg.adaptive else [Job("train", base, seed_list)]
+    return jobs
+
+
+def applicable(task: str) -> list[str]:
+    """The variants that apply to ``task``, in registry order."""
+    module = tasks.get(task)
+    return [v for v, var in variants.VARIANTS.items() if module.not_applicable(var) is None]
+
+
+def _workprecision_job(task: str, spec: dict, protocol) -> Job:
+    module = tasks.get(task)
+    wp = spec["wp"]
+    config = {"kind": "workprecision", **tasks.task_fields(task, module.VERSION), "seed": 0, "protocol": protocol,
+              **wp, "reference_tol": WP_REFERENCE_TOL, "solvers": [list(s) for s in WP_SOLVERS],
+              "gradient_methods": [list(g) for g in WP_GRADIENTS],
+              "engines": ",".join(engine_label(n) for n in ("evaluation", "step", "torchdiffeq"))}
+    return Job("workprecision", config, [None])
+
+
+def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]]:
+    """The experiments of every task that are not the spiral's original ones (see the module docstring)."""
+    ex: dict[str, list[Job]] = {}
+    spec = TASK_SPEC[profile]
+    s = spec["spiral"]
+    transfer = {"transfer": transfer_solvers(variant_config("euler").steps)}
+    ex["transfer"] = _train_jobs({"protocol": spiral_protocol}, [(v, {}) for v in s["transfer_variants"]],
+                                 s["transfer_seeds"], {}, extra=transfer)
+    ex["work-precision"] = [_workprecision_job("spiral", s, asdict(Protocol(**spiral_protocol)))]
+    for task in tasks.TASKS:
+        if task == tasks.DEFAULT:
+            continue
+        module, t = tasks.get(task), spec[task]
+        extra = {"transfer": transfer_solvers(module.DEFAULT_STEPS)}
+        main = _task_train_jobs(task, t, applicable(task), t["seeds"], extra)
+        ex[f"{task}/main"] = main
+        ex[f"{task}/transfer"] = [Job(j.kind, j.config, list(j.seeds)) for j in main]
+        ex[f"{task}/work-precision"] = [_workprecision_job(task, t, asdict(module.Protocol(**t.get("protocol", {}))))]
+    return ex

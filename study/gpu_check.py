@@ -24,7 +24,7 @@ from .config import Protocol
 from .provenance import environment
 from .runners import memory
 from .runners.bench import measure
-from .runners.train import train
+from .tasks.spiral import train_models as train
 from .variants import variant_config
 
 CHECK_VARIANTS = ["euler", "rk4", "resnet", "tdq-dopri5", "adjoint-euler", "hand-dopri5", "hand-adjoint-rk4",

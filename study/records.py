@@ -82,6 +82,10 @@ SCHEMA: dict[str, dict[str, str]] = {
                "config.seed": "int", "config.engine": "str", "metrics.step_time_s": "float", "metrics.step_time_spread_s": "float",
                "metrics.nfe_per_step": "float", "metrics.time_per_nfe_s": "float?", "metrics.implied_protocol_s": "float",
                "metrics.repeats": "int"},
+    "workprecision": {"config.train_variant": "str", "config.seed": "int", "config.protocol": "dict",
+                      "config.fields": "list[str]", "config.steps": "list[int]", "config.tolerances": "list[float]",
+                      "config.reference_tol": "float", "config.engines": "str", "metrics.rows": "list[dict]",
+                      "metrics.trained_status": "str"},
     "bench": {"config.steps": "int", "config.batch_size": "int", "config.rounds": "int", "config.engines": "str",
               "metrics.rows": "list[dict]",
               "metrics.matmul_gflops_128": "float"},
@@ -90,6 +94,8 @@ ROWS: dict[str, dict[str, str]] = {  # the entries of metrics.rows
     "adjoint": {"epoch": "int", "batch": "int", "what": "str", "method": "str", "steps": "int?", "tol": "float?",
                 "dtype": "str"},
     "gradients": {"method": "str", "steps": "int?", "tol": "float?"},
+    "workprecision": {"field": "str", "what": "str", "backend": "str", "method": "str", "error": "float?",
+                      "nfe": "int?", "time_s": "float?", "failure": "str?"},
     "bench": {"solver": "str", "mode": "str", "method": "str", "median_us": "float", "spread_us": "float",
               "ratio_to_bare": "float", "floor_us": "float"},
 }
@@ -99,7 +105,8 @@ SAME_LENGTH = {"train": [("curves.epoch", "curves.loss", "curves.train_acc", "cu
 DIVERGED_MAY_BE_NULL = {"metrics.train_acc", "metrics.test_acc"}
 # Fields a record holds when its config asks for them: (kind, config key) -> fields, checked on ok records.
 OPTIONAL = {("train", "probe"): {**{f"metrics.probe.{r}_{s}": "float" for r in ("input", "y0", "yT") for s in ("train", "test")},
-                                 "metrics.probe.recon_rel": "float?"}}
+                                 "metrics.probe.recon_rel": "float?"},
+            ("train", "transfer"): {"metrics.transfer": "list[dict]"}}
 
 
 def _type_ok(value, spec: str) -> bool:
@@ -152,13 +159,23 @@ def validate(record) -> None:
         raise InvalidRecord(f"config.kind {record['config'].get('kind')!r} is not the record's kind {kind!r}")
     if record["status"] == "error":
         return
-    _check_fields(record, SCHEMA[kind], DIVERGED_MAY_BE_NULL if record["status"] == "diverged" else set())
+    schema, same_length = SCHEMA[kind], SAME_LENGTH.get(kind, [])
+    task = record["config"].get("task")
+    if kind == "train" and task is not None:  # a task's own training records (the first task's configs name none)
+        from . import tasks
+
+        try:
+            module = tasks.get(task)
+        except KeyError as exc:
+            raise InvalidRecord(str(exc.args[0])) from None
+        schema, same_length = module.SCHEMA, module.SAME_LENGTH
+    _check_fields(record, schema, DIVERGED_MAY_BE_NULL if record["status"] == "diverged" else set())
     for (k, key), fields in OPTIONAL.items():
         if k == kind and record["config"].get(key) and record["status"] == "ok":
             _check_fields(record, fields)
     for i, row in enumerate(record["metrics"].get("rows", []) if kind in ROWS else []):
         _check_fields({"row": row}, {f"row.{k}": t for k, t in ROWS[kind].items()})
-    for group in SAME_LENGTH.get(kind, []):
+    for group in same_length:
         lengths = {len(_get(record, f)) for f in group}
         if len(lengths) > 1:
             raise InvalidRecord(f"fields {', '.join(group)} should have one length, have {sorted(lengths)}")

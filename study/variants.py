@@ -114,6 +114,16 @@ VARIANTS: dict[str, Variant] = _entries(
 )
 
 
+# Other names a user may type for a variant: the hand-written fixed-step variants by their backend, as the
+# adaptive and adjoint ones are named (records always carry the registry's name).
+ALIASES = {"hand-euler": "euler", "hand-rk4": "rk4", "hand-rk4-38": "rk4-38"}
+
+
+def canonical(name: str) -> str:
+    """The registry's name of ``name`` (itself, or the variant an alias stands for)."""
+    return ALIASES.get(name, name)
+
+
 def get(name: str) -> Variant:
     if name not in VARIANTS:
         raise KeyError(f"unknown variant {name!r}; choose one of: {', '.join(VARIANTS)}")

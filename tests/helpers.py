@@ -20,7 +20,7 @@ def study(*args, cwd=None, timeout=600, **kw) -> subprocess.CompletedProcess:
 
 def train(model_cfg, protocol, seeds, **kw) -> list[dict]:
     """The records of one training job (the train runner's records, without the model)."""
-    from study.runners.train import train as train_runner
+    from study.tasks.spiral import train_models as train_runner
 
     return train_runner(model_cfg, protocol, seeds, **kw)[0]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-KINDS = ("train", "memory", "convergence", "gradients", "adjoint", "trajectories", "timing", "bench")
+KINDS = ("train", "memory", "convergence", "gradients", "adjoint", "trajectories", "timing", "bench", "workprecision")
 
 
 def get(kind: str) -> ModuleType:

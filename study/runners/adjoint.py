@@ -32,7 +32,7 @@ from ..engine.step import training_step
 from ..engine.train import fit
 from ..provenance import environment
 from ..variants import variant_config
-from . import train as train_runner
+from ..tasks import spiral
 
 KIND = "adjoint"
 ALONE = False
@@ -42,7 +42,7 @@ DIAGNOSTIC_MAX_STEPS = 100_000  # tight tolerances on trained weights need far m
 
 def cost(config: dict, members: int) -> float:
     """Training's cost plus the measurements (about 3 training runs of Euler's)."""
-    train_cost = train_runner.cost({**config["protocol"], **variant_config(config["train_variant"]).as_config()}, 1)
+    train_cost = spiral.cost({**config["protocol"], **variant_config(config["train_variant"]).as_config()}, 1)
     return train_cost + 3 * 80_000
 
 

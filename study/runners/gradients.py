@@ -11,7 +11,7 @@ from ..engine.models import Classifier
 from ..engine.step import first_batch, training_step
 from ..provenance import environment
 from ..variants import variant_config
-from .train import train
+from ..tasks.spiral import train_models as train
 
 KIND = "gradients"
 ALONE = False

@@ -9,7 +9,7 @@ from .. import data, records
 from ..config import Protocol
 from ..provenance import environment
 from ..variants import variant_config
-from . import train as train_runner
+from ..tasks import spiral
 
 KIND = "trajectories"
 ALONE = False
@@ -18,7 +18,7 @@ BATCHED = False
 
 def cost(config: dict, members: int) -> float:
     """A training run's cost (the measuring afterwards is cheap)."""
-    return train_runner.cost({**config, **variant_config(config["variant"]).as_config()}, members)
+    return spiral.cost({**config, **variant_config(config["variant"]).as_config()}, members)
 
 
 def measure(config: dict) -> dict:
@@ -26,7 +26,7 @@ def measure(config: dict) -> dict:
     device = config.get("device", "cpu")
     seed = config["seed"]
     proto = Protocol.from_dict(config["protocol"])
-    (rec,), model = train_runner.train(variant_config(config["variant"]), proto, [seed], device,
+    (rec,), model = spiral.train_models(variant_config(config["variant"]), proto, [seed], device,
                                        extra_config={"variant": config["variant"]})
     sp = data.make_split(seed, proto.n_train, 2, proto.sigma)
     x = torch.from_numpy(sp.x_train[: config["points"]]).unsqueeze(0).to(device)

@@ -1,7 +1,7 @@
 """The experiment registry and the executor's plan: shared runs, seeds, cost estimates, job descriptions."""
 from study import executor, store
 from study.experiments import build, plan
-from study.runners import train as train_runner
+from study.tasks import spiral as train_runner
 
 
 def test_plan_shares_runs_between_experiments():

@@ -1,0 +1,208 @@
+"""The ``workprecision`` runner: what each solver and each gradient method costs for the error it leaves.
+
+On one model's vector field (a task's trained model, and its initial one), the task poses one problem
+(:func:`Problem`: a field, its parameters, a batch of initial states, an interval and a scalar loss of the end
+state).  In float64 throughout:
+
+* the reference: torchdiffeq's dopri5 at ``rtol = atol = reference_tol`` (1e-12), and the exact gradient of the
+  loss, by backpropagation through that solve;
+* **solutions**: each fixed-step method over a sweep of step counts and dopri5 over a sweep of tolerances, on
+  the hand engine and through torchdiffeq: the end state's relative RMS error against the reference, the
+  evaluations (NFE) and the median time of a solve;
+* **gradients**: each gradient method (the hand engine's direct backpropagation, checkpointed adjoint and
+  continuous adjoint; torchdiffeq's backpropagation and ``odeint_adjoint``) for each method and sweep point:
+  the relative error of the loss's gradient with respect to the field's parameters against the exact one,
+  forward and backward NFE, and the median time of a forward and backward pass.
+
+The rows are the log-log work-precision diagrams solver benchmarks are read by (one line per method).
+Timing is measured, so the runner runs alone.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .. import records, tasks
+
+KIND = "workprecision"
+ALONE = True  # it times solves
+BATCHED = False
+
+
+@dataclass
+class Problem:
+    """A field (:mod:`study.engine.field`), its raw parameters (float64, one member), initial states
+    ``(1, d, B)`` (float64), the interval, and a scalar loss of the end state."""
+
+    field: object
+    raw: tuple
+    y0: object
+    t0: float
+    t1: float
+    loss: Callable
+
+
+def cost(config: dict, members: int) -> float:
+    return 5e5
+
+
+class _Count:
+    """A counter with the engine's interface (``counts`` by phase, steps)."""
+
+    def __init__(self):
+        self.phase, self.counts, self.accepted, self.rejected, self.failures = "forward", {"forward": 0, "backward": 0,
+                                                                                         "eval": 0}, 0, 0, {}
+
+    def add_members(self, evaluations, accepted=None, rejected=None):
+        self.counts[self.phase] += int(evaluations.max())
+
+
+def _tdq_rhs(p: Problem, params, counter):
+    from ..engine.field import evaluate
+
+    def f(t, y):
+        counter.counts[counter.phase] += 1
+        return evaluate(p.field, y, float(t.detach()) if hasattr(t, "detach") else float(t), p.field.fold(params))
+
+    return f
+
+
+def _solve(p: Problem, params, backend: str, method: str, grid: dict, counter):
+    """The end state of one solve of ``p`` (differentiable where ``params`` require grad)."""
+    import torch
+
+    from ..config import METHODS
+    from ..engine import hand_ode
+    from ..engine.stepper import Control
+
+    adaptive = METHODS[method].adaptive
+    if backend.startswith("hand"):
+        control = Control(grid["tol"], grid["tol"], 100_000) if adaptive else None
+        spec = hand_ode.Solve(method, grid.get("steps", 1), control, False, p.t0, p.t1)
+        solve = {"hand": hand_ode.direct, "hand-checkpoint": hand_ode.checkpointed, "hand-adjoint": hand_ode.adjoint}
+        return solve[backend](p.y0, tuple(params), spec, counter, p.field)
+    import torchdiffeq
+
+    kw: dict = {"method": METHODS[method].torchdiffeq}
+    if adaptive:
+        kw.update(rtol=grid["tol"], atol=grid["tol"], options={"max_num_steps": 100_000})
+    else:
+        n = grid["steps"]
+        kw["options"] = {"grid_constructor": lambda f, y0, t: torch.linspace(float(t[0]), float(t[-1]), n + 1,
+                                                                             dtype=t.dtype)}
+    tt = torch.tensor([p.t0, p.t1], dtype=torch.float64)
+    f = _tdq_rhs(p, params, counter)
+    if backend == "torchdiffeq-adjoint":
+        present = tuple(x for x in params if x is not None)
+        return torchdiffeq.odeint_adjoint(f, p.y0, tt, adjoint_params=present, **kw)[-1]
+    return torchdiffeq.odeint(f, p.y0, tt, **kw)[-1]
+
+
+def _leaves(raw) -> list:
+    return [None if x is None else x.detach().clone().requires_grad_() for x in raw]
+
+
+def _flat_grad(params) -> "object":
+    import torch
+
+    return torch.cat([x.grad.flatten() for x in params if x is not None])
+
+
+def reference(p: Problem, tol: float):
+    """``(end state, exact gradient)`` by torchdiffeq's dopri5 at ``tol`` and backpropagation through it."""
+    params = _leaves(p.raw)
+    counter = _Count()
+    y1 = _solve(p, params, "torchdiffeq", "dopri5", {"tol": tol}, counter)
+    p.loss(y1).backward()
+    return y1.detach(), _flat_grad(params)
+
+
+def _relative(a, b) -> float | None:
+    import math
+
+    err = float((a - b).norm() / b.norm()) if float(b.norm()) > 0 else float((a - b).norm())
+    return err if math.isfinite(err) else None
+
+
+def _median_time(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
+
+
+def solution_row(p: Problem, backend: str, method: str, grid: dict, ref_y1, repeats: int) -> dict:
+    import torch
+
+    counter = _Count()
+    with torch.no_grad():
+        try:
+            y1 = _solve(p, p.raw, backend, method, grid, counter)
+        except AssertionError as exc:
+            return {"what": "solution", "backend": backend, "method": method, **grid, "error": None, "nfe": None,
+                    "time_s": None, "failure": str(exc)}
+        nfe = counter.counts["forward"]
+        seconds = _median_time(lambda: _solve(p, p.raw, backend, method, grid, _Count()), repeats)
+    return {"what": "solution", "backend": backend, "method": method, **grid, "error": _relative(y1, ref_y1),
+            "nfe": nfe, "time_s": seconds, "failure": None}
+
+
+def gradient_row(p: Problem, backend: str, method: str, grid: dict, exact, repeats: int) -> dict:
+    def once(counter):
+        params = _leaves(p.raw)
+        counter.phase = "forward"
+        y1 = _solve(p, params, backend, method, grid, counter)
+        counter.phase = "backward"
+        p.loss(y1).backward()
+        return _flat_grad(params)
+
+    counter = _Count()
+    try:
+        g = once(counter)
+    except AssertionError as exc:
+        return {"what": "gradient", "backend": backend, "method": method, **grid, "error": None, "nfe": None,
+                "nfe_backward": None, "time_s": None, "failure": str(exc)}
+    seconds = _median_time(lambda: once(_Count()), repeats)
+    return {"what": "gradient", "backend": backend, "method": method, **grid, "error": _relative(g, exact),
+            "nfe": counter.counts["forward"], "nfe_backward": counter.counts["backward"], "time_s": seconds,
+            "failure": None}
+
+
+def _grids(config: dict, method: str) -> list[dict]:
+    from ..config import METHODS
+
+    if METHODS[method].adaptive:
+        return [{"tol": t} for t in config["tolerances"]]
+    return [{"steps": n} for n in config["steps"]]
+
+
+def measure(p: Problem, config: dict) -> list[dict]:
+    """Every solution and gradient row of one problem."""
+    ref_y1, exact = reference(p, config["reference_tol"])
+    rows, r = [], config["repeats"]
+    for backend, method in config["solvers"]:
+        rows += [solution_row(p, backend, method, g, ref_y1, r) for g in _grids(config, method)]
+    for backend, method in config["gradient_methods"]:
+        rows += [gradient_row(p, backend, method, g, exact, r) for g in _grids(config, method)]
+    return rows
+
+
+def run(configs: list[dict]) -> list[dict]:
+    import torch
+
+    from ..provenance import environment
+
+    out = []
+    for config in configs:  # an exception is stored as an error record by the executor
+        torch.set_num_threads(1)
+        task = tasks.of(config)
+        models = task.workprecision_models(config)  # field name -> (model, the status of its training)
+        rows = []
+        for which, (model, _) in models.items():
+            rows += [{"field": which, **row} for row in measure(task.problem(model, config), config)]
+        metrics = {"rows": rows, "trained_status": models["trained"][1]}
+        out.append(records.make(config, metrics, environment("cpu")))
+    return out

@@ -1,0 +1,77 @@
+"""The task registry: what the study's models are trained to do, one module per task.
+
+A run is ``(task, variant, seed, overrides)``.  The variants (:mod:`study.variants`), the solvers and
+gradient methods (:mod:`study.engine`), the store, the executor and the report layer know nothing of
+any task; a task module owns everything specific to it, torch-free at import (torch is imported by
+the functions that train and evaluate):
+
+* ``NAME``, ``VERSION`` (bumped when its data, model or metrics change: it is part of every config
+  of the task but the first one's, so a change renames the records it makes), ``TITLE``, ``SUMMARY``;
+* ``METRICS``: its metrics, each a :class:`Metric` with its direction, and ``PRIMARY``, the one its
+  tables and transfer are read by; ``REFERENCE``: its ceiling or floor (:class:`Reference`);
+* ``Protocol``: its training protocol (a dataclass with ``from_dict`` and ``validate``) and
+  ``OPTIONS``: the command-line options that set its fields;
+* ``not_applicable(variant) -> str | None``: why a variant does not apply to it (None: it does);
+* ``run_config(variant, overrides, protocol, seed, device, extra) -> dict``: a training run's config;
+* ``train(configs, progress) -> (records, trained)``: train one job (seeds that differ only in their
+  seed) and make its records; ``cost(config, members)``: a relative cost estimate;
+* ``SCHEMA``: the fields its training records hold (:mod:`study.records` checks them);
+* ``summary(record) -> list[str]``: what ``study run`` prints;
+* the hooks of the solver-transfer and work-precision kinds: ``transfer(trained, solvers)`` and
+  ``problem(trained, member)`` (see :mod:`study.runners.transfer`, :mod:`study.runners.workprecision`).
+
+Adding a task is one module here and its name in :data:`TASKS`.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+TASKS = ("spiral", "dynamics")
+DEFAULT = "spiral"  # configs made before there were tasks name none: they are the spiral's, version 1
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One of a task's metrics: its record field, label, unit and direction."""
+
+    name: str
+    label: str
+    higher_is_better: bool
+    unit: str = ""
+    percent: bool = False  # stored as a fraction, shown in percent
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A task's reference: the best any model can do (a ceiling or a floor), and what it is."""
+
+    label: str
+    description: str
+    value: float | None = None  # None: computed (see the task's ``reference_value``)
+
+
+def get(name: str) -> ModuleType:
+    """The module of task ``name``."""
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; choose one of: {', '.join(TASKS)}")
+    module = importlib.import_module(f"{__name__}.{name}")
+    if module.NAME != name:
+        raise RuntimeError(f"task module {module.__name__} declares name {module.NAME!r}, not {name!r}")
+    return module
+
+
+def of(config: dict) -> ModuleType:
+    """The task of a run's config (configs of the first task name none)."""
+    return get(config.get("task", DEFAULT))
+
+
+def name_of(config: dict) -> str:
+    return config.get("task", DEFAULT)
+
+
+def task_fields(name: str, version: int) -> dict:
+    """What a config says of its task: nothing for the first task at its first version (its records predate
+    tasks), else its name and version."""
+    return {} if (name, version) == (DEFAULT, 1) else {"task": name, "task_version": version}
