@@ -531,15 +531,21 @@ def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None
 def reference_rollout(weights: list, t: np.ndarray):
     """A member's field (float64 weights ``(1, ...)``) rolled out from ``y(0)`` at times ``t`` by torchdiffeq's
     dopri5 at :data:`ROLLOUT_TOL`: ``(states (len(t), 2), NFE, failure or None)``."""
+    w = CUBIC.fold(weights)
+    return rollout(lambda y: CUBIC.forward(y, 0.0, w)[0], t)
+
+
+def rollout(field, t: np.ndarray):
+    """Any field ``field(y)`` (``(1, 2, 1)`` float64 tensors) rolled out from ``y(0)`` at times ``t`` by the reference
+    solve: ``(states (len(t), 2), NFE, failure or None)``."""
     import torch
     import torchdiffeq
 
-    w = CUBIC.fold(weights)
     nfe = [0]
 
     def f(_, y):
         nfe[0] += 1
-        return CUBIC.forward(y, 0.0, w)[0]
+        return field(y)
 
     y0 = torch.tensor(Y0, dtype=torch.float64).view(1, 2, 1)
     tt = torch.as_tensor(t, dtype=torch.float64)
