@@ -7,20 +7,35 @@ from tests.helpers import ENV, ROOT
 
 
 def test_the_report_layer_and_the_registry_do_not_import_torch():
+    report = sorted(".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+                    for p in (ROOT / "study" / "report").rglob("*.py"))  # every module, each family's too
     code = ("import sys; import study.results, study.report.figures, study.report.tables, study.report.claims, "
-            "study.variants, study.experiments, study.config, study.records, study.store, study.runners; "
+            "study.variants, study.experiments, study.config, study.records, study.store, study.runners, "
+            + ", ".join(report) + "; "
             "assert 'torch' not in sys.modules, 'torch imported'; "
             "assert not any(m.startswith('study.engine') for m in sys.modules), 'engine imported'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
     assert r.returncode == 0, r.stderr
 
 
-def test_no_function_in_the_package_is_longer_than_80_lines():
+def _longer_than(limit: int, folder) -> list[str]:
     long = []
-    for path in sorted((ROOT / "study").rglob("*.py")):
+    for path in sorted(folder.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > limit:
                 long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    return long
+
+
+def test_no_function_in_the_package_is_longer_than_80_lines():
+    long = _longer_than(80, ROOT / "study")
+    assert not long, long
+
+
+def test_no_function_in_the_report_layer_is_longer_than_60_lines():
+    """The report layer is one module per figure or table family, each figure or table a few short functions."""
+    assert (ROOT / "study" / "report" / "figures" / "__init__.py").exists()
+    long = _longer_than(60, ROOT / "study" / "report")
     assert not long, long
 
 

@@ -1,0 +1,81 @@
+"""Generated LaTeX for the paper: tables (booktabs + siunitx) and the numbers of ``numbers.tex``.
+
+Everything here reads the pandas view (``study.results``); nothing in the
+paper's results is typed by hand.  ``write_all(view, out)`` writes what the
+runs allow and returns one line for each table it had to skip.
+
+One module per family of tables; each builder takes the view and the
+:class:`~study.report.numbers.Numbers` it adds its macros to.  :data:`TABLES`
+and :data:`NUMBERS` name them in the order they are built: a macro added
+twice keeps the later value.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ...store import write_text_atomic
+from .. import claims
+from ..numbers import Numbers
+from ..results import Outcome, View, attempt
+from .constants import constant_numbers, protocol_numbers, variants_table
+from .controls import CONTROL_ROWS, controls_numbers, learning_rate_numbers, lr_word, ratio_word
+from .cost import bench_markdown, bench_numbers, convergence_numbers, cost_markdown, memory_numbers
+from .gradients import adjoint_numbers, gradient_numbers
+from .main_results import isolated_step_seconds, main_numbers
+from .numbers_tex import numbers_tex
+from .sweeps import ablation_numbers, sweep_numbers
+from .verdicts import claim_numbers
+
+__all__ = ["NUMBERS", "TABLES", "write_all", "CONTROL_ROWS", "ablation_numbers", "adjoint_numbers", "bench_markdown",
+           "bench_numbers", "claim_numbers", "constant_numbers", "controls_numbers", "convergence_numbers",
+           "cost_markdown", "gradient_numbers", "isolated_step_seconds", "learning_rate_numbers", "lr_word",
+           "main_numbers", "memory_numbers", "numbers_tex", "protocol_numbers", "ratio_word", "sweep_numbers",
+           "variants_table"]
+
+TABLES = {  # file -> (builder, the experiments it reads); each builder adds its numbers to numbers.tex
+    "main_results": (main_numbers, ("main", "timing")),
+    "memory": (memory_numbers, ("memory",)),
+    "bench": (bench_numbers, ("bench",)),
+    "steps, tolerance": (sweep_numbers, ("steps", "tolerance")),
+    "controls": (controls_numbers, ("controls",)),
+    "learning_rate": (learning_rate_numbers, ("learning-rate",)),
+    "adjoint": (adjoint_numbers, ("adjoint",)),
+}
+NUMBERS = {  # numbers.tex parts without a table of their own
+    "constants": (constant_numbers, ()),
+    "convergence": (convergence_numbers, ("convergence",)),
+    "gradients": (gradient_numbers, ("gradients",)),
+    "ablations": (ablation_numbers, ("ablations",)),
+}
+
+
+def write_all(view: View, out: Path, log=print, partial: bool = False) -> Outcome:
+    """Write every table whose experiments are complete (with ``partial``, those with some runs too, marked),
+    the claims table and numbers.tex into ``out``, each file atomically."""
+    N, outcome, texts = Numbers(), Outcome(), {"variants": variants_table()}
+    for name, (fn, needs) in TABLES.items():
+        built = attempt(f"{name}.tex", lambda: fn(view, N), outcome, log, view, needs, partial)
+        for file, text in zip(name.split(", "), built if isinstance(built, tuple) else [built]):
+            if text is not None:
+                mark = f"{name}.tex" in outcome.partial
+                texts[file] = ("% PARTIAL: drawn from incomplete experiments (study tables --partial)\n" if mark else "") + text
+    for name, (fn, needs) in NUMBERS.items():
+        attempt(f"numbers.tex ({name})", lambda: fn(view, N), outcome, log, view, needs, partial)
+    judged = attempt("claims.tex", lambda: claims.judge_all(view, partial), outcome, log, view, ("main",), partial)
+    if judged is not None:
+        claim_numbers(judged, N)
+        texts["claims"] = claims.table(judged)
+    texts["numbers"] = numbers_tex(N, out.parent / "main.tex", log)
+    from .. import findings
+
+    texts["findings"] = findings.render(N.items)
+    texts["performance"] = findings.render_performance(N.items, bench_markdown(view), cost_markdown(view))
+    for file, text in texts.items():
+        name = f"{file}.md" if file in ("findings", "performance") else f"{file}.tex"
+        try:
+            outcome.written.append(write_text_atomic(out / name, text))
+            log(f"wrote {out / name}")
+        except OSError as exc:
+            outcome.failed.append(f"{name}: failed: {exc.strerror or exc}")
+            log(outcome.failed[-1])
+    return outcome
