@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import store
+from .. import store, tasks
 from ..config import LATER_DEFAULTS
 from ..experiments import engine_free_hashes, experiment_hashes, without_engine
 
@@ -138,7 +138,7 @@ class View:
         rows = []
         for h, r in self._select(experiment, kind):
             row = {"hash": h, "kind": r["kind"], "status": r["status"], "reason": r.get("reason"),
-                   "experiments": ",".join(self.experiments_of(h))}
+                   "experiments": ",".join(self.experiments_of(h)), "task": tasks.name_of(r["config"])}
             row.update(_flatten(r["config"]))
             row.update(_flatten(r["metrics"]))  # nested metrics (the probe's) as "probe.yT_test"
             if r["kind"] == "train":
@@ -171,6 +171,46 @@ class View:
                 df[k] = r["config"].get(k)
             frames.append(df)
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def task_curves(self, experiment: str) -> pd.DataFrame:
+        """The training curves of a task trained by iterations: one row per (run, curve point)."""
+        frames = []
+        for h, r in self._select(experiment, "train"):
+            c = r.get("curves") or {}
+            if not c.get("iteration"):
+                continue
+            df = pd.DataFrame({k: v for k, v in c.items() if isinstance(v, list) and len(v) == len(c["iteration"])})
+            df["hash"], df["status"] = h, r["status"]
+            for k in ("variant", "seed", "backend", "method", "task"):
+                df[k] = r["config"].get(k)
+            frames.append(df)
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+    def transfer(self, experiment: str) -> pd.DataFrame:
+        """Each trained model scored by each transfer solver: one row per (run, solver) with the metric's name and
+        value, the evaluations, and the trained variant, seed and task."""
+        rows = []
+        for h, r in self._select(experiment, "train"):
+            for row in r["metrics"].get("transfer") or []:
+                metric = next(k for k in row if k not in ("solver", "nfe"))
+                rows.append({"hash": h, "variant": r["config"]["variant"], "seed": r["config"]["seed"],
+                             "task": tasks.name_of(r["config"]), "status": r["status"], "solver": row["solver"],
+                             "metric": metric, "value": row[metric], "nfe": row["nfe"]})
+        return pd.DataFrame(rows)
+
+    def workprecision(self, experiment: str) -> pd.DataFrame:
+        """The work-precision rows: one per (field, solution or gradient, backend, method, steps or tolerance)."""
+        rows = []
+        for h, r in self._select(experiment, "workprecision"):
+            for row in r["metrics"]["rows"]:
+                rows.append({"hash": h, "task": tasks.name_of(r["config"]), "train_variant": r["config"]["train_variant"],
+                             "steps": None, "tol": None, "nfe_backward": None, **row})
+        return pd.DataFrame(rows)
+
+    def figure_data(self, experiment: str) -> list[dict]:
+        """The ``data`` sections of an experiment's training records, with their variant, seed and status."""
+        return [{"variant": r["config"]["variant"], "seed": r["config"]["seed"], "status": r["status"], **r["data"]}
+                for _, r in self._select(experiment, "train") if r.get("data")]
 
     def adjoint(self) -> pd.DataFrame:
         """The adjoint diagnostics: one row per measured (model, epoch, batch, quantity)."""

@@ -24,6 +24,7 @@ from .gradients import adjoint_numbers, gradient_numbers
 from .main_results import isolated_step_seconds, main_numbers
 from .numbers_tex import numbers_tex
 from .sweeps import ablation_numbers, sweep_numbers
+from .tasks import dynamics_numbers, transfer_numbers, workprecision_numbers
 from .verdicts import claim_numbers
 
 __all__ = ["NUMBERS", "TABLES", "write_all", "CONTROL_ROWS", "ablation_numbers", "adjoint_numbers", "bench_markdown",
@@ -40,12 +41,15 @@ TABLES = {  # file -> (builder, the experiments it reads); each builder adds its
     "controls": (controls_numbers, ("controls",)),
     "learning_rate": (learning_rate_numbers, ("learning-rate",)),
     "adjoint": (adjoint_numbers, ("adjoint",)),
+    "dynamics": (dynamics_numbers, ("dynamics/main",)),
+    "transfer": (transfer_numbers, ("transfer", "dynamics/transfer")),
 }
 NUMBERS = {  # numbers.tex parts without a table of their own
     "constants": (constant_numbers, ()),
     "convergence": (convergence_numbers, ("convergence",)),
     "gradients": (gradient_numbers, ("gradients",)),
     "ablations": (ablation_numbers, ("ablations",)),
+    "work-precision": (workprecision_numbers, ("work-precision", "dynamics/work-precision")),
 }
 
 
