@@ -436,18 +436,22 @@ def _report_exit(outcomes) -> None:
               help="Where the LaTeX tables and numbers.tex go.")
 @click.option("--only", default=None, help="Comma-separated figure names (default: all).")
 @click.option("--partial", is_flag=True, help="Draw from incomplete experiments too, marked as partial.")
-def figures(profile, runs_dir, out, tables_out, only, partial):
+@click.option("--list", "list_only", is_flag=True, help="List the figures' names and exit.")
+def figures(profile, runs_dir, out, tables_out, only, partial, list_only):
     """Every figure, the paper's tables and numbers."""
     from .report import figures as figs
     from .report import tables
 
+    if list_only:
+        click.echo("\n".join(figs.FIGURES))
+        return
     chosen = None
     if only is not None:
         chosen = [n.strip() for n in only.split(",") if n.strip()]
         bad = [n for n in chosen if n not in figs.FIGURES]
         if bad or not chosen:
             raise UserError(f"unknown figure(s) {', '.join(checks.shown(b) for b in bad) or '(none named)'}; "
-                            f"choose from: {', '.join(figs.FIGURES)}")
+                            f"'study figures --list' names the {len(figs.FIGURES)} figures")
     view = _report_setup(profile, runs_dir, [("--out", out), ("--tables-out", tables_out)])
     fig = figs.draw_all(view, out, chosen, log=click.echo, partial=partial)
     tab = tables.write_all(view, tables_out, log=click.echo, partial=partial)

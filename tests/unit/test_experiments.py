@@ -8,7 +8,8 @@ def test_plan_shares_runs_between_experiments():
     jobs = plan("full")
     euler20 = [j for j in jobs if j.kind == "train" and j.config["variant"] == "euler" and j.config["steps"] == 20
                and j.config["lift_dim"] == 6 and j.config["time_input"] and j.config["zero_init"]
-               and j.config["lr"] == 0.01 and "head" not in j.config and not j.config.get("probe")]
+               and j.config["lr"] == 0.01 and "head" not in j.config and not j.config.get("probe")
+               and not j.config.get("transfer") and "task" not in j.config]
     assert len(euler20) == 1
     assert euler20[0].seeds == [0, 1, 2, 3, 4]
     assert set(euler20[0].experiments) == {"main", "steps", "ablations", "learning-rate"}
@@ -46,7 +47,7 @@ def test_cost_of_a_training_job_is_its_dynamics_evaluations():
 def test_jobs_that_time_things_run_alone():
     kinds = {j.kind: executor.alone(j) for j in plan("quick")}
     assert kinds == {"train": False, "convergence": False, "gradients": False, "adjoint": False, "trajectories": False,
-                     "memory": True, "timing": True, "bench": True}
+                     "memory": True, "timing": True, "bench": True, "workprecision": True}
 
 
 def test_a_job_describes_what_differs_from_its_variant():

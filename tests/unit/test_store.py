@@ -15,8 +15,14 @@ SHIPPED = ROOT / "runs"
 
 
 def shipped(kind: str) -> dict:
-    """One shipped record of ``kind`` (a known-good record to break)."""
-    return store.read_record(sorted((SHIPPED / kind).glob("*.json"))[0])
+    """One shipped record of ``kind`` (a known-good record to break); ``train:TASK`` is a training record of that
+    task (``train`` alone: the spiral's)."""
+    kind, _, task = kind.partition(":")
+    for path in sorted((SHIPPED / kind).glob("*.json")):
+        rec = store.read_record(path)
+        if rec["config"].get("task", "spiral") == (task or "spiral"):
+            return rec
+    raise LookupError(f"no shipped {kind} record of task {task or 'spiral'}")
 
 
 @pytest.fixture
@@ -107,6 +113,9 @@ BREAKS = {  # kind -> (dotted field, bad value, the message's words)
     "trajectories": [("data.states", "x", "should be list")],
     "timing": [("metrics.step_time_s", None, "should be float")],
     "bench": [("metrics.rows", [{"solver": "a"}], "missing field 'row.mode'")],
+    "train:dynamics": [("metrics.traj_err", "x", "should be float"), ("curves.loss", [1.0], "one length"),
+                       ("data.rollout", None, "should be list"), ("metrics.transfer", [3], "should be list[dict]"),
+                       ("config.task", "nope", "unknown task")],
 }
 
 
