@@ -400,7 +400,8 @@ def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]
         module, t = tasks.get(task), spec[task]
         extra = {"transfer": transfer_solvers(module.DEFAULT_STEPS)}
         main = _task_train_jobs(task, t, applicable(task), t["seeds"], extra)
-        ex[f"{task}/main"] = main
-        ex[f"{task}/transfer"] = [Job(j.kind, j.config, list(j.seeds)) for j in main]
-        ex[f"{task}/work-precision"] = [_workprecision_job(task, t, asdict(module.Protocol(**t.get("protocol", {}))))]
+        ex[tasks.experiment(task, "main")] = main
+        ex[tasks.experiment(task, "transfer")] = [Job(j.kind, j.config, list(j.seeds)) for j in main]
+        protocol = asdict(module.Protocol(**t.get("protocol", {})))
+        ex[tasks.experiment(task, "work-precision")] = [_workprecision_job(task, t, protocol)]
     return ex

@@ -71,6 +71,18 @@ def name_of(config: dict) -> str:
     return config.get("task", DEFAULT)
 
 
+def experiment(name: str, kind: str) -> str:
+    """The name of task ``name``'s experiment ``kind`` (``main``, ``transfer``, ``work-precision``): the first
+    task's experiments keep their bare names, every other task's are ``TASK/KIND``."""
+    return kind if name == DEFAULT else f"{name}/{kind}"
+
+
+def primary(name: str) -> Metric:
+    """The metric task ``name``'s tables and transfer are read by."""
+    module = get(name)
+    return next(m for m in module.METRICS if m.name == module.PRIMARY)
+
+
 def task_fields(name: str, version: int) -> dict:
     """What a config says of its task: nothing for the first task at its first version (its records predate
     tasks), else its name and version."""

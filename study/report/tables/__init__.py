@@ -24,7 +24,8 @@ from .gradients import adjoint_numbers, gradient_numbers
 from .main_results import isolated_step_seconds, main_numbers
 from .numbers_tex import numbers_tex
 from .sweeps import ablation_numbers, sweep_numbers
-from .tasks import dynamics_numbers, transfer_numbers, workprecision_numbers
+from .dynamics import dynamics_numbers
+from .kinds import TRANSFER, WORK_PRECISION, transfer_numbers, workprecision_numbers
 from .verdicts import claim_numbers
 
 __all__ = ["NUMBERS", "TABLES", "write_all", "CONTROL_ROWS", "ablation_numbers", "adjoint_numbers", "bench_markdown",
@@ -42,14 +43,14 @@ TABLES = {  # file -> (builder, the experiments it reads); each builder adds its
     "learning_rate": (learning_rate_numbers, ("learning-rate",)),
     "adjoint": (adjoint_numbers, ("adjoint",)),
     "dynamics": (dynamics_numbers, ("dynamics/main",)),
-    "transfer": (transfer_numbers, ("transfer", "dynamics/transfer")),
+    "transfer": (transfer_numbers, tuple(TRANSFER.values())),
 }
 NUMBERS = {  # numbers.tex parts without a table of their own
     "constants": (constant_numbers, ()),
     "convergence": (convergence_numbers, ("convergence",)),
     "gradients": (gradient_numbers, ("gradients",)),
     "ablations": (ablation_numbers, ("ablations",)),
-    "work-precision": (workprecision_numbers, ("work-precision", "dynamics/work-precision")),
+    "work-precision": (workprecision_numbers, tuple(WORK_PRECISION.values())),
 }
 
 

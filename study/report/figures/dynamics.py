@@ -1,5 +1,5 @@
-"""The figures of the tasks beyond the spiral and of the kinds every task gets: the dynamics task's fits and
-costs, the solver-transfer matrices and the work-precision diagrams (one panel per task)."""
+"""The dynamics task's figures: its fits (true and learned trajectories, phase portraits), metrics against
+cost, and training curves."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +12,6 @@ from ..results import View
 from .common import _need, _plt
 
 FIT_VARIANTS = ["euler", "rk4", "hand-dopri5", "adjoint-dopri5"]  # the dynamics fits drawn, seed 0 each
-TRANSFER = {"spiral": "transfer", "dynamics": "dynamics/transfer"}  # task -> its transfer experiment
-WORK_PRECISION = {"spiral": "work-precision", "dynamics": "dynamics/work-precision"}
 
 
 def _truth(times):
@@ -96,78 +94,6 @@ def fig_dynamics_cost(view: View, out: Path):
     return fig
 
 
-def transfer_matrix(df: pd.DataFrame) -> pd.DataFrame:
-    """Median over seeds of each trained variant's metric under each transfer solver (rows: variants in registry
-    order; columns: solvers in the records' order)."""
-    ok = df[df["status"] == "ok"]
-    solvers = list(dict.fromkeys(ok["solver"]))
-    table = ok.pivot_table(index="variant", columns="solver", values="value", aggfunc="median")
-    return table.loc[style.ordered(table.index), solvers]
-
-
-def _transfer_panel(ax, table: pd.DataFrame, percent: bool, title: str) -> None:
-    vals = table.to_numpy(dtype=float)
-    shown = 100 * vals if percent else np.log10(vals)
-    im = ax.imshow(shown, aspect="auto", cmap="viridis" if percent else "viridis_r")
-    for (i, j), v in np.ndenumerate(vals):
-        text = "-" if not np.isfinite(v) else (f"{100 * v:.1f}" if percent else f"{v:.2g}")
-        ax.text(j, i, text, ha="center", va="center", fontsize=5.5,
-                color="w" if np.isfinite(shown[i, j]) and shown[i, j] < np.nanmean(shown) else "k")
-    ax.set_xticks(range(vals.shape[1]), table.columns, rotation=45, ha="right", fontsize=6)
-    ax.set_yticks(range(vals.shape[0]), [style.label(v) for v in table.index], fontsize=6)
-    ax.set_title(title)
-    ax.grid(False)
-    return im
-
-
-def fig_transfer(view: View, out: Path):
-    panels = [(task, transfer_matrix(_need(view.transfer(name), name))) for task, name in TRANSFER.items()]
-    plt = _plt()
-    heights = [max(1.0, 0.16 * len(t) + 0.9) for _, t in panels]
-    fig, axes = plt.subplots(len(panels), 1, figsize=(style.TEXT * 0.75, sum(heights) + 0.6),
-                             gridspec_kw={"height_ratios": heights})
-    for ax, (task, table) in zip(np.atleast_1d(axes), panels):
-        percent = task == "spiral"
-        what = "held-out accuracy (%)" if percent else "trajectory error over [0, 25] (RMS; colour: log)"
-        _transfer_panel(ax, table, percent, f"{task}: {what}, median over seeds; rows trained, columns evaluated")
-    fig.tight_layout()
-    return fig
-
-
-def _wp_panel(ax, d: pd.DataFrame, what: str, title: str) -> None:
-    backends = {"hand": "-", "torchdiffeq": "--", "hand-checkpoint": (0, (5, 1)), "hand-adjoint": ":",
-                "torchdiffeq-adjoint": "-."}
-    for (backend, method), g in d[d["what"] == what].groupby(["backend", "method"], sort=False):
-        g = g.dropna(subset=["error", "nfe"])
-        g = g[g["error"] > 0]
-        if g.empty:
-            continue
-        cost = g["nfe"] + (g["nfe_backward"].fillna(0) if what == "gradient" else 0)
-        ax.plot(cost, g["error"], color=style.METHOD_COLOURS[method], ls=backends.get(backend, "-"), marker="o",
-                ms=2.5, label=f"{method} ({backend})")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_title(title)
-    ax.set_xlabel("NFE" if what == "solution" else "NFE, forward + backward")
-
-
-def fig_work_precision(view: View, out: Path):
-    frames = [(task, _need(view.workprecision(name), name)) for task, name in WORK_PRECISION.items()]
-    plt = _plt()
-    fig, axes = plt.subplots(len(frames), 2, figsize=(style.TEXT, 2.5 * len(frames)), squeeze=False)
-    for row, (task, df) in zip(axes, frames):
-        trained = df[df["field"] == "trained"]
-        _wp_panel(row[0], trained, "solution", f"{task}: end state, relative error")
-        _wp_panel(row[1], trained, "gradient", f"{task}: loss gradient, relative error")
-        row[0].set_ylabel("error vs float64 reference (1e-12)")
-    for ax in axes[:, 1]:
-        ax.legend(fontsize=5, ncol=2, loc="lower left")
-    for ax in axes[:, 0]:
-        ax.legend(fontsize=5, ncol=2, loc="lower left")
-    fig.tight_layout()
-    return fig
-
-
 def fig_dynamics_training(view: View, out: Path):
     c = _need(view.task_curves("dynamics/main"), "dynamics/main")
     c = c[c["status"] == "ok"]
@@ -193,7 +119,5 @@ def fig_dynamics_training(view: View, out: Path):
 FIGURES = {  # name -> (function, the experiments it reads)
     "fig16_dynamics_fit": (fig_dynamics_fit, ["dynamics/main"]),
     "fig17_dynamics_cost": (fig_dynamics_cost, ["dynamics/main"]),
-    "fig18_transfer": (fig_transfer, list(TRANSFER.values())),
-    "fig19_work_precision": (fig_work_precision, list(WORK_PRECISION.values())),
     "fig20_dynamics_training": (fig_dynamics_training, ["dynamics/main"]),
 }
