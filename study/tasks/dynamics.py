@@ -41,6 +41,7 @@ from functools import lru_cache
 import numpy as np
 
 from . import Metric, Reference, task_fields
+from .ensemble import Ensemble
 from ..config import METHODS, ModelConfig, engine_label, solver_label
 
 NAME = "dynamics"
@@ -314,32 +315,26 @@ class CubicField:
 CUBIC = CubicField()
 
 
-class Flow:
-    """``S`` independent copies of the field (one per seed, stacked weights) and the solves of the chosen variant.
+class Flow(Ensemble):
+    """``S`` independent copies of the cubic field (one per seed, stacked weights) and the variant's solves
+    (:class:`study.tasks.ensemble.Ensemble`); ``flow(t, y)`` is torchdiffeq's right-hand side."""
 
-    A plain object, not an ``nn.Module``: its parameters are the four leaf tensors of :attr:`params`, and it is
-    the right-hand side torchdiffeq calls (``flow(t, y)``, plain autograd, the same arithmetic as the hand
-    engine's evaluation)."""
+    field = CUBIC
 
     def __init__(self, cfg: ModelConfig, seeds, hidden: int = 50, device="cpu", dtype=None):
         import torch
 
-        from ..engine.models import Counter
-
-        self.cfg, self.seeds, self.hidden = cfg, [int(s) for s in seeds], hidden
-        S, H = len(self.seeds), hidden
+        seeds = [int(s) for s in seeds]
+        S, H = len(seeds), hidden
         dtype = dtype or torch.float32
         W1, b1 = torch.zeros(S, H, 2, dtype=dtype), torch.zeros(S, H, dtype=dtype)
         W2, b2 = torch.zeros(S, 2, H, dtype=dtype), torch.zeros(S, 2, dtype=dtype)
-        for s, seed in enumerate(self.seeds):  # each member's draws depend on its seed alone
+        for s, seed in enumerate(seeds):  # each member's draws depend on its seed alone
             g = torch.Generator().manual_seed(seed * 7919 + 17)
             W1[s].normal_(0.0, 0.1, generator=g)
             W2[s].normal_(0.0, 0.1, generator=g)
-        self.params = [p.to(device).requires_grad_() for p in (W1, b1, W2, b2)]
-        self.counter = Counter()
-
-    def param_count(self) -> int:
-        return sum(p[0].numel() for p in self.params)
+        super().__init__(cfg, seeds, [p.to(device).requires_grad_() for p in (W1, b1, W2, b2)])
+        self.hidden = hidden
 
     def __call__(self, t, y):  # torchdiffeq's right-hand side
         import torch
@@ -348,14 +343,6 @@ class Flow:
         W1, b1, W2, b2 = self.params
         h = torch.baddbmm(b1.unsqueeze(-1), W1, y * y * y).tanh()
         return torch.baddbmm(b2.unsqueeze(-1), W2, h)
-
-    def callback_accept_step(self, t0, y0, dt):
-        if self.counter.phase != "backward":
-            self.counter.accepted += 1
-
-    def callback_reject_step(self, t0, y0, dt):
-        if self.counter.phase != "backward":
-            self.counter.rejected += 1
 
     def values(self, points: np.ndarray):
         """The field of every member at ``points`` ``(M, 2)``: ``(S, M, 2)`` (not counted)."""
@@ -366,56 +353,6 @@ class Flow:
             y = y.T.unsqueeze(0).expand(len(self.seeds), 2, -1)
             f, _ = CUBIC.forward(y, 0.0, CUBIC.fold(self.params))
         return f.transpose(1, 2).cpu().double().numpy()
-
-    def solve(self, y0, t: list[float], cfg: ModelConfig | None = None):
-        """The states ``(len(t), S, 2, B)`` at times ``t`` from ``y0`` ``(S, 2, B)`` at ``t[0]``: one solve of
-        ``cfg`` (default: the model's own) per interval."""
-        import torch
-
-        cfg = self.cfg if cfg is None else cfg
-        out, y = [y0], y0
-        for t0, t1 in zip(t[:-1], t[1:]):
-            y = self._interval(y, float(t0), float(t1), cfg)
-            out.append(y)
-        return torch.stack(out)
-
-    def _interval(self, y, t0: float, t1: float, cfg: ModelConfig):
-        from ..engine import hand_ode
-        from ..engine.stepper import Control
-
-        if cfg.backend.startswith("hand"):
-            control = Control(cfg.rtol, cfg.atol, cfg.max_num_steps) if cfg.adaptive else None
-            spec = hand_ode.Solve(cfg.method, cfg.steps, control, cfg.adjoint_norm == "seminorm", t0, t1)
-            solve = {"hand": hand_ode.direct, "hand-checkpoint": hand_ode.checkpointed,
-                     "hand-adjoint": hand_ode.adjoint}[cfg.backend]
-            return solve(y, tuple(self.params), spec, self.counter, CUBIC)
-        return self._tdq_interval(y, t0, t1, cfg)
-
-    def _tdq_interval(self, y, t0: float, t1: float, cfg: ModelConfig):
-        import torch
-        import torchdiffeq
-
-        kw: dict = {"method": METHODS[cfg.method].torchdiffeq}
-        if cfg.adaptive:
-            kw.update(rtol=cfg.rtol, atol=cfg.atol, options={"max_num_steps": cfg.max_num_steps})
-        else:
-            n = cfg.steps
-            kw["options"] = {"grid_constructor": lambda f, y0, t: torch.linspace(
-                float(t[0]), float(t[-1]), n + 1, dtype=t.dtype, device=t.device)}
-        tt = torch.tensor([t0, t1], dtype=y.dtype, device=y.device)
-        if cfg.backend == "torchdiffeq-adjoint":
-            if cfg.adaptive:
-                aopts = {"max_num_steps": cfg.max_num_steps}
-                if cfg.adjoint_norm == "seminorm":
-                    aopts["norm"] = "seminorm"
-                kw["adjoint_options"] = aopts
-            return torchdiffeq.odeint_adjoint(self, y, tt, adjoint_params=tuple(self.params), **kw)[-1]
-        return torchdiffeq.odeint(self, y, tt, **kw)[-1]
-
-    def member_weights(self, s: int, dtype=None) -> list:
-        import torch
-
-        return [p.detach()[s: s + 1].to(dtype or torch.float64).clone() for p in self.params]
 
 
 # -- training --------------------------------------------------------------------------------------------------

@@ -1,0 +1,96 @@
+"""What every task's model shares: ``S`` independent copies of a task's vector field (one per seed, stacked weights) and their solves on
+every backend: the hand engine's direct, checkpointed and continuous-adjoint solves and torchdiffeq's
+``odeint`` and ``odeint_adjoint``.
+
+A task's model subclasses :class:`Ensemble`: it makes the raw parameters (leaf tensors whose first
+dimension is the member), names its hand-engine field (:mod:`study.engine.field`) and writes
+``__call__(t, y)``, the right-hand side torchdiffeq calls (plain autograd, the same arithmetic as the
+field's evaluation).  Everything else (the solves over observation intervals, the step callbacks, the
+counter, a member's weights) is here once, for every task.  Torch is imported where it is used, so
+that a task module (and the report layer that reads its metrics) stays torch-free at import.
+"""
+from __future__ import annotations
+
+from ..config import METHODS, ModelConfig
+
+
+class Ensemble:
+    """Members' raw parameters (:attr:`params`), their hand-engine field (:attr:`field`) and a counter.
+
+    A plain object, not an ``nn.Module``: its parameters are the leaf tensors of :attr:`params`."""
+
+    field = None  # the hand engine's field (study.engine.field interface); set by the subclass
+
+    def __init__(self, cfg: ModelConfig, seeds, params: list):
+        from ..engine.models import Counter
+
+        self.cfg, self.seeds = cfg, [int(s) for s in seeds]
+        self.params = params
+        self.counter = Counter()
+
+    def param_count(self) -> int:
+        return sum(p[0].numel() for p in self.params)
+
+    def __call__(self, t, y):  # torchdiffeq's right-hand side
+        raise NotImplementedError
+
+    def callback_accept_step(self, t0, y0, dt):
+        if self.counter.phase != "backward":
+            self.counter.accepted += 1
+
+    def callback_reject_step(self, t0, y0, dt):
+        if self.counter.phase != "backward":
+            self.counter.rejected += 1
+
+    def solve(self, y0, t: list[float], cfg: ModelConfig | None = None):
+        """The states ``(len(t), S, d, B)`` at times ``t`` from ``y0`` ``(S, d, B)`` at ``t[0]``: one solve of
+        ``cfg`` (default: the model's own) per interval."""
+        import torch
+
+        cfg = self.cfg if cfg is None else cfg
+        out, y = [y0], y0
+        for t0, t1 in zip(t[:-1], t[1:]):
+            y = self.interval(y, float(t0), float(t1), cfg)
+            out.append(y)
+        return torch.stack(out)
+
+    def interval(self, y, t0: float, t1: float, cfg: ModelConfig | None = None):
+        """The state at ``t1`` of one solve of ``cfg`` (default: the model's own) from ``y`` at ``t0``."""
+        from ..engine import hand_ode
+        from ..engine.stepper import Control
+
+        cfg = self.cfg if cfg is None else cfg
+        if cfg.backend.startswith("hand"):
+            control = Control(cfg.rtol, cfg.atol, cfg.max_num_steps) if cfg.adaptive else None
+            spec = hand_ode.Solve(cfg.method, cfg.steps, control, cfg.adjoint_norm == "seminorm", t0, t1)
+            solve = {"hand": hand_ode.direct, "hand-checkpoint": hand_ode.checkpointed,
+                     "hand-adjoint": hand_ode.adjoint}[cfg.backend]
+            return solve(y, tuple(self.params), spec, self.counter, self.field)
+        return self._tdq_interval(y, t0, t1, cfg)
+
+    def _tdq_interval(self, y, t0: float, t1: float, cfg: ModelConfig):
+        import torch
+        import torchdiffeq
+
+        kw: dict = {"method": METHODS[cfg.method].torchdiffeq}
+        if cfg.adaptive:
+            kw.update(rtol=cfg.rtol, atol=cfg.atol, options={"max_num_steps": cfg.max_num_steps})
+        else:
+            n = cfg.steps
+            kw["options"] = {"grid_constructor": lambda f, y0, t: torch.linspace(
+                float(t[0]), float(t[-1]), n + 1, dtype=t.dtype, device=t.device)}
+        tt = torch.tensor([t0, t1], dtype=y.dtype, device=y.device)
+        if cfg.backend == "torchdiffeq-adjoint":
+            if cfg.adaptive:
+                aopts = {"max_num_steps": cfg.max_num_steps}
+                if cfg.adjoint_norm == "seminorm":
+                    aopts["norm"] = "seminorm"
+                kw["adjoint_options"] = aopts
+            return torchdiffeq.odeint_adjoint(self, y, tt, adjoint_params=tuple(self.params), **kw)[-1]
+        return torchdiffeq.odeint(self, y, tt, **kw)[-1]
+
+    def member_weights(self, s: int, dtype=None) -> list:
+        """Member ``s``'s raw parameters as ``(1, ...)`` copies (float64 unless ``dtype``)."""
+        import torch
+
+        return [p.detach()[s: s + 1].to(dtype or torch.float64).clone() for p in self.params]
