@@ -18,7 +18,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e ".[dask,torchode,test]"
+	$(BIN)/python -m pip install --quiet -e ".[dask,torchode,sklearn,test]"
 	touch $@
 
 study: setup

@@ -229,6 +229,17 @@ def noise(value: float | None) -> float | None:
     return value
 
 
+def density(value: str | None) -> str | None:
+    """``--density``: one of the density task's data densities."""
+    if value is None:
+        return None
+    from .tasks.density import DENSITIES
+
+    if value not in DENSITIES:
+        raise UserError(f"unknown density {shown(value)}; choose one of: {', '.join(DENSITIES)}")
+    return value
+
+
 def options_apply(task, given: dict) -> None:
     """Refuse an option that does not apply to ``task`` (its ``OPTIONS`` say which do)."""
     bad = [k for k in given if k not in task.OPTIONS]

@@ -120,8 +120,7 @@ def tasks_cmd():
         click.echo(f"{name} (version {t.VERSION}): {t.TITLE}: {t.SUMMARY}")
         for m in t.METRICS:
             primary = "  [primary]" if m.name == t.PRIMARY else ""
-            click.echo(f"  metric {m.name:<14} {m.label} ({'higher' if m.higher_is_better else 'lower'} is better"
-                       f"{', ' + m.unit if m.unit else ''}){primary}")
+            click.echo(f"  metric {m.name:<14} {m.label} ({m.direction}{', ' + m.unit if m.unit else ''}){primary}")
         click.echo(f"  reference: {t.REFERENCE.label}: {t.REFERENCE.description}")
         click.echo(f"  variants: {len(applicable(name))} of {len(__import__('study.variants').variants.VARIANTS)}"
                    f"; options of study run: {', '.join(t.OPTIONS)}")
@@ -135,6 +134,8 @@ def tasks_cmd():
 @click.option("--iterations", type=int, default=None,
               help=f"dynamics: training iterations, 1 to {checks.EPOCHS_MAX:,} (default 2,000).")
 @click.option("--noise", type=float, default=None, help="dynamics: observation noise std, 0 to 1 (default 0).")
+@click.option("--density", default=None, help="density: the data density, one of 8gaussians, checkerboard, 2spirals, "
+                                              "moons (default 8gaussians).")
 @click.option("--steps", type=int, default=None,
               help=f"Fixed-step variants: solver steps / ResNet blocks (dynamics: per observation interval), 1 to {checks.STEPS_MAX:,}.")
 @_runs_option
@@ -144,7 +145,7 @@ def tasks_cmd():
 @click.option("--batch-with", default=None, metavar="SEEDS",
               help="Comma-separated seeds (including --seed) to train as one batched model, as run-all does: "
                    "reproduces a record whose timing.ensemble_seeds lists them.")
-def run(variant, task_name, seed, epochs, iterations, noise, steps, runs_dir, device, threads, lr, batch_with):
+def run(variant, task_name, seed, epochs, iterations, noise, density, steps, runs_dir, device, threads, lr, batch_with):
     """Train one run of VARIANT on a task.
 
     The record goes to RUNS_DIR/single/, apart from the experiments' records.
@@ -171,7 +172,8 @@ def run(variant, task_name, seed, epochs, iterations, noise, steps, runs_dir, de
     checks.int_in("--iterations", iterations, 1, checks.EPOCHS_MAX)
     checks.noise(noise)
     checks.int_in("--steps", steps, 1, checks.STEPS_MAX)
-    given = {"--epochs": epochs, "--iterations": iterations, "--noise": noise, "--lr": lr}
+    checks.density(density)
+    given = {"--epochs": epochs, "--iterations": iterations, "--noise": noise, "--lr": lr, "--density": density}
     checks.options_apply(task, {k: v for k, v in given.items() if v is not None})
     checks.threads(threads)
     checks.output_dir("--runs-dir", runs_dir)

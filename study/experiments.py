@@ -117,6 +117,10 @@ TASK_SPEC: dict[str, dict[str, dict]] = {
                      "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 20,
                             "steps": [3, 9, 18, 36, 72, 144, 288], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
                             "repeats": 5}},
+        "density": {"seeds": 5, "protocol": {},
+                    "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 256,
+                           "steps": [2, 4, 8, 16, 32, 64, 128], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
+                           "repeats": 5}},
     },
     "quick": {
         "spiral": {"transfer_variants": ["euler"], "transfer_seeds": 1,
@@ -125,6 +129,10 @@ TASK_SPEC: dict[str, dict[str, dict]] = {
         "dynamics": {"seeds": 1, "protocol": {"iterations": 4, "n_points": 250, "eval_every": 2, "grid": 16},
                      "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 8, "steps": [3, 9],
                             "tolerances": [1e-3, 1e-5], "repeats": 1}},
+        "density": {"seeds": 1, "protocol": {"iterations": 4, "n_train": 512, "n_val": 64, "n_test": 128,
+                                             "batch_size": 64, "eval_every": 2, "grid": 8, "n_samples": 32},
+                    "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 16, "steps": [2, 8],
+                           "tolerances": [1e-3, 1e-5], "repeats": 1}},
     },
 }
 TRANSFER_TOLERANCES = [1e-3, 1e-6]  # dopri5 at the training tolerance and tighter; then the float64 reference

@@ -28,7 +28,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-TASKS = ("spiral", "dynamics")
+TASKS = ("spiral", "dynamics", "density")
 DEFAULT = "spiral"  # configs made before there were tasks name none: they are the spiral's, version 1
 
 
@@ -41,6 +41,13 @@ class Metric:
     higher_is_better: bool
     unit: str = ""
     percent: bool = False  # stored as a fraction, shown in percent
+    target: float | None = None  # where set, closer to it is better (higher_is_better is then ignored)
+
+    @property
+    def direction(self) -> str:
+        if self.target is not None:
+            return f"closer to {self.target:g} is better"
+        return f"{'higher' if self.higher_is_better else 'lower'} is better"
 
 
 @dataclass(frozen=True)
