@@ -105,6 +105,12 @@ SPEC: dict[str, dict] = {
     },
 }
 
+# The stiffness remedies each task with remedies is trained with (protocol overrides; "none" is the task's protocol):
+# RNODE's kinetic-energy and Jacobian penalties (Finlay et al. 2020), STEER's random end time (Ghosh et al. 2020)
+# and plain decoupled weight decay.
+REMEDY_ARMS = {"none": {}, "rnode": {"kinetic": 0.01, "jacobian": 0.01}, "steer": {"steer": 0.5},
+               "weight-decay": {"weight_decay": 0.01}}
+
 # Every task beyond the spiral: its seeds and protocol per profile, and its work-precision sweep.  The spiral's
 # transfer retrains main's models of a few variants (same config and seed batch: the same weights).
 TASK_SPEC: dict[str, dict[str, dict]] = {
@@ -114,10 +120,12 @@ TASK_SPEC: dict[str, dict[str, dict]] = {
                           "steps": [5, 10, 20, 40, 80, 160, 320], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
                           "repeats": 5}},
         "dynamics": {"seeds": 5, "protocol": {},
+                     "remedies": {"variants": ["hand-dopri5", "tdq-dopri5", "rk4"], "seeds": 5, "arms": REMEDY_ARMS},
                      "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 20,
                             "steps": [3, 9, 18, 36, 72, 144, 288], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
                             "repeats": 5}},
         "density": {"seeds": 5, "protocol": {},
+                    "remedies": {"variants": ["hand-dopri5", "tdq-dopri5", "rk4"], "seeds": 5, "arms": REMEDY_ARMS},
                     "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 256,
                            "steps": [2, 4, 8, 16, 32, 64, 128], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
                            "repeats": 5}},
@@ -127,10 +135,12 @@ TASK_SPEC: dict[str, dict[str, dict]] = {
                    "wp": {"train_variant": "euler", "fields": ["trained"], "batch": 16, "steps": [5, 20],
                           "tolerances": [1e-3, 1e-5], "repeats": 1}},
         "dynamics": {"seeds": 1, "protocol": {"iterations": 4, "n_points": 250, "eval_every": 2, "grid": 16},
+                     "remedies": {"variants": ["hand-dopri5"], "seeds": 1, "arms": REMEDY_ARMS},
                      "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 8, "steps": [3, 9],
                             "tolerances": [1e-3, 1e-5], "repeats": 1}},
         "density": {"seeds": 1, "protocol": {"iterations": 4, "n_train": 512, "n_val": 64, "n_test": 128,
                                              "batch_size": 64, "eval_every": 2, "grid": 8, "n_samples": 32},
+                    "remedies": {"variants": ["hand-dopri5"], "seeds": 1, "arms": REMEDY_ARMS},
                     "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 16, "steps": [2, 8],
                            "tolerances": [1e-3, 1e-5], "repeats": 1}},
     },
@@ -364,9 +374,10 @@ def task_of(experiment: str) -> str:
     return experiment.split("/", 1)[0] if "/" in experiment else tasks.DEFAULT
 
 
-def _task_train_jobs(task: str, spec: dict, variant_names, seeds: int, extra: dict) -> list[Job]:
+def _task_train_jobs(task: str, spec: dict, variant_names, seeds: int, extra: dict,
+                     protocol: dict | None = None) -> list[Job]:
     module = tasks.get(task)
-    proto = module.Protocol(**spec.get("protocol", {}))
+    proto = module.Protocol(**{**spec.get("protocol", {}), **(protocol or {})})
     jobs = []
     for v in variant_names:
         cfg = module.model_config(v)
@@ -410,6 +421,17 @@ def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]
         main = _task_train_jobs(task, t, applicable(task), t["seeds"], extra)
         ex[tasks.experiment(task, "main")] = main
         ex[tasks.experiment(task, "transfer")] = [Job(j.kind, j.config, list(j.seeds)) for j in main]
-        protocol = asdict(module.Protocol(**t.get("protocol", {})))
+        proto = module.Protocol(**t.get("protocol", {}))
+        protocol = proto.as_config() if hasattr(proto, "as_config") else asdict(proto)  # remedies named only when on
         ex[tasks.experiment(task, "work-precision")] = [_workprecision_job(task, t, protocol)]
+        if "remedies" in t:
+            ex[tasks.experiment(task, "remedies")] = _remedy_jobs(task, t, extra)
     return ex
+
+
+def _remedy_jobs(task: str, spec: dict, extra: dict) -> list[Job]:
+    """Each remedy arm (protocol overrides; ``none``: the task's own protocol, so main's runs) for each of the
+    remedy variants, ``seeds`` seeds each."""
+    r, applies = spec["remedies"], set(tasks.get(task).REMEDIES)
+    arms = [arm for arm in r["arms"].values() if set(arm) <= applies]  # STEER has no meaning for some tasks
+    return [j for arm in arms for j in _task_train_jobs(task, spec, r["variants"], r["seeds"], extra, arm)]

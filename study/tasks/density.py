@@ -13,6 +13,11 @@ network); ``divergence: hutchinson`` replaces it in training by the Hutchinson e
 with one Gaussian probe per sample and solve (evaluation is always exact).  :class:`CNFField` is the
 hand engine's field, its VJP (through the divergence's second derivatives) written out by hand.
 
+The stiffness remedies are protocol options, each off by default: RNODE's kinetic-energy and
+Jacobian-norm penalties (``kinetic``, ``jacobian``: weights of integrals carried as two more states),
+STEER's random end time (``steer``: each iteration integrates to ``t_end + U(-steer, steer)``) and
+decoupled weight decay (``weight_decay``, AdamW).
+
 Training minimises the mean negative log-likelihood of a minibatch of 256 (Adam at 5e-3 with cosine decay
 over 1,000 iterations; about 20 s a seed with the hand engine's RK4 on one core).
 
@@ -87,6 +92,11 @@ class Protocol:
     eval_every: int = 25  # curve points every this many iterations
     grid: int = 48
     n_samples: int = 1_000  # samples of the flow kept for the figures
+    # the stiffness remedies (each 0: off; a config names only those that are on)
+    kinetic: float = 0.0  # RNODE: weight of the kinetic energy int |f|^2 dt in the loss
+    jacobian: float = 0.0  # RNODE: weight of int |df/dz|_F^2 dt
+    steer: float = 0.0  # STEER: each iteration's end time uniform on [t_end - steer, t_end + steer]
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW) instead of Adam
 
     @classmethod
     def from_dict(cls, d: dict) -> "Protocol":
@@ -110,6 +120,24 @@ class Protocol:
             raise ValueError(f"divergence must be exact or hutchinson, got {self.divergence!r}")
         if not isinstance(self.data_seed, int) or self.data_seed < 0:
             raise ValueError(f"data_seed must be a non-negative integer, got {self.data_seed!r}")
+        for name in REMEDIES:
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a non-negative number, got {v!r}")
+        if self.steer >= self.t_end:
+            raise ValueError(f"steer ({self.steer:g}) must be below t_end ({self.t_end:g}): end times must stay positive")
+
+    @property
+    def regularised(self) -> bool:
+        return self.kinetic > 0 or self.jacobian > 0
+
+    def as_config(self) -> dict:
+        """The protocol as a config says it: every field, the remedies only where they are on (so that adding a
+        remedy renamed no record made without one)."""
+        return {k: v for k, v in asdict(self).items() if k not in REMEDIES or v}
+
+
+REMEDIES = ("kinetic", "jacobian", "steer", "weight_decay")  # the protocol's remedy weights
 
 
 # -- the data and their entropy --------------------------------------------------------------------------------
@@ -118,7 +146,7 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(stream), 22]))
 
 
-STREAM_TRAIN, STREAM_VAL, STREAM_TEST, STREAM_ENTROPY, STREAM_BATCHES, STREAM_PROBES, STREAM_PROBLEM = range(7)
+STREAM_TRAIN, STREAM_VAL, STREAM_TEST, STREAM_ENTROPY, STREAM_BATCHES, STREAM_PROBES, STREAM_PROBLEM, STREAM_STEER = range(8)
 SPLITS = {"train": STREAM_TRAIN, "val": STREAM_VAL, "test": STREAM_TEST}
 _S2 = 1.0 / math.sqrt(2.0)
 GAUSS_CENTRES = 4.0 * np.array([(1, 0), (-1, 0), (0, 1), (0, -1), (_S2, _S2), (_S2, -_S2), (-_S2, _S2), (-_S2, -_S2)])
@@ -233,12 +261,21 @@ class CNFField:
     ``f = W3 tanh(W2 tanh(W1 z + b1 + t u1) + b2 + t u2) + b3`` and ``div = sum_k p_k^T J p_k`` over the
     probes ``p_k``: the unit vectors (the exact trace) or, with :attr:`probe` set, one probe ``(S, 2, B)``
     (Hutchinson).  Raw parameters ``(W1 (S,H,2), b1 (S,H), u1 (S,H), W2 (S,H,H), b2, u2, W3 (S,2,H), b3 (S,2))``;
-    states ``(S, 3, B)``; the field does not depend on ``l``."""
+    states ``(S, 3, B)``; the field does not depend on ``l``.
+
+    With ``regularise`` (RNODE, Finlay et al. 2020) the state carries two more rows, ``(z, l, E, F)``, integrated
+    along the solve: the kinetic energy ``E' = |f|^2`` and the Jacobian's squared Frobenius norm
+    ``F' = sum_k |J p_k|^2`` (exact over the unit vectors; Hutchinson's estimate with a probe)."""
 
     name = "cnf-mlp"
 
-    def __init__(self, probe=None):
-        self.probe = probe
+    def __init__(self, probe=None, regularise: bool = False):
+        self.probe, self.regularise = probe, regularise
+
+    @property
+    def rows(self) -> int:
+        """The state's rows: (z, l), and (E, F) with the regularisers."""
+        return 5 if self.regularise else 3
 
     def fold(self, raw):
         W1, b1, u1, W2, b2, u2, W3, b3 = raw
@@ -267,15 +304,19 @@ class CNFField:
         f = torch.baddbmm(c3, W3, h2)
         d1, d2 = 1.0 - h1 * h1, 1.0 - h2 * h2
         div = torch.zeros_like(f[:, :1])
-        tangents = []  # per probe: p, W1 p, D1 W1 p, W2 D1 W1 p, D2 W2 D1 W1 p
+        tangents = []  # per probe: p, W1 p, D1 W1 p, W2 D1 W1 p, D2 W2 D1 W1 p, J p
         for p in self._probes(z):
             a1 = torch.bmm(W1, p)
             v1 = d1 * a1
             a2 = torch.bmm(W2, v1)
             v2 = d2 * a2
-            div += (p * torch.bmm(W3, v2)).sum(1, keepdim=True)
-            tangents += (p, a1, v1, a2, v2)
-        return torch.cat([f, div], 1), (z, h1, h2, d1, d2, *tangents)
+            jp = torch.bmm(W3, v2)
+            div += (p * jp).sum(1, keepdim=True)
+            tangents += (p, a1, v1, a2, v2, jp)
+        if not self.regularise:
+            return torch.cat([f, div], 1), (z, h1, h2, d1, d2, f, *tangents)
+        frob = sum((jp * jp).sum(1, keepdim=True) for jp in tangents[5::6])
+        return torch.cat([f, div, (f * f).sum(1, keepdim=True), frob], 1), (z, h1, h2, d1, d2, f, *tangents)
 
     def backward_weights(self, w):
         return (w[0], w[3], w[6]), None
@@ -285,13 +326,15 @@ class CNFField:
         until set) and return ``g^T dF/dy``."""
         import torch
 
-        z, h1, h2, d1, d2 = saved[:5]
-        tangents = [saved[i: i + 5] for i in range(5, len(saved), 5)]
-        gz, gl = g[:, :2], g[:, 2:]
+        z, h1, h2, d1, d2, f = saved[:6]
+        tangents = [saved[i: i + 6] for i in range(6, len(saved), 6)]
+        gz, gl = g[:, :2], g[:, 2:3]
+        if self.regularise:  # E' = |f|^2 and F' = sum |J p|^2: their cotangents on f and on each J p
+            gz = gz + 2.0 * g[:, 3:4] * f
         W1t, W2t, W3t = W1.transpose(1, 2), W2.transpose(1, 2), W3.transpose(1, 2)
         bd1, bd2 = torch.zeros_like(h1), torch.zeros_like(h2)
-        for p, a1, v1, a2, v2 in tangents:  # the divergence's terms: div = sum p^T W3 D2 W2 D1 W1 p
-            q = p * gl
+        for p, a1, v1, a2, v2, jp in tangents:  # the divergence's terms: div = sum p^T W3 D2 W2 D1 W1 p
+            q = p * gl if not self.regularise else p * gl + 2.0 * g[:, 4:5] * jp
             _add(grads, 6, torch.bmm(q, v2.transpose(1, 2)))
             bv2 = torch.bmm(W3t, q)
             bd2 += bv2 * a2
@@ -312,7 +355,7 @@ class CNFField:
         _add(grads, 0, torch.bmm(bp1, z.transpose(1, 2)))
         _add(grads, 1, bp1.sum(-1, keepdim=True))
         _add(grads, 2, (t * bp1).sum(-1, keepdim=True))
-        return torch.cat([torch.bmm(W1t, bp1), torch.zeros_like(gl)], 1)
+        return torch.cat([torch.bmm(W1t, bp1), torch.zeros_like(g[:, 2:])], 1)
 
     def vjp(self, g, y, t, saved, tensors, meta):
         grads = [None] * 8
@@ -370,12 +413,17 @@ class Flow(Ensemble):
         self.counter.counts[self.counter.phase] += 1
         return self.field.forward(y, t, self.field.fold(self.params))[0]
 
-    def log_likelihood(self, x, cfg: ModelConfig | None = None, t_end: float = 1.0):
-        """``log p(x)`` ``(S, B)`` of points ``x`` ``(S, 2, B)`` under the flow solved by ``cfg``."""
+    def end_state(self, x, cfg: ModelConfig | None = None, t_end: float = 1.0):
+        """The state at ``t_end`` ``(S, rows, B)`` from points ``x`` ``(S, 2, B)`` and zeros in the other rows (the
+        log-density change and, with the training field's regularisers, their integrals), solved by ``cfg``."""
         import torch
 
-        y0 = torch.cat([x, torch.zeros_like(x[:, :1])], 1)
-        y1 = self.interval(y0, 0.0, t_end, cfg)
+        y0 = torch.cat([x, torch.zeros_like(x[:, :1]).expand(-1, self.field.rows - 2, -1)], 1)
+        return self.interval(y0, 0.0, t_end, cfg)
+
+    def log_likelihood(self, x, cfg: ModelConfig | None = None, t_end: float = 1.0):
+        """``log p(x)`` ``(S, B)`` of points ``x`` ``(S, 2, B)`` under the flow solved by ``cfg``."""
+        y1 = self.end_state(x, cfg, t_end)
         return log_normal(y1[:, :2]) + y1[:, 2]
 
 
@@ -426,7 +474,7 @@ def model_fields(cfg: ModelConfig) -> dict:
 def run_config(variant: str, model_cfg: ModelConfig, protocol: Protocol, seed: int, device: str = "cpu",
                extra: dict | None = None) -> dict:
     return {"kind": "train", **task_fields(NAME, VERSION), "variant": variant, **(extra or {}), "seed": int(seed),
-            "device": device, **model_fields(model_cfg), **asdict(protocol), "engine": engine_of(model_cfg)}
+            "device": device, **model_fields(model_cfg), **protocol.as_config(), "engine": engine_of(model_cfg)}
 
 
 def config_model(config: dict) -> ModelConfig:
@@ -478,7 +526,14 @@ class _Batches:
         self.train = torch.as_tensor(train, dtype=like.dtype, device=like.device)
         self.gens = [_rng(s, STREAM_BATCHES) for s in seeds]
         self.probe_gens = [torch.Generator().manual_seed(int(s) * 104729 + 22) for s in seeds]
+        self.steer = _rng(P.data_seed, STREAM_STEER)  # one end time per iteration, the same for every seed
         self.P = P
+
+    def end_time(self) -> float:
+        """This iteration's end time: ``t_end``, or STEER's draw around it."""
+        if self.P.steer == 0:
+            return self.P.t_end
+        return float(self.P.t_end + self.P.steer * (2.0 * self.steer.random() - 1.0))
 
     def next(self):
         import torch
@@ -493,15 +548,20 @@ class _Batches:
 
 
 def _iterate(flow: Flow, opt, batches: _Batches, P: Protocol) -> list:
-    """One iteration: each member's minibatch NLL."""
+    """One iteration: each member's minibatch NLL (what the loss curve shows; the regularisers' terms are in the
+    objective, not in it)."""
     x, probe = batches.next()
     counter = flow.counter
     counter.phase = "forward"
-    flow.field = EXACT if probe is None else CNFField(probe)
-    per_member = -flow.log_likelihood(x, t_end=P.t_end).mean(1)
+    flow.field = EXACT if probe is None and not P.regularised else CNFField(probe, P.regularised)
+    y1 = flow.end_state(x, t_end=batches.end_time())
+    per_member = -(log_normal(y1[:, :2]) + y1[:, 2]).mean(1)
+    objective = per_member
+    if P.regularised:
+        objective = per_member + P.kinetic * y1[:, 3].mean(1) + P.jacobian * y1[:, 4].mean(1)
     opt.zero_grad(set_to_none=True)
     counter.phase = "backward"
-    per_member.sum().backward()
+    objective.sum().backward()
     counter.phase = "forward"
     flow.field = EXACT
     opt.step()
@@ -592,7 +652,8 @@ def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None
         raise ValueError(f"{cfg.backend} has one step-size controller per solve: train its seeds one at a time")
     flow = Flow(cfg, seeds, P.hidden, device)
     batches = _Batches(data(P, "train"), seeds, P, flow.params[0])
-    opt = torch.optim.Adam(flow.params, lr=P.lr)
+    opt = (torch.optim.AdamW(flow.params, lr=P.lr, weight_decay=P.weight_decay) if P.weight_decay > 0
+           else torch.optim.Adam(flow.params, lr=P.lr))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.iterations)
     h = _History(len(seeds))
     start = time.perf_counter()

@@ -82,6 +82,11 @@ class Protocol:
     eval_every: int = 50  # curve points every this many iterations
     grid: int = 40
     band: float = 0.2
+    # the stiffness remedies (each 0: off; a config names only those that are on).  STEER's random end time does
+    # not apply: the loss compares the solution with observations at fixed times
+    kinetic: float = 0.0  # RNODE: weight of the kinetic energy int |f|^2 dt over each window
+    jacobian: float = 0.0  # RNODE: weight of int |df/dy|_F^2 dt over each window
+    weight_decay: float = 0.0  # decoupled weight decay (AdamW; RMSprop's own weight decay with rmsprop)
 
     @classmethod
     def from_dict(cls, d: dict) -> "Protocol":
@@ -105,6 +110,22 @@ class Protocol:
             raise ValueError(f"optimizer must be rmsprop or adam, got {self.optimizer!r}")
         if not (math.isfinite(self.noise) and self.noise >= 0):
             raise ValueError(f"noise must be a non-negative number, got {self.noise!r}")
+        for name in REMEDIES:
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a non-negative number, got {v!r}")
+
+    @property
+    def regularised(self) -> bool:
+        return self.kinetic > 0 or self.jacobian > 0
+
+    def as_config(self) -> dict:
+        """The protocol as a config says it: the remedies only where they are on (records made before them keep
+        their names)."""
+        return {k: v for k, v in asdict(self).items() if k not in REMEDIES or v}
+
+
+REMEDIES = ("kinetic", "jacobian", "weight_decay")  # the protocol's remedy weights
 
 
 # -- which variants apply, and their configs ------------------------------------------------------------------
@@ -155,7 +176,7 @@ def model_fields(cfg: ModelConfig) -> dict:
 def run_config(variant: str, model_cfg: ModelConfig, protocol: Protocol, seed: int, device: str = "cpu",
                extra: dict | None = None) -> dict:
     return {"kind": "train", **task_fields(NAME, VERSION), "variant": variant, **(extra or {}), "seed": int(seed),
-            "device": device, **model_fields(model_cfg), **asdict(protocol), "engine": engine_of(model_cfg)}
+            "device": device, **model_fields(model_cfg), **protocol.as_config(), "engine": engine_of(model_cfg)}
 
 
 def config_model(config: dict) -> ModelConfig:
@@ -315,6 +336,71 @@ class CubicField:
 CUBIC = CubicField()
 
 
+class RegularisedCubic(CubicField):
+    """The cubic field with RNODE's integrands as two more rows of the state, ``(y, E, F)``: ``E' = |f|^2`` and
+    ``F' = |df/dy|_F^2 = sum_k |J e_k|^2`` (``J = W2 D W1 diag(3 y^2)``, its columns by forward-mode); the VJP
+    through both, by hand (second derivatives of the tanh layer and of ``y**3``)."""
+
+    name = "cubic-mlp-rnode"
+    rows = 4
+
+    def forward(self, y, t, w):
+        import torch
+
+        W1, c1, W2, c2 = w
+        z = y[:, :2]
+        u = z * z * z
+        h = torch.baddbmm(c1, W1, u).tanh_()
+        f = torch.baddbmm(c2, W2, h)
+        d = 1.0 - h * h
+        cols = []  # per input k: s_k = 3 y_k^2, a_k = W1[:, k] s_k, v_k = D a_k, J e_k = W2 v_k
+        for k in range(2):
+            s = 3.0 * z[:, k: k + 1] ** 2
+            a = W1[:, :, k: k + 1] * s
+            v = d * a
+            cols += (s, a, v, torch.bmm(W2, v))
+        frob = sum((jk * jk).sum(1, keepdim=True) for jk in cols[3::4])
+        return torch.cat([f, (f * f).sum(1, keepdim=True), frob], 1), (z, u, h, d, f, *cols)
+
+    def _back_reg(self, g, saved, W1, W2, grads: list):
+        import torch
+
+        z, u, h, d, f = saved[:5]
+        gf = g[:, :2] + 2.0 * g[:, 2:3] * f
+        W2t = W2.transpose(1, 2)
+        bd, gy = torch.zeros_like(h), torch.zeros_like(z)
+        gW1, gW2 = torch.zeros_like(W1), torch.bmm(gf, h.transpose(1, 2))
+        for k in range(2):
+            s, a, v, jk = saved[5 + 4 * k: 9 + 4 * k]
+            q = 2.0 * g[:, 3:4] * jk
+            gW2.baddbmm_(q, v.transpose(1, 2))
+            bv = torch.bmm(W2t, q)
+            bd += bv * a
+            ba = bv * d
+            gW1[:, :, k] += (ba * s).sum(-1)
+            gy[:, k] += (ba * W1[:, :, k: k + 1]).sum(1) * 6.0 * z[:, k]
+        gp = torch.bmm(W2t, gf).sub_(2.0 * h * bd).mul_(d)
+        gW1.baddbmm_(gp, u.transpose(1, 2))
+        gy += torch.bmm(W1.transpose(1, 2), gp) * (3.0 * z * z)
+        grads[:] = [gW1, gp.sum(-1, keepdim=True), gW2, gf.sum(-1, keepdim=True)]
+        return torch.cat([gy, torch.zeros_like(g[:, 2:])], 1)
+
+    def vjp(self, g, y, t, saved, tensors, meta):
+        grads: list = []
+        gy = self._back_reg(g, saved, *tensors, grads)
+        return gy, tuple(grads)
+
+    def vjp_into(self, acc, g, y, t, saved, tensors, meta):
+        grads: list = []
+        gy = self._back_reg(g, saved, *tensors, grads)
+        for a, x in zip(acc, grads):
+            a.add_(x)
+        return gy
+
+
+CUBIC_RNODE = RegularisedCubic()
+
+
 class Flow(Ensemble):
     """``S`` independent copies of the cubic field (one per seed, stacked weights) and the variant's solves
     (:class:`study.tasks.ensemble.Ensemble`); ``flow(t, y)`` is torchdiffeq's right-hand side."""
@@ -340,6 +426,8 @@ class Flow(Ensemble):
         import torch
 
         self.counter.counts[self.counter.phase] += 1
+        if self.field is not CUBIC:  # the regularised field: its own forward (plain autograd differentiates it)
+            return self.field.forward(y, t, self.field.fold(self.params))[0]
         W1, b1, W2, b2 = self.params
         h = torch.baddbmm(b1.unsqueeze(-1), W1, y * y * y).tanh()
         return torch.baddbmm(b2.unsqueeze(-1), W2, h)
@@ -386,15 +474,27 @@ def _batch(obs, gens, P: Protocol):
 
 
 def _iterate(flow: Flow, opt, obs, gens, t_rel, P: Protocol):
-    """One iteration: each member's loss (mean absolute error over its windows)."""
+    """One iteration: each member's loss (mean absolute error over its windows; with RNODE's penalties in the
+    objective, not in the loss returned)."""
     counter = flow.counter
     y0, target = _batch(obs, gens, P)
     counter.phase = "forward"
-    pred = flow.solve(y0, t_rel)
-    per_member = (pred - target).abs().mean((0, 2, 3))
+    if not P.regularised:
+        pred = flow.solve(y0, t_rel)
+        per_member = objective = (pred - target).abs().mean((0, 2, 3))
+    else:
+        import torch
+
+        flow.field = CUBIC_RNODE
+        try:
+            pred = flow.solve(torch.cat([y0, torch.zeros_like(y0)], 1), t_rel)  # (y, E, F), E and F from 0
+        finally:
+            flow.field = CUBIC
+        per_member = (pred[:, :, :2] - target).abs().mean((0, 2, 3))
+        objective = per_member + P.kinetic * pred[-1, :, 2].mean(-1) + P.jacobian * pred[-1, :, 3].mean(-1)
     opt.zero_grad(set_to_none=True)
     counter.phase = "backward"
-    per_member.sum().backward()
+    objective.sum().backward()
     counter.phase = "forward"
     opt.step()
     return per_member.detach().tolist()
@@ -433,6 +533,17 @@ def _train_loop(h: _History, flow: Flow, opt, sched, obs, gens, t_rel, P: Protoc
             return
 
 
+def _optimizer(params, P: Protocol):
+    """RMSprop (constant, as the demo) or Adam; with weight decay, RMSprop's own or AdamW's decoupled one."""
+    import torch
+
+    if P.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=P.lr, weight_decay=P.weight_decay)
+    if P.weight_decay > 0:
+        return torch.optim.AdamW(params, lr=P.lr, weight_decay=P.weight_decay)
+    return torch.optim.Adam(params, lr=P.lr)
+
+
 def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None):
     """Train one field per seed (as one ensemble): ``(flow, history)``."""
     import torch
@@ -445,8 +556,7 @@ def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None
     gens = [_rng(s, STREAM_WINDOWS) for s in seeds]
     t_rel = [float(x) for x in times(P)[0][: P.batch_time]]
     flow = Flow(cfg, seeds, P.field_hidden, device)
-    opt = (torch.optim.RMSprop(flow.params, lr=P.lr) if P.optimizer == "rmsprop"
-           else torch.optim.Adam(flow.params, lr=P.lr))
+    opt = _optimizer(flow.params, P)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.iterations) if P.optimizer == "adam" else None
     h = _History(len(seeds))
     points = field_grid(P)

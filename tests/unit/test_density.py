@@ -254,3 +254,58 @@ def test_protocols_and_densities_that_cannot_run_are_refused():
             D.Protocol(**bad).validate()
     with pytest.raises(ValueError):
         D.sample("nope", 3, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("probe", [False, True])
+def test_the_regularised_field_s_hand_vjp_passes_gradcheck(probe):
+    """RNODE's two more rows (kinetic energy, Jacobian norm) and their second derivatives."""
+    raw = [w.requires_grad_() for w in raw_weights()]
+    y = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    F = D.CNFField(torch.randn(2, 2, 3, dtype=torch.float64) if probe else None, regularise=True)
+    assert torch.autograd.gradcheck(lambda y, *r: fields.evaluate(F, y, 0.6, F.fold(r)), (y, *raw))
+
+
+def test_the_regularisers_equal_their_closed_form_on_a_linear_field():
+    """For dz/dt = A z + c over [0, 1]: int |Jacobian|_F^2 dt = |A|_F^2 exactly, and the kinetic energy is the
+    integral of |A z(t) + c|^2 along the exact solution (scipy's quadrature)."""
+    from scipy.integrate import quad
+    from scipy.linalg import expm
+
+    A, c = np.array([[0.3, -1.0], [0.5, -0.4]]), np.array([0.2, -0.1])
+    flow = linear_flow(A, c)
+    flow.field = D.CNFField(regularise=True)
+    x = np.array([[0.7, -1.2], [0.1, 0.4]])
+    with torch.no_grad():
+        y1 = flow.end_state(D._points(x, 1, flow.params[0]), D.reference_config(flow.cfg))
+    assert torch.allclose(y1[0, 4], torch.full((2,), float((A * A).sum()), dtype=torch.float64), atol=1e-8)
+    for b in range(2):
+        speed2 = lambda t: float(np.sum((A @ (expm(A * t) @ x[b] + np.linalg.solve(A, expm(A * t) - np.eye(2)) @ c)
+                                         + c) ** 2))  # noqa: E731
+        assert float(y1[0, 3, b]) == pytest.approx(quad(speed2, 0, 1, epsabs=1e-12)[0], rel=1e-7)
+
+
+def test_remedies_are_named_in_their_configs_only_when_on_and_their_records_carry_the_weights():
+    from study import records
+
+    plain = D.run_config("rk4", D.model_config("rk4"), D.Protocol(), 0)
+    assert not any(k in plain for k in D.REMEDIES)  # records made before the remedies keep their names
+    P = D.Protocol(**{**SMALL, "iterations": 4, "kinetic": 0.01, "jacobian": 0.02, "steer": 0.3, "weight_decay": 0.01})
+    cfg = D.model_config("hand-dopri5")
+    (rec,), _ = D.train([D.run_config("hand-dopri5", cfg, P, 0)])
+    records.validate(rec)
+    assert {k: rec["config"][k] for k in D.REMEDIES} == {"kinetic": 0.01, "jacobian": 0.02, "steer": 0.3,
+                                                         "weight_decay": 0.01}
+    assert rec["status"] == "ok" and rec["metrics"]["nll"] is not None
+    for bad in (dict(kinetic=-1.0), dict(steer=1.0), dict(weight_decay=float("inf"))):
+        with pytest.raises(ValueError):
+            D.Protocol(**bad).validate()
+
+
+def test_steer_draws_end_times_around_t_end_the_same_for_every_seed():
+    P = D.Protocol(**{**SMALL, "steer": 0.4})
+    like = torch.zeros(1)
+    a = D._Batches(D.data(P, "train"), [0, 1], P, like)
+    b = D._Batches(D.data(P, "train"), [3], P, like)
+    ta, tb = [a.end_time() for _ in range(200)], [b.end_time() for _ in range(200)]
+    assert ta == tb and min(ta) >= 0.6 and max(ta) <= 1.4 and np.std(ta) > 0.15
+    assert D._Batches(D.data(P, "train"), [0], D.Protocol(**SMALL), like).end_time() == 1.0

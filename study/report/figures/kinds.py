@@ -53,8 +53,18 @@ def _transfer_panel(ax, table: pd.DataFrame, percent: bool, title: str) -> None:
     return im
 
 
+def _present(frames: list, experiments) -> list:
+    """The ``(task, frame)`` pairs of the tasks that have records (a task added without its runs yet is left
+    out); MissingRuns if none has."""
+    present = [(task, df) for task, df in frames if df is not None and not df.empty]
+    if not present:
+        _need(None, ", ".join(experiments))
+    return present
+
+
 def fig_transfer(view: View, out: Path):
-    panels = [(task, transfer_matrix(_need(view.transfer(name), name))) for task, name in TRANSFER.items()]
+    frames = _present([(task, view.transfer(name)) for task, name in TRANSFER.items()], TRANSFER.values())
+    panels = [(task, transfer_matrix(df)) for task, df in frames]
     plt = _plt()
     heights = [max(1.0, 0.16 * len(t) + 0.9) for _, t in panels]
     fig, axes = plt.subplots(len(panels), 1, figsize=(style.TEXT * 0.75, sum(heights) + 0.6),
@@ -85,7 +95,8 @@ def _wp_panel(ax, d: pd.DataFrame, what: str, title: str) -> None:
 
 
 def fig_work_precision(view: View, out: Path):
-    frames = [(task, _need(view.workprecision(name), name)) for task, name in WORK_PRECISION.items()]
+    frames = _present([(task, view.workprecision(name)) for task, name in WORK_PRECISION.items()],
+                      WORK_PRECISION.values())
     plt = _plt()
     fig, axes = plt.subplots(len(frames), 2, figsize=(style.TEXT, 2.5 * len(frames)), squeeze=False)
     for row, (task, df) in zip(axes, frames):

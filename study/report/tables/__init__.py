@@ -24,6 +24,8 @@ from .gradients import adjoint_numbers, gradient_numbers
 from .main_results import isolated_step_seconds, main_numbers
 from .numbers_tex import numbers_tex
 from .sweeps import ablation_numbers, sweep_numbers
+from .density import density_numbers
+from .remedies import EXPERIMENTS as REMEDY_EXPERIMENTS, remedies_numbers
 from .dynamics import dynamics_numbers
 from .kinds import TRANSFER, WORK_PRECISION, transfer_numbers, workprecision_numbers
 from .verdicts import claim_numbers
@@ -43,6 +45,8 @@ TABLES = {  # file -> (builder, the experiments it reads); each builder adds its
     "learning_rate": (learning_rate_numbers, ("learning-rate",)),
     "adjoint": (adjoint_numbers, ("adjoint",)),
     "dynamics": (dynamics_numbers, ("dynamics/main",)),
+    "density": (density_numbers, ("density/main",)),
+    "remedies": (remedies_numbers, REMEDY_EXPERIMENTS),
     "transfer": (transfer_numbers, tuple(TRANSFER.values())),
 }
 NUMBERS = {  # numbers.tex parts without a table of their own

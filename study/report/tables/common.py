@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 
 from ... import variants
 
@@ -42,3 +43,13 @@ def _tex_power(x: float) -> str:
     """1e-3 -> ``10^{-3}`` (for math mode)."""
     e = round(math.log10(x))
     return f"10^{{{e}}}" if abs(10.0**e - x) < 1e-12 * x else f"{x:g}"
+
+
+def _median_iqr(v: pd.Series, fmt: str = "{:.3f}") -> tuple[float, str]:
+    v = v.dropna().astype(float)
+    if v.empty:
+        return float("nan"), "--"
+    med = float(v.median())
+    if len(v) < 3:
+        return med, fmt.format(med)
+    return med, f"{fmt.format(med)} [{fmt.format(v.quantile(0.25))}, {fmt.format(v.quantile(0.75))}]"

@@ -6,17 +6,7 @@ import pandas as pd
 from ... import variants
 from ..numbers import Numbers
 from ..results import MissingRuns, View
-from .common import _macro, _num, _table
-
-
-def _median_iqr(v: pd.Series, fmt: str = "{:.3f}") -> tuple[float, str]:
-    v = v.dropna().astype(float)
-    if v.empty:
-        return float("nan"), "--"
-    med = float(v.median())
-    if len(v) < 3:
-        return med, fmt.format(med)
-    return med, f"{fmt.format(med)} [{fmt.format(v.quantile(0.25))}, {fmt.format(v.quantile(0.75))}]"
+from .common import _macro, _median_iqr, _num, _table
 
 
 def _dynamics_row(v: str, d: pd.DataFrame, N: Numbers) -> list[str]:
