@@ -63,6 +63,10 @@ def fig_density(view: View, out: Path):
         ax.set_xticks([])
         ax.set_yticks([])
         ax.grid(False)
+        for side in ax.spines.values():
+            side.set_visible(True)
+            side.set_color("#bbbbbb")
+            side.set_linewidth(0.5)
     fig.tight_layout(pad=0.3)
     return fig
 
@@ -75,7 +79,8 @@ def _ok_runs(view: View) -> pd.DataFrame:
 
 
 def _scatter(ax, df: pd.DataFrame, x: str, y: str) -> None:
-    for v, d in df.groupby("variant"):
+    for v in style.ordered(df["variant"].unique()):
+        d = df[df["variant"] == v]
         ax.scatter(d[x], d[y], color=style.colour(v), marker=style.marker(v), s=9, alpha=0.35, linewidths=0)
         ax.scatter(d[x].median(), d[y].median(), color=style.colour(v), marker=style.marker(v), s=26,
                    edgecolors="k", linewidths=0.4, label=style.label(v))
@@ -89,7 +94,7 @@ def fig_density_cost(view: View, out: Path):
     _scatter(axes[0], df, "nfe", "nll")
     axes[0].axhline(entropy, color="#999999", lw=0.8, ls="--")
     axes[0].set_title("held-out NLL (reference solve)")
-    axes[0].set_ylabel("nats (dashed: data entropy)")
+    axes[0].set_ylabel("nats (dashed: data entropy; log scale)")
     _scatter(axes[1], df, "nll", "nll_own")
     lo, hi = np.nanmin(df[["nll", "nll_own"]].to_numpy()), np.nanmax(df[["nll", "nll_own"]].to_numpy())
     axes[1].plot([lo, hi], [lo, hi], color="#999999", lw=0.8)
@@ -99,9 +104,17 @@ def fig_density_cost(view: View, out: Path):
     _scatter(axes[2], df, "nfe", "mass_own")
     axes[2].axhline(1.0, color="#999999", lw=0.8)
     axes[2].set_title("mass of the reported density")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     for ax in (axes[0], axes[2]):
         ax.set_xscale("log")
+        ax.set_xticks([t for t in (4, 8, 16, 32, 64, 128, 256) if df["nfe"].min() / 1.5 <= t <= df["nfe"].max() * 1.5])
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("NFE per iteration (forward + backward)")
+    for ax in axes:  # a run the continuous adjoint's gradient broke sits far out: log scales keep the rest readable
+        ax.set_yscale("log")
+    axes[1].set_xscale("log")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=5.5, bbox_to_anchor=(0.5, -0.2))
     fig.tight_layout()
