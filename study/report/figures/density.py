@@ -25,7 +25,7 @@ def _data_panel(ax, density: str, box: float) -> None:
 
 
 def _density_panel(ax, d: dict, top) -> None:
-    """A variant's density as its training solver reports it on the lattice (log colour scale, shared)."""
+    """A variant's density as its training solver reports it on the lattice (one linear colour scale for all)."""
     lp = np.asarray([np.nan if v is None else v for v in d["grid_log_density"]], float)
     n = int(round(np.sqrt(len(lp))))
     box = float(d["box"])
@@ -48,7 +48,7 @@ def fig_density(view: View, out: Path):
     top = max(float(np.nanmax(np.exp(np.asarray([np.nan if v is None else v for v in data[v]["grid_log_density"]],
                                                  float)))) for v in shown)
     plt = _plt()
-    fig, axes = plt.subplots(2, len(shown) + 1, figsize=(style.TEXT, 2.9), squeeze=False)
+    fig, axes = plt.subplots(2, len(shown) + 1, figsize=(style.TEXT, 2.6), squeeze=False)
     _data_panel(axes[0, 0], density, box)
     axes[1, 0].axis("off")
     axes[1, 0].text(0.5, 0.5, "top: density the training\nsolver reports (lattice)\n\nbottom: samples of the flow\n"
@@ -95,6 +95,7 @@ def fig_density_cost(view: View, out: Path):
     axes[0].axhline(entropy, color="#999999", lw=0.8, ls="--")
     axes[0].set_title("held-out NLL (reference solve)")
     axes[0].set_ylabel("nats (dashed: data entropy; log scale)")
+    axes[2].set_ylabel("mass on the lattice (log scale)")
     _scatter(axes[1], df, "nll", "nll_own")
     lo, hi = np.nanmin(df[["nll", "nll_own"]].to_numpy()), np.nanmax(df[["nll", "nll_own"]].to_numpy())
     axes[1].plot([lo, hi], [lo, hi], color="#999999", lw=0.8)
@@ -138,9 +139,15 @@ def fig_density_training(view: View, out: Path):
     axes[0].set_ylabel("nats")
     axes[1].set_title("NFE per iteration, forward + backward (median)")
     axes[1].set_yscale("log")
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    axes[1].yaxis.set_major_formatter(ScalarFormatter())
+    axes[1].yaxis.set_minor_formatter(NullFormatter())
+    axes[1].set_yticks([t for t in (8, 16, 32, 64, 128, 256) if c["nfe_forward"].min() / 60 <= t <= c["nfe_forward"].max()])
     for ax in axes:
         ax.set_xlabel("iteration")
-    axes[0].legend(fontsize=5, ncol=2)
+    fig.legend(*axes[0].get_legend_handles_labels(), fontsize=5.5, ncol=6, loc="lower center",
+               bbox_to_anchor=(0.5, -0.16))
     fig.tight_layout()
     return fig
 

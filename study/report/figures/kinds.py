@@ -19,7 +19,8 @@ WORK_PRECISION = {t: tasks.experiment(t, "work-precision") for t in tasks.TASKS}
 def metric_words(task: str) -> tuple[bool, str]:
     """Whether task's primary metric is shown in percent, and its words (label and unit) for a title."""
     m = tasks.primary(task)
-    return m.percent, m.label + (" (%)" if m.percent else f" ({m.unit})" if m.unit else "")
+    what = m.label.split(",")[0]  # "held-out NLL, reference solve": here each column's solver evaluates
+    return m.percent, what + " under each column's solver" + (" (%)" if m.percent else f" ({m.unit})" if m.unit else "")
 
 
 def transfer_matrix(df: pd.DataFrame) -> pd.DataFrame:
@@ -44,7 +45,7 @@ def _transfer_panel(ax, table: pd.DataFrame, percent: bool, title: str) -> None:
     shown = 100 * vals if percent else np.log10(vals)
     im = ax.imshow(shown, aspect="auto", cmap="viridis" if percent else "viridis_r")
     for (i, j), v in np.ndenumerate(vals):
-        text = "-" if not np.isfinite(v) else (f"{100 * v:.1f}" if percent else f"{v:.2g}")
+        text = "-" if not np.isfinite(v) else (f"{100 * v:.1f}" if percent else f"{v:.3g}")
         ax.text(j, i, text, ha="center", va="center", fontsize=5.5, color=_ink(im, shown[i, j]))
     ax.set_xticks(range(vals.shape[1]), table.columns, rotation=45, ha="right", fontsize=6)
     ax.set_yticks(range(vals.shape[0]), [style.label(v) for v in table.index], fontsize=6)

@@ -10,6 +10,7 @@ from ..results import MissingRuns, View
 from .common import _macro, _median_iqr, _num, _table
 
 MAIN = tasks.experiment("density", "main")
+BROKEN_GAP = 1.0  # nats above the entropy: a run that finished but whose flow does not fit the data
 COLUMNS = (("nll", "Nll", "{:.3f}"), ("nll_own", "Own", "{:.3f}"), ("nll_bias", "Bias", "{:+.3f}"),
            ("gap", "Gap", "{:.3f}"), ("mass", "Mass", "{:.3f}"), ("mass_own", "MassOwn", "{:.3f}"))
 
@@ -29,6 +30,7 @@ def _density_row(v: str, d: pd.DataFrame, N: Numbers) -> list[str]:
     N.add(m + "Wall", wall, "{:.0f}")
     N.add(m + "Seeds", len(d), "{:d}")
     N.add(m + "Failed", failed, "{:d}")
+    N.add(m + "Broken", int((ok["gap"] > BROKEN_GAP).sum()), "{:d}")  # trained, but far from the data
     return cells + [_num(nfe), _num(wall, "{:.0f}"), str(failed)]
 
 
@@ -43,6 +45,7 @@ def _protocol(df: pd.DataFrame, N: Numbers) -> None:
     N.add("DenDensity", str(first["density"]))
     N.add("DenEntropy", float(first["entropy"]), "{:.3f}")
     N.add("DenEntropySe", float(first["entropy_se"]), "{:.3f}")
+    N.add("DenBrokenGap", BROKEN_GAP, "{:g}")
 
 
 def density_numbers(view: View, N: Numbers) -> str:
