@@ -398,7 +398,8 @@ def _workprecision_job(task: str, spec: dict, protocol) -> Job:
     module = tasks.get(task)
     wp = spec["wp"]
     config = {"kind": "workprecision", **tasks.task_fields(task, module.VERSION), "seed": 0, "protocol": protocol,
-              **wp, "reference_tol": WP_REFERENCE_TOL, "reference_gradient": "torchdiffeq-adjoint",
+              **wp, "reference_tol": WP_REFERENCE_TOL, "reference_gradient": "torchdiffeq-rk4-38",
+              "reference_steps": 2048,
               "solvers": [list(s) for s in WP_SOLVERS],
               "gradient_methods": [list(g) for g in WP_GRADIENTS],
               "engines": ",".join(engine_label(n) for n in ("evaluation", "step", "torchdiffeq"))}

@@ -207,6 +207,10 @@ class View:
                              "steps": None, "tol": None, "nfe_backward": None, **row})
         return pd.DataFrame(rows)
 
+    def workprecision_reference_errors(self, experiment: str) -> list[dict]:
+        """Each work-precision record's reference gradient error estimate per field (``{field: error}``)."""
+        return [r["metrics"].get("reference_gradient_error") or {} for _, r in self._select(experiment, "workprecision")]
+
     def figure_data(self, experiment: str) -> list[dict]:
         """The ``data`` sections of an experiment's training records, with their variant, seed and status."""
         return [{"variant": r["config"]["variant"], "seed": r["config"]["seed"], "status": r["status"], **r["data"]}

@@ -20,8 +20,9 @@ ADAPTIVE = ["hand-dopri5", "tdq-dopri5"]
 
 def _nfe_panel(ax, curves: pd.DataFrame, variant: str) -> None:
     """Median forward evaluations per iteration over training, one line per arm."""
-    for arm, d in curves[curves["variant"] == variant].groupby("arm", sort=False):
-        med = d.groupby("iteration")["nfe_forward"].median()
+    mine = curves[curves["variant"] == variant]
+    for arm in [a for a in ARM_LABELS if a in set(mine["arm"])]:
+        med = mine[mine["arm"] == arm].groupby("iteration")["nfe_forward"].median()
         per_it = med / np.diff(np.concatenate([[0], med.index]))
         ax.plot(med.index, per_it, color=ARM_COLOURS.get(arm, "k"), lw=1.0, label=ARM_LABELS.get(arm, arm))
     ax.set_title(f"{style.label(variant)}: forward NFE per iteration", fontsize=7)
@@ -31,7 +32,7 @@ def _nfe_panel(ax, curves: pd.DataFrame, variant: str) -> None:
 def _metric_panel(ax, runs: pd.DataFrame, task: str) -> None:
     """Each run's metric per (variant, arm): dots, median bars; failed runs as crosses at the bottom."""
     metric = tasks.primary(task)
-    arms = list(dict.fromkeys(runs["arm"]))
+    arms = [a for a in ARM_LABELS if a in set(runs["arm"])]
     variants_ = style.ordered(runs["variant"].unique())
     width = 0.8 / max(len(arms), 1)
     for i, v in enumerate(variants_):
@@ -39,15 +40,14 @@ def _metric_panel(ax, runs: pd.DataFrame, task: str) -> None:
             d = runs[(runs["variant"] == v) & (runs["arm"] == arm)]
             x = i - 0.4 + width * (j + 0.5)
             ok = d[d["status"] == "ok"][metric.name].astype(float)
-            ax.scatter(np.full(len(ok), x), ok, s=6, color=ARM_COLOURS.get(arm, "k"), alpha=0.7, linewidths=0,
-                       label=ARM_LABELS.get(arm, arm) if i == 0 else None)
+            ax.scatter(np.full(len(ok), x), ok, s=6, color=ARM_COLOURS.get(arm, "k"), alpha=0.7, linewidths=0)
             if len(ok):
                 ax.plot([x - width / 2.5, x + width / 2.5], [ok.median()] * 2, color=ARM_COLOURS.get(arm, "k"), lw=1.2)
             failed = int((d["status"] != "ok").sum())
             if failed:
                 ax.annotate(f"{failed}x", (x, 0.02), xycoords=("data", "axes fraction"), ha="center", fontsize=5,
                             color="#b00000")
-    ax.set_xticks(range(len(variants_)), [style.label(v) for v in variants_], fontsize=6)
+    ax.set_xticks(range(len(variants_)), [style.label(v).replace(" (", "\n(") for v in variants_], fontsize=6)
     ax.set_title(f"{metric.label} ({metric.unit})" if metric.unit else metric.label, fontsize=7)
 
 
@@ -69,8 +69,13 @@ def fig_remedies(view: View, out: Path):
             _nfe_panel(ax, curves, v)
         row[0].set_ylabel(f"{task}")
         _metric_panel(row[2], runs, task)
-    axes[0, 0].legend(fontsize=6)
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    present = [a for a in ARM_LABELS if any(a in set(r["arm"]) for _, r, _ in rows)]
+    handles = [Line2D([], [], color=ARM_COLOURS[a], lw=1.5) for a in present]
+    fig.legend(handles, [ARM_LABELS[a] for a in present], loc="lower center", ncol=len(present), fontsize=6.5,
+               bbox_to_anchor=(0.5, -0.03), title="remedy", title_fontsize=6.5)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     return fig
 
 

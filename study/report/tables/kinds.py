@@ -66,9 +66,18 @@ def workprecision_numbers(view: View, N: Numbers) -> None:
         for method, word in (("euler", "Euler"), ("midpoint", "Midpoint"), ("rk4", "RKfour"), ("rk4-38", "RKtte")):
             g = trained[(trained["what"] == "solution") & (trained["backend"] == "hand") & (trained["method"] == method)]
             N.add(prefix + word + "Order", _slope(g), "{:.2f}")
+        errors = [r.get("trained") for r in view.workprecision_reference_errors(experiment)]
+        worst = max((e for e in errors if e is not None), default=None)
+        N.add(prefix + "RefGradError", None if worst is None else _sci(worst))
         grads = trained[trained["what"] == "gradient"]
         for (backend, method), g in grads.groupby(["backend", "method"]):
             word = {"hand": "Direct", "hand-checkpoint": "Ckpt", "hand-adjoint": "Adj", "torchdiffeq": "Tdq",
                     "torchdiffeq-adjoint": "TdqAdj"}[backend] + {"euler": "Euler", "rk4": "RKfour", "rk4-38": "RKtte",
                                                                 "dopri5": "Dopri"}[method]
             N.add(prefix + word + "BestGrad", g["error"].min(), "{:.1e}")
+
+
+def _sci(x: float) -> str:
+    """``2.1e-09`` as LaTeX writes it, ``$2\\times 10^{-9}$`` (one significant digit)."""
+    mantissa, exponent = f"{x:.0e}".split("e")
+    return f"${mantissa}\\times 10^{{{int(exponent)}}}$"

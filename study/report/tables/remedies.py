@@ -43,7 +43,18 @@ def _row(task: str, v: str, arm: str, d: pd.DataFrame, curves: pd.DataFrame, N: 
             _num(wall)]
 
 
+def _arm_numbers(N: Numbers) -> None:
+    """The remedies' settings (RemKinetic, RemJacobian, RemSteer, RemWeightDecay)."""
+    from ...experiments import REMEDY_ARMS
+
+    for field, name in (("kinetic", "Kinetic"), ("jacobian", "Jacobian"), ("steer", "Steer"),
+                        ("weight_decay", "WeightDecay")):
+        value = next(arm[field] for arm in REMEDY_ARMS.values() if field in arm)
+        N.add("Rem" + name, value, "{:g}")
+
+
 def remedies_numbers(view: View, N: Numbers) -> str:
+    _arm_numbers(N)
     rows = []
     for task, name in zip(TASKS, EXPERIMENTS):
         runs = view.runs(name)
