@@ -133,21 +133,22 @@ TASK_SPEC: dict[str, dict[str, dict]] = {
     "quick": {
         "spiral": {"transfer_variants": ["euler"], "transfer_seeds": 1,
                    "wp": {"train_variant": "euler", "fields": ["trained"], "batch": 16, "steps": [5, 20],
-                          "tolerances": [1e-3, 1e-5], "repeats": 1}},
+                          "tolerances": [1e-3, 1e-5], "repeats": 1, "reference_steps": 128}},
         "dynamics": {"seeds": 1, "protocol": {"iterations": 4, "n_points": 250, "eval_every": 2, "grid": 16},
                      "remedies": {"variants": ["hand-dopri5"], "seeds": 1, "arms": REMEDY_ARMS},
                      "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 8, "steps": [3, 9],
-                            "tolerances": [1e-3, 1e-5], "repeats": 1}},
+                            "tolerances": [1e-3, 1e-5], "repeats": 1, "reference_steps": 128}},
         "density": {"seeds": 1, "protocol": {"iterations": 4, "n_train": 512, "n_val": 64, "n_test": 128,
                                              "batch_size": 64, "eval_every": 2, "grid": 8, "n_samples": 32},
                     "remedies": {"variants": ["hand-dopri5"], "seeds": 1, "arms": REMEDY_ARMS},
                     "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 16, "steps": [2, 8],
-                           "tolerances": [1e-3, 1e-5], "repeats": 1}},
+                           "tolerances": [1e-3, 1e-5], "repeats": 1, "reference_steps": 128}},
     },
 }
 TRANSFER_TOLERANCES = [1e-3, 1e-6]  # dopri5 at the training tolerance and tighter; then the float64 reference
 TRANSFER_REFERENCE = {"method": "dopri5", "tol": 1e-8, "dtype": "float64"}
 WP_REFERENCE_TOL = 1e-12
+WP_REFERENCE_STEPS = 2048  # the reference gradient's RK4 grid (a profile's "wp" may set its own)
 WP_SOLVERS = [("hand", m) for m in ("euler", "midpoint", "rk4", "rk4-38", "dopri5")] + [
     ("torchdiffeq", m) for m in ("euler", "midpoint", "rk4-38", "dopri5")]
 WP_GRADIENTS = [("hand", "euler"), ("hand-adjoint", "euler")] + [
@@ -398,8 +399,8 @@ def _workprecision_job(task: str, spec: dict, protocol) -> Job:
     module = tasks.get(task)
     wp = spec["wp"]
     config = {"kind": "workprecision", **tasks.task_fields(task, module.VERSION), "seed": 0, "protocol": protocol,
-              **wp, "reference_tol": WP_REFERENCE_TOL, "reference_gradient": "torchdiffeq-rk4-38",
-              "reference_steps": 2048,
+              "reference_steps": WP_REFERENCE_STEPS, **wp, "reference_tol": WP_REFERENCE_TOL,
+              "reference_gradient": "torchdiffeq-rk4-38",
               "solvers": [list(s) for s in WP_SOLVERS],
               "gradient_methods": [list(g) for g in WP_GRADIENTS],
               "engines": ",".join(engine_label(n) for n in ("evaluation", "step", "torchdiffeq"))}
