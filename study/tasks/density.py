@@ -45,8 +45,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import Metric, Reference, task_fields
-from .ensemble import Ensemble
+from . import Metric, Reference
+from . import ensemble
+from .ensemble import Ensemble, History, is_solver_failure
 from ..config import METHODS, ModelConfig, engine_label, solver_label
 
 NAME = "density"
@@ -430,7 +431,6 @@ class Flow(Ensemble):
 # -- which variants apply, and their configs ------------------------------------------------------------------
 
 DEFAULT_STEPS = 8  # fixed-step methods: steps over [0, t_end]
-MODEL_FIELDS = ("model", "backend", "method", "steps", "rtol", "atol", "adjoint_norm", "max_num_steps")
 
 
 def not_applicable(variant) -> str | None:
@@ -445,13 +445,7 @@ def not_applicable(variant) -> str | None:
 
 
 def model_config(variant: str, overrides: dict | None = None) -> ModelConfig:
-    from ..variants import variant_config
-
-    base = variant_config(variant)
-    over = dict(overrides or {})
-    if not base.adaptive:
-        over.setdefault("steps", DEFAULT_STEPS)
-    return variant_config(variant, **over)
+    return ensemble.model_config(variant, overrides, DEFAULT_STEPS)
 
 
 def engine_of(cfg: ModelConfig) -> str:
@@ -461,20 +455,9 @@ def engine_of(cfg: ModelConfig) -> str:
     return engine_label("evaluation" if cfg.backend == "hand-adjoint" else "torchdiffeq") + "+cnf-1"
 
 
-def model_fields(cfg: ModelConfig) -> dict:
-    """The model options that apply to this task (steps only for fixed steps, tolerances only for adaptive)."""
-    d = {k: getattr(cfg, k) for k in MODEL_FIELDS}
-    if cfg.adaptive:
-        d.pop("steps")
-    else:
-        d.pop("rtol"), d.pop("atol"), d.pop("max_num_steps"), d.pop("adjoint_norm")
-    return d
-
-
 def run_config(variant: str, model_cfg: ModelConfig, protocol: Protocol, seed: int, device: str = "cpu",
                extra: dict | None = None) -> dict:
-    return {"kind": "train", **task_fields(NAME, VERSION), "variant": variant, **(extra or {}), "seed": int(seed),
-            "device": device, **model_fields(model_cfg), **protocol.as_config(), "engine": engine_of(model_cfg)}
+    return ensemble.run_config((NAME, VERSION), variant, model_cfg, protocol, seed, device, extra, engine_of(model_cfg))
 
 
 def config_model(config: dict) -> ModelConfig:
@@ -492,22 +475,6 @@ def cost(config: dict, members: int) -> float:
 
 
 # -- training --------------------------------------------------------------------------------------------------
-
-class _History:
-    def __init__(self, S: int):
-        self.curves = {k: [] for k in ("iteration", "loss", "val_nll", "nfe_forward", "nfe_backward",
-                                       "accepted_steps", "rejected_steps")}
-        self.diverged: dict[int, str] = {}
-        self.stopped: dict[int, int] = {}
-        self.done = 0
-        self.S = S
-        self.wall_s = 0.0
-
-
-def _is_solver_failure(exc: BaseException) -> bool:
-    msg = str(exc)
-    return isinstance(exc, AssertionError) and ("underflow in dt" in msg or "max_num_steps exceeded" in msg)
-
 
 def _points(x: np.ndarray, S: int, like):
     """Points ``(n, 2)`` as every member's states ``(S, 2, n)``."""
@@ -595,7 +562,7 @@ def log_likelihoods(flow: Flow, x: np.ndarray, cfg: ModelConfig | None = None, t
                 pts = _points(x[i: i + chunk], S, flow.params[0])
                 out[:, i: i + chunk] = flow.log_likelihood(pts, cfg, t_end).cpu().double().numpy()
     except AssertionError as exc:
-        if not _is_solver_failure(exc):
+        if not is_solver_failure(exc):
             raise
         out[:] = np.nan
     finally:
@@ -605,7 +572,7 @@ def log_likelihoods(flow: Flow, x: np.ndarray, cfg: ModelConfig | None = None, t
     return out, [n / max(solves, 1) for n in counter.snapshot(S)["eval"]]
 
 
-def _curve_point(h: _History, flow: Flow, it: int, losses: list, before: dict, val, P: Protocol) -> None:
+def _curve_point(h: History, flow: Flow, it: int, losses: list, before: dict, val, P: Protocol) -> None:
     after = flow.counter.snapshot(h.S)
     c = h.curves
     c["iteration"].append(it)
@@ -621,7 +588,7 @@ def _finite(v) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _train_loop(h: _History, flow: Flow, opt, sched, batches, val, P: Protocol, progress) -> None:
+def _train_loop(h: History, flow: Flow, opt, sched, batches, val, P: Protocol, progress) -> None:
     before, losses = flow.counter.snapshot(h.S), []
     for it in range(1, P.iterations + 1):
         losses.append(_iterate(flow, opt, batches, P))
@@ -655,12 +622,12 @@ def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None
     opt = (torch.optim.AdamW(flow.params, lr=P.lr, weight_decay=P.weight_decay) if P.weight_decay > 0
            else torch.optim.Adam(flow.params, lr=P.lr))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.iterations)
-    h = _History(len(seeds))
+    h = History(len(seeds), CURVES)
     start = time.perf_counter()
     try:
         _train_loop(h, flow, opt, sched, batches, data(P, "val"), P, progress)
     except AssertionError as exc:
-        if not _is_solver_failure(exc):
+        if not is_solver_failure(exc):
             raise
         for s in range(len(seeds)):
             h.diverged.setdefault(s, f"solver failure in iteration {h.done}: {exc}")
@@ -711,7 +678,7 @@ def samples(flow64: Flow, P: Protocol) -> np.ndarray:
         with torch.no_grad():
             x = flow64.interval(y, P.t_end, 0.0, reference_config(flow64.cfg))[:, :2]
     except AssertionError as exc:
-        if not _is_solver_failure(exc):
+        if not is_solver_failure(exc):
             raise
         return np.full((S, P.n_samples, 2), np.nan)
     return x.transpose(1, 2).numpy()
@@ -786,7 +753,7 @@ def _short(x) -> float | None:
     return float(f"{x:.5g}") if math.isfinite(x) else None
 
 
-def _member_record(flow: Flow, h: _History, s: int, P: Protocol, config: dict, env: dict, counts) -> dict:
+def _member_record(flow: Flow, h: History, s: int, P: Protocol, config: dict, env: dict, counts) -> dict:
     from .. import records
 
     diverged = s in h.diverged

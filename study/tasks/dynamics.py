@@ -40,8 +40,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import Metric, Reference, task_fields
-from .ensemble import Ensemble
+from . import Metric, Reference
+from . import ensemble
+from .ensemble import Ensemble, History, is_solver_failure
 from ..config import METHODS, ModelConfig, engine_label, solver_label
 
 NAME = "dynamics"
@@ -131,7 +132,6 @@ REMEDIES = ("kinetic", "jacobian", "weight_decay")  # the protocol's remedy weig
 # -- which variants apply, and their configs ------------------------------------------------------------------
 
 DEFAULT_STEPS = 1  # fixed-step methods: steps per observation interval (the window's own grid)
-MODEL_FIELDS = ("model", "backend", "method", "steps", "rtol", "atol", "adjoint_norm", "max_num_steps")
 
 
 def not_applicable(variant) -> str | None:
@@ -146,13 +146,7 @@ def not_applicable(variant) -> str | None:
 
 
 def model_config(variant: str, overrides: dict | None = None) -> ModelConfig:
-    from ..variants import variant_config
-
-    base = variant_config(variant)
-    over = dict(overrides or {})
-    if not base.adaptive:
-        over.setdefault("steps", DEFAULT_STEPS)
-    return variant_config(variant, **over)
+    return ensemble.model_config(variant, overrides, DEFAULT_STEPS)
 
 
 def engine_of(cfg: ModelConfig) -> str:
@@ -163,20 +157,9 @@ def engine_of(cfg: ModelConfig) -> str:
     return engine_label("evaluation" if cfg.backend == "hand-adjoint" else "torchdiffeq")
 
 
-def model_fields(cfg: ModelConfig) -> dict:
-    """The model options that apply to this task (steps only for fixed steps, tolerances only for adaptive)."""
-    d = {k: getattr(cfg, k) for k in MODEL_FIELDS}
-    if cfg.adaptive:
-        d.pop("steps")
-    else:
-        d.pop("rtol"), d.pop("atol"), d.pop("max_num_steps"), d.pop("adjoint_norm")
-    return d
-
-
 def run_config(variant: str, model_cfg: ModelConfig, protocol: Protocol, seed: int, device: str = "cpu",
                extra: dict | None = None) -> dict:
-    return {"kind": "train", **task_fields(NAME, VERSION), "variant": variant, **(extra or {}), "seed": int(seed),
-            "device": device, **model_fields(model_cfg), **protocol.as_config(), "engine": engine_of(model_cfg)}
+    return ensemble.run_config((NAME, VERSION), variant, model_cfg, protocol, seed, device, extra, engine_of(model_cfg))
 
 
 def config_model(config: dict) -> ModelConfig:
@@ -445,22 +428,6 @@ class Flow(Ensemble):
 
 # -- training --------------------------------------------------------------------------------------------------
 
-class _History:
-    def __init__(self, S: int):
-        self.curves = {k: [] for k in ("iteration", "loss", "field_err", "nfe_forward", "nfe_backward",
-                                       "accepted_steps", "rejected_steps")}
-        self.diverged: dict[int, str] = {}
-        self.stopped: dict[int, int] = {}
-        self.done = 0
-        self.S = S
-        self.wall_s = 0.0
-
-
-def _is_solver_failure(exc: BaseException) -> bool:
-    msg = str(exc)
-    return isinstance(exc, AssertionError) and ("underflow in dt" in msg or "max_num_steps exceeded" in msg)
-
-
 def _batch(obs, gens, P: Protocol):
     """Each member's windows: starts ``(S, B)`` without replacement, ``y0 (S, 2, B)``, targets ``(T, S, 2, B)``."""
     import torch
@@ -500,7 +467,7 @@ def _iterate(flow: Flow, opt, obs, gens, t_rel, P: Protocol):
     return per_member.detach().tolist()
 
 
-def _curve_point(h: _History, flow: Flow, it: int, losses: list, before: dict, points) -> None:
+def _curve_point(h: History, flow: Flow, it: int, losses: list, before: dict, points) -> None:
     after = flow.counter.snapshot(h.S)
     c = h.curves
     c["iteration"].append(it)
@@ -511,7 +478,7 @@ def _curve_point(h: _History, flow: Flow, it: int, losses: list, before: dict, p
         c[name].append([a - b for a, b in zip(after[key], before[key])])
 
 
-def _train_loop(h: _History, flow: Flow, opt, sched, obs, gens, t_rel, P: Protocol, points, progress) -> None:
+def _train_loop(h: History, flow: Flow, opt, sched, obs, gens, t_rel, P: Protocol, points, progress) -> None:
     before, losses = flow.counter.snapshot(h.S), []
     for it in range(1, P.iterations + 1):
         losses.append(_iterate(flow, opt, obs, gens, t_rel, P))
@@ -558,13 +525,13 @@ def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None
     flow = Flow(cfg, seeds, P.field_hidden, device)
     opt = _optimizer(flow.params, P)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.iterations) if P.optimizer == "adam" else None
-    h = _History(len(seeds))
+    h = History(len(seeds), CURVES)
     points = field_grid(P)
     start = time.perf_counter()
     try:
         _train_loop(h, flow, opt, sched, obs, gens, t_rel, P, points, progress)
     except AssertionError as exc:
-        if not _is_solver_failure(exc):
+        if not is_solver_failure(exc):
             raise
         for s in range(len(seeds)):
             h.diverged.setdefault(s, f"solver failure in iteration {h.done}: {exc}")
@@ -601,7 +568,7 @@ def rollout(field, t: np.ndarray):
             ys = torchdiffeq.odeint(f, y0, tt, method="dopri5", rtol=ROLLOUT_TOL[0], atol=ROLLOUT_TOL[1],
                                     options={"max_num_steps": ROLLOUT_MAX_STEPS})
     except AssertionError as exc:
-        if not _is_solver_failure(exc):
+        if not is_solver_failure(exc):
             raise
         return np.full((len(t), 2), np.nan), nfe[0], str(exc)
     return ys[:, 0, :, 0].numpy(), nfe[0], None
@@ -622,7 +589,7 @@ def own_rollout(flow: Flow, t: np.ndarray, cfg: ModelConfig | None = None):
         with torch.no_grad():
             ys = flow.solve(y0.contiguous(), [float(x) for x in t], cfg)[:, :, :, 0].transpose(0, 1).cpu().double().numpy()
     except AssertionError as exc:
-        if not _is_solver_failure(exc):
+        if not is_solver_failure(exc):
             raise
         ys = np.full((S, len(t), 2), np.nan)
     nfe = counter.counts["eval"] - before
@@ -721,7 +688,7 @@ def _short(x) -> float | None:
     return float(f"{x:.6g}") if math.isfinite(x) else None
 
 
-def _member_record(flow: Flow, h: _History, s: int, P: Protocol, config: dict, own, env: dict, counts) -> dict:
+def _member_record(flow: Flow, h: History, s: int, P: Protocol, config: dict, own, env: dict, counts) -> dict:
     from .. import records
 
     diverged = s in h.diverged

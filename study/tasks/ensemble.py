@@ -94,3 +94,59 @@ class Ensemble:
         import torch
 
         return [p.detach()[s: s + 1].to(dtype or torch.float64).clone() for p in self.params]
+
+
+# -- what the flow tasks share besides the model: their model options, configs and training history -----------
+
+MODEL_FIELDS = ("model", "backend", "method", "steps", "rtol", "atol", "adjoint_norm", "max_num_steps")
+
+
+def model_config(variant: str, overrides: dict | None, default_steps: int) -> ModelConfig:
+    """``variant``'s model configuration with ``overrides``; a fixed-step method takes ``default_steps`` unless
+    they say otherwise."""
+    from ..variants import variant_config
+
+    base = variant_config(variant)
+    over = dict(overrides or {})
+    if not base.adaptive:
+        over.setdefault("steps", default_steps)
+    return variant_config(variant, **over)
+
+
+def model_fields(cfg: ModelConfig) -> dict:
+    """The model options that apply to a flow task (steps only for fixed steps, tolerances only for adaptive)."""
+    d = {k: getattr(cfg, k) for k in MODEL_FIELDS}
+    if cfg.adaptive:
+        d.pop("steps")
+    else:
+        d.pop("rtol"), d.pop("atol"), d.pop("max_num_steps"), d.pop("adjoint_norm")
+    return d
+
+
+def run_config(task: tuple[str, int], variant: str, model_cfg: ModelConfig, protocol, seed: int, device: str,
+               extra: dict | None, engine: str) -> dict:
+    """A flow task's training config: ``task`` is its (name, version), ``protocol`` its Protocol (its remedies
+    named only where on, :meth:`as_config`)."""
+    from . import task_fields
+
+    return {"kind": "train", **task_fields(*task), "variant": variant, **(extra or {}), "seed": int(seed),
+            "device": device, **model_fields(model_cfg), **protocol.as_config(), "engine": engine}
+
+
+def is_solver_failure(exc: BaseException) -> bool:
+    """An adaptive solve that gave up (torchdiffeq's and the hand engine's assertions): a result, not a bug."""
+    msg = str(exc)
+    return isinstance(exc, AssertionError) and ("underflow in dt" in msg or "max_num_steps exceeded" in msg)
+
+
+class History:
+    """A training job's curves (``iteration`` and the named ones, a list of per-member values per point), which
+    members stopped, why and when, and the loop's wall time."""
+
+    def __init__(self, S: int, curves):
+        self.curves = {k: [] for k in ("iteration", *curves)}
+        self.diverged: dict[int, str] = {}
+        self.stopped: dict[int, int] = {}
+        self.done = 0
+        self.S = S
+        self.wall_s = 0.0
