@@ -534,8 +534,8 @@ def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None
         if not is_solver_failure(exc):
             raise
         for s in range(len(seeds)):
-            h.diverged.setdefault(s, f"solver failure in iteration {h.done}: {exc}")
-            h.stopped.setdefault(s, max(h.done - 1, 0))
+            h.diverged.setdefault(s, f"solver failure in iteration {h.done + 1}: {exc}")  # it raised in that one
+            h.stopped.setdefault(s, h.done)
     h.wall_s = time.perf_counter() - start
     return flow, h
 

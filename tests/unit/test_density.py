@@ -309,3 +309,25 @@ def test_steer_draws_end_times_around_t_end_the_same_for_every_seed():
     ta, tb = [a.end_time() for _ in range(200)], [b.end_time() for _ in range(200)]
     assert ta == tb and min(ta) >= 0.6 and max(ta) <= 1.4 and np.std(ta) > 0.15
     assert D._Batches(D.data(P, "train"), [0], D.Protocol(**SMALL), like).end_time() == 1.0
+
+
+def test_a_run_whose_solver_gives_up_keeps_a_complete_record_with_the_iteration_it_failed_in():
+    """max_num_steps = 1 makes dopri5 give up in the first iteration (it takes two steps at the start): the record says so, counts no completed
+    iteration, evaluates nothing and validates."""
+    from study import records
+
+    P = D.Protocol(**{**SMALL, "iterations": 3})
+    cfg = D.model_config("hand-dopri5", {"max_num_steps": 1})
+    (rec,), _ = D.train([D.run_config("hand-dopri5", cfg, P, 0)])
+    records.validate(rec)
+    assert rec["status"] == "diverged" and "iteration 1:" in rec["reason"] and "max_num_steps" in rec["reason"]
+    assert rec["metrics"]["iterations_completed"] == 0 and rec["metrics"]["nll"] is None
+    assert rec["data"]["samples"] == [] and rec["metrics"]["reference_nfe"] is None
+
+
+def test_the_paired_floor_is_the_held_out_points_own_cross_entropy():
+    P = D.Protocol(**SMALL)
+    lp = D.log_density(P.density, D.data(P, "test"))
+    value, se = D.floor(P)
+    assert value == pytest.approx(-lp.mean()) and se == pytest.approx(lp.std(ddof=1) / math.sqrt(len(lp)))
+    assert abs(value - D.entropy(P.density)[0]) < 4 * math.hypot(se, D.entropy(P.density)[1])

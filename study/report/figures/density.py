@@ -128,10 +128,11 @@ def fig_density_training(view: View, out: Path):
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.3))
     for v in style.ordered(c["variant"].unique()):
-        med = c[c["variant"] == v].groupby("iteration")[["val_nll", "nfe_forward", "nfe_backward"]].median()
+        d = c[c["variant"] == v].assign(nfe=lambda x: x["nfe_forward"] + x["nfe_backward"])
+        med = d.groupby("iteration")[["val_nll", "nfe"]].median()  # the median of each run's total
         kw = dict(color=style.colour(v), ls=style.line(v), lw=1.0)
         axes[0].plot(med.index, med["val_nll"], label=style.label(v), **kw)
-        per_it = (med["nfe_forward"] + med["nfe_backward"]) / np.diff(np.concatenate([[0], med.index]))
+        per_it = med["nfe"] / np.diff(np.concatenate([[0], med.index]))
         axes[1].plot(med.index, per_it, **kw)
     entropy = float(_need(view.runs(MAIN), MAIN)["entropy"].iloc[0])
     axes[0].axhline(entropy, color="#999999", lw=0.8, ls="--")

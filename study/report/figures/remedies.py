@@ -1,5 +1,6 @@
 """The stiffness remedies' figure: for each task with a remedies experiment, the adaptive solves' evaluations per
-iteration over training with and without each remedy, and the task's metric and wall time per remedy."""
+iteration over training with and without each remedy, and the task's metric per variant and remedy (the table gives
+the wall times)."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -16,7 +16,8 @@ COLUMNS = (("nll", "Nll", "{:.3f}"), ("nll_own", "Own", "{:.3f}"), ("nll_bias", 
 
 
 def _density_row(v: str, d: pd.DataFrame, N: Numbers) -> list[str]:
-    ok = d[d["status"] == "ok"]
+    ok = d[d["status"] == "ok"].copy()
+    ok["gap"] = ok["nll"] - _floor(ok)[0] if len(ok) else ok["gap"]  # paired: the same held-out points
     m = "Den" + _macro(v)
     cells = [variants.get(v).label, str(len(d))]
     for col, name, fmt in COLUMNS:
@@ -34,6 +35,13 @@ def _density_row(v: str, d: pd.DataFrame, N: Numbers) -> list[str]:
     return cells + [_num(nfe), _num(wall, "{:.0f}"), str(failed)]
 
 
+def _floor(df: pd.DataFrame) -> tuple[float, float]:
+    """The held-out points' own floor (``-mean log p`` under the data's density) of the runs' protocol."""
+    from ...tasks import density
+
+    return density.floor(density.Protocol.from_dict(df.iloc[0].to_dict()))
+
+
 def _protocol(df: pd.DataFrame, N: Numbers) -> None:
     first = df.iloc[0]
     for col, name, fmt in (("iterations", "Iterations", "{:,d}"), ("batch_size", "BatchSize", "{:d}"),
@@ -46,6 +54,9 @@ def _protocol(df: pd.DataFrame, N: Numbers) -> None:
     N.add("DenEntropy", float(first["entropy"]), "{:.3f}")
     N.add("DenEntropySe", float(first["entropy_se"]), "{:.3f}")
     N.add("DenBrokenGap", BROKEN_GAP, "{:g}")
+    fl = _floor(df)
+    N.add("DenFloor", fl[0], "{:.3f}")
+    N.add("DenFloorSe", fl[1], "{:.3f}")
 
 
 def density_numbers(view: View, N: Numbers) -> str:
@@ -61,4 +72,5 @@ def density_numbers(view: View, N: Numbers) -> str:
     _protocol(df, N)
     return _table("l r l l l l l l r r r", ["variant", "seeds", "NLL", "own solver", "bias", "gap", "mass",
                                             "mass, own", "NFE/it", "wall s", "failed"], rows,
-                  "Medians [quartiles] over seeds; NLL in nats per point.")
+                  "Medians [quartiles] over seeds; NLL in nats per point; gap: NLL minus the same held-out points' "
+                  "-mean log p under the data's density.")
