@@ -67,8 +67,11 @@ def _directory(path: Path, links: bool = False) -> None:
         try:
             st = os.lstat(d)
         except FileNotFoundError:
-            os.mkdir(d)
-            continue
+            try:
+                os.mkdir(d)
+                continue
+            except FileExistsError:  # another worker made it between the two calls: check what it made
+                st = os.lstat(d)
         if stat.S_ISLNK(st.st_mode) and d == path and not links:
             raise StoreError(f"{d} is a symbolic link: the store never writes through links")
         if not stat.S_ISDIR(os.stat(d).st_mode):

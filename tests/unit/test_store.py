@@ -222,3 +222,22 @@ def test_figures_may_go_through_a_linked_directory(tmp_path):
     (tmp_path / "figures").symlink_to(real, target_is_directory=True)
     store.write_text_atomic(tmp_path / "figures" / "fig.pdf", b"x")
     assert (real / "fig.pdf").read_bytes() == b"x"
+
+
+def test_a_kind_directory_another_worker_makes_at_the_same_moment_is_used(tmp_path, monkeypatch):
+    """Two workers storing their first record of a kind: one finds no directory, the other makes it before the
+    first's mkdir; the first then stores into it instead of failing with FileExistsError."""
+    real_lstat, target = os.lstat, tmp_path / "runs" / "train"
+    (tmp_path / "runs").mkdir()
+    raced = []
+
+    def lstat(p, *a, **kw):
+        if str(p) == str(target) and not raced:  # not there yet: then the other worker makes it
+            raced.append(1)
+            os.mkdir(target)
+            raise FileNotFoundError(p)
+        return real_lstat(p, *a, **kw)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    store._directory(target)
+    assert raced and target.is_dir()
