@@ -29,3 +29,24 @@ def strip(rec: dict):
     """A record without what legitimately differs between identical runs (timing)."""
     m = {k: v for k, v in rec["metrics"].items() if k != "wall_time_s"}
     return rec["config"], rec["status"], m, rec.get("curves")
+
+
+def step_node_passes_gradcheck(field, raw, y, method: str) -> bool:
+    """``gradcheck`` of one attempted step of ``method`` on ``field`` as one graph node (the hand engine's step
+    node): its new state and every stage derivative, in the state ``y`` and the folded weights of ``raw``."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from study.engine import step_node, stepper
+    from study.engine.solvers import EMBEDDED, TABLEAUS
+
+    tab = EMBEDDED["dopri5"].tableau if method == "dopri5" else TABLEAUS[method]
+    leaves = [x.detach().requires_grad_() for x in field.fold(raw)]
+    counter = SimpleNamespace(counts={"forward": 0}, phase="forward")
+
+    def f(y, *ws):
+        y1, ks = step_node.node_step(tuple(ws), counter, tab, stepper.axpy, field)(0.1, (y,), None, 0.2)
+        return (y1[0], *(k[0] for k in ks))
+
+    return torch.autograd.gradcheck(f, [y.detach().requires_grad_(), *leaves])

@@ -41,7 +41,6 @@ the reference solve backwards from ``N(0, I)``) for the figures.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -589,41 +588,9 @@ def log_likelihoods(flow: Flow, x: np.ndarray, cfg: ModelConfig | None = None, t
     return out, [n / max(solves, 1) for n in counter.snapshot(S)["eval"]]
 
 
-def _curve_point(h: History, flow: Flow, it: int, losses: list, before: dict, val, P: Protocol) -> None:
-    after = flow.counter.snapshot(h.S)
-    c = h.curves
-    c["iteration"].append(it)
-    c["loss"].append([float(np.mean(col)) for col in zip(*losses)])
-    c["val_nll"].append([_finite(evaluate_nll(member(flow, s), val, t_end=P.t_end)[0]) for s in range(h.S)])
-    for key, name in (("forward", "nfe_forward"), ("backward", "nfe_backward"), ("accepted", "accepted_steps"),
-                      ("rejected", "rejected_steps")):
-        c[name].append([a - b for a, b in zip(after[key], before[key])])
-
-
 def _finite(v) -> float | None:
     v = float(v)
     return v if math.isfinite(v) else None
-
-
-def _train_loop(h: History, flow: Flow, opt, sched, batches, val, P: Protocol, progress) -> None:
-    before, losses = flow.counter.snapshot(h.S), []
-    for it in range(1, P.iterations + 1):
-        losses.append(_iterate(flow, opt, batches, P))
-        sched.step()
-        h.done = it
-        for s, why in list(flow.counter.failures.items()):
-            if s not in h.diverged:
-                h.diverged[s], h.stopped[s] = f"solver failure in iteration {it}: {why}", it - 1
-        for s, loss in enumerate(losses[-1]):
-            if s not in h.diverged and not math.isfinite(loss):
-                h.diverged[s], h.stopped[s] = f"non-finite training loss in iteration {it}", it - 1
-        if it % P.eval_every == 0 or it == P.iterations:
-            _curve_point(h, flow, it, losses, before, val, P)
-            before, losses = flow.counter.snapshot(h.S), []
-        if progress:
-            progress(it, float(np.nanmean(losses[-1])) if losses else float(np.nanmean(h.curves["loss"][-1])))
-        if len(h.diverged) == h.S:
-            return
 
 
 def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None):
@@ -640,16 +607,11 @@ def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None
            else torch.optim.Adam(flow.params, lr=P.lr))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.iterations)
     h = History(len(seeds), CURVES)
-    start = time.perf_counter()
-    try:
-        _train_loop(h, flow, opt, sched, batches, data(P, "val"), P, progress)
-    except AssertionError as exc:
-        if not is_solver_failure(exc):
-            raise
-        for s in range(len(seeds)):
-            h.diverged.setdefault(s, f"solver failure in iteration {h.done + 1}: {exc}")  # it raised in that one
-            h.stopped.setdefault(s, h.done)
-    h.wall_s = time.perf_counter() - start
+    val = data(P, "val")
+    ensemble.train(h, flow.counter, lambda: _iterate(flow, opt, batches, P),
+                   lambda: {"val_nll": [_finite(evaluate_nll(member(flow, s), val, t_end=P.t_end)[0])
+                                        for s in range(h.S)]},
+                   P.iterations, P.eval_every, sched, progress)
     flow.field = EXACT
     return flow, h
 

@@ -34,7 +34,6 @@ A perfect field scores 0 on every metric; the field of the wrong sign has ``fiel
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -467,39 +466,6 @@ def _iterate(flow: Flow, opt, obs, gens, t_rel, P: Protocol):
     return per_member.detach().tolist()
 
 
-def _curve_point(h: History, flow: Flow, it: int, losses: list, before: dict, points) -> None:
-    after = flow.counter.snapshot(h.S)
-    c = h.curves
-    c["iteration"].append(it)
-    c["loss"].append([float(np.mean(col)) for col in zip(*losses)])
-    c["field_err"].append([field_error(v, points) for v in flow.values(points)])
-    for key, name in (("forward", "nfe_forward"), ("backward", "nfe_backward"), ("accepted", "accepted_steps"),
-                      ("rejected", "rejected_steps")):
-        c[name].append([a - b for a, b in zip(after[key], before[key])])
-
-
-def _train_loop(h: History, flow: Flow, opt, sched, obs, gens, t_rel, P: Protocol, points, progress) -> None:
-    before, losses = flow.counter.snapshot(h.S), []
-    for it in range(1, P.iterations + 1):
-        losses.append(_iterate(flow, opt, obs, gens, t_rel, P))
-        if sched is not None:
-            sched.step()
-        h.done = it
-        for s, why in list(flow.counter.failures.items()):
-            if s not in h.diverged:
-                h.diverged[s], h.stopped[s] = f"solver failure in iteration {it}: {why}", it - 1
-        for s, loss in enumerate(losses[-1]):
-            if s not in h.diverged and not math.isfinite(loss):
-                h.diverged[s], h.stopped[s] = f"non-finite training loss in iteration {it}", it - 1
-        if it % P.eval_every == 0 or it == P.iterations:
-            _curve_point(h, flow, it, losses, before, points)
-            before, losses = flow.counter.snapshot(h.S), []
-        if progress:
-            progress(it, float(np.nanmean(h.curves["loss"][-1])) if h.curves["loss"] else float("nan"))
-        if len(h.diverged) == h.S:
-            return
-
-
 def _optimizer(params, P: Protocol):
     """RMSprop (constant, as the demo) or Adam; with weight decay, RMSprop's own or AdamW's decoupled one."""
     import torch
@@ -527,16 +493,9 @@ def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.iterations) if P.optimizer == "adam" else None
     h = History(len(seeds), CURVES)
     points = field_grid(P)
-    start = time.perf_counter()
-    try:
-        _train_loop(h, flow, opt, sched, obs, gens, t_rel, P, points, progress)
-    except AssertionError as exc:
-        if not is_solver_failure(exc):
-            raise
-        for s in range(len(seeds)):
-            h.diverged.setdefault(s, f"solver failure in iteration {h.done + 1}: {exc}")  # it raised in that one
-            h.stopped.setdefault(s, h.done)
-    h.wall_s = time.perf_counter() - start
+    ensemble.train(h, flow.counter, lambda: _iterate(flow, opt, obs, gens, t_rel, P),
+                   lambda: {"field_err": [field_error(v, points) for v in flow.values(points)]},
+                   P.iterations, P.eval_every, sched, progress)
     return flow, h
 
 

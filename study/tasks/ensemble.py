@@ -150,3 +150,60 @@ class History:
         self.done = 0
         self.S = S
         self.wall_s = 0.0
+
+
+def train(h: History, counter, iterate, evaluate, iterations: int, eval_every: int, sched, progress) -> None:
+    """The training loop of every flow task, timed into ``h.wall_s``.
+
+    ``iterate()`` runs one iteration and returns each member's loss; every ``eval_every`` iterations (and at the
+    last) a curve point records the mean losses since the last point, the evaluations and steps taken since then
+    (``counter``, per member) and what ``evaluate()`` returns (``{curve: per-member values}``).  A member whose
+    solve fails or whose loss is not finite stops there (the record ends where it stopped); a solver that gives up
+    by raising stops every member still training, in the iteration that raised."""
+    import math
+    import time
+
+    import numpy as np
+
+    start = time.perf_counter()
+    before, losses = counter.snapshot(h.S), []
+    try:
+        for it in range(1, iterations + 1):
+            losses.append(iterate())
+            if sched is not None:
+                sched.step()
+            h.done = it
+            for s, why in list(counter.failures.items()):
+                if s not in h.diverged:
+                    h.diverged[s], h.stopped[s] = f"solver failure in iteration {it}: {why}", it - 1
+            for s, loss in enumerate(losses[-1]):
+                if s not in h.diverged and not math.isfinite(loss):
+                    h.diverged[s], h.stopped[s] = f"non-finite training loss in iteration {it}", it - 1
+            if progress:
+                progress(it, float(np.nanmean(losses[-1])))
+            if it % eval_every == 0 or it == iterations:
+                _curve_point(h, counter, it, losses, before, evaluate())
+                before, losses = counter.snapshot(h.S), []
+            if len(h.diverged) == h.S:
+                break
+    except AssertionError as exc:
+        if not is_solver_failure(exc):
+            raise
+        for s in range(h.S):
+            h.diverged.setdefault(s, f"solver failure in iteration {h.done + 1}: {exc}")  # it raised in that one
+            h.stopped.setdefault(s, h.done)
+    h.wall_s = time.perf_counter() - start
+
+
+def _curve_point(h: History, counter, it: int, losses: list, before: dict, evaluated: dict) -> None:
+    import numpy as np
+
+    after = counter.snapshot(h.S)
+    c = h.curves
+    c["iteration"].append(it)
+    c["loss"].append([float(np.mean(col)) for col in zip(*losses)])
+    for name, values in evaluated.items():
+        c[name].append(values)
+    for key, name in (("forward", "nfe_forward"), ("backward", "nfe_backward"), ("accepted", "accepted_steps"),
+                      ("rejected", "rejected_steps")):
+        c[name].append([a - b for a, b in zip(after[key], before[key])])

@@ -7,9 +7,8 @@ import pytest
 import torch
 
 from study.engine import field as fields
-from study.engine import stepper
-from study.engine.solvers import EMBEDDED, TABLEAUS
 from study.tasks import density as D
+from tests.helpers import step_node_passes_gradcheck
 
 SMALL = dict(iterations=3, n_train=256, n_val=32, n_test=64, batch_size=32, eval_every=1, grid=8, n_samples=16,
              hidden=6)
@@ -66,20 +65,7 @@ def test_vjp_into_accumulates_what_vjp_returns():
 
 @pytest.mark.parametrize("method", ["rk4", "dopri5"])
 def test_a_step_node_on_the_cnf_field_passes_gradcheck(method):
-    from types import SimpleNamespace
-
-    from study.engine import step_node
-
-    tab = EMBEDDED["dopri5"].tableau if method == "dopri5" else TABLEAUS[method]
-    leaves = [x.detach().requires_grad_() for x in D.EXACT.fold(raw_weights())]
-    y = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
-    counter = SimpleNamespace(counts={"forward": 0}, phase="forward")
-
-    def f(y, *ws):
-        y1, ks = step_node.node_step(tuple(ws), counter, tab, stepper.axpy, D.EXACT)(0.1, (y,), None, 0.2)
-        return (y1[0], *(k[0] for k in ks))
-
-    assert torch.autograd.gradcheck(f, [y, *leaves])
+    assert step_node_passes_gradcheck(D.EXACT, raw_weights(), torch.randn(*(2, 3, 3), dtype=torch.float64), method)
 
 
 def test_hutchinson_s_estimate_is_unbiased_with_the_variance_of_its_closed_form():

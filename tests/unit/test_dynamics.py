@@ -7,8 +7,9 @@ import torch
 
 from study.engine import field as fields
 from study.engine import stepper
-from study.engine.solvers import EMBEDDED, TABLEAUS
+from study.engine.solvers import EMBEDDED
 from study.tasks import dynamics as D
+from tests.helpers import step_node_passes_gradcheck
 
 SMALL = dict(iterations=3, n_points=200, eval_every=1, grid=12)
 
@@ -103,20 +104,7 @@ def test_the_cubic_field_s_vjp_passes_gradcheck(t):
 
 @pytest.mark.parametrize("method", ["euler", "rk4", "dopri5"])
 def test_a_step_node_on_the_cubic_field_passes_gradcheck(method):
-    from types import SimpleNamespace
-
-    from study.engine import step_node
-
-    tab = EMBEDDED["dopri5"].tableau if method == "dopri5" else TABLEAUS[method]
-    leaves = [x.detach().requires_grad_() for x in D.CUBIC.fold(cubic_weights())]
-    y = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=True)
-    counter = SimpleNamespace(counts={"forward": 0}, phase="forward")
-
-    def f(y, *ws):
-        y1, ks = step_node.node_step(tuple(ws), counter, tab, stepper.axpy, D.CUBIC)(0.1, (y,), None, 0.2)
-        return (y1[0], *(k[0] for k in ks))
-
-    assert torch.autograd.gradcheck(f, [y, *leaves])
+    assert step_node_passes_gradcheck(D.CUBIC, cubic_weights(), torch.randn(*(2, 2, 4), dtype=torch.float64), method)
 
 
 def one_iteration(variant, dtype=torch.float64):

@@ -65,3 +65,12 @@ def _band(ax, d: pd.DataFrame, x: str, y: str, colour, label=None, linestyle="-"
     if (stats["half"] > 0).any():
         ax.fill_between(stats[x], stats["mean"] - stats["half"], stats["mean"] + stats["half"], color=colour,
                         alpha=0.15, linewidth=0)
+
+
+def seed_scatter(ax, df: pd.DataFrame, x: str, y: str) -> None:
+    """Each run of each variant (faint) and the variant's median (large, labelled), in registry order."""
+    for v in style.ordered(df["variant"].unique()):
+        d = df[df["variant"] == v]
+        ax.scatter(d[x], d[y], color=style.colour(v), marker=style.marker(v), s=9, alpha=0.35, linewidths=0)
+        ax.scatter(d[x].median(), d[y].median(), color=style.colour(v), marker=style.marker(v), s=26,
+                   edgecolors="k", linewidths=0.4, label=style.label(v))

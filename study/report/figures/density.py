@@ -10,7 +10,7 @@ import pandas as pd
 from ... import tasks
 from .. import style
 from ..results import View
-from .common import _need, _plt
+from .common import _need, _plt, seed_scatter
 
 MAIN = tasks.experiment("density", "main")
 SHOWN = ["euler", "rk4", "hand-dopri5", "adjoint-dopri5", "checkpoint-dopri5"]  # the densities drawn, seed 0 each
@@ -78,31 +78,23 @@ def _ok_runs(view: View) -> pd.DataFrame:
     return df
 
 
-def _scatter(ax, df: pd.DataFrame, x: str, y: str) -> None:
-    for v in style.ordered(df["variant"].unique()):
-        d = df[df["variant"] == v]
-        ax.scatter(d[x], d[y], color=style.colour(v), marker=style.marker(v), s=9, alpha=0.35, linewidths=0)
-        ax.scatter(d[x].median(), d[y].median(), color=style.colour(v), marker=style.marker(v), s=26,
-                   edgecolors="k", linewidths=0.4, label=style.label(v))
-
-
 def fig_density_cost(view: View, out: Path):
     df = _ok_runs(view)
     entropy = float(df["entropy"].iloc[0])
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(style.TEXT, 2.4))
-    _scatter(axes[0], df, "nfe", "nll")
+    seed_scatter(axes[0], df, "nfe", "nll")
     axes[0].axhline(entropy, color="#999999", lw=0.8, ls="--")
     axes[0].set_title("held-out NLL (reference solve)")
     axes[0].set_ylabel("nats (dashed: data entropy; log scale)")
     axes[2].set_ylabel("mass on the lattice (log scale)")
-    _scatter(axes[1], df, "nll", "nll_own")
+    seed_scatter(axes[1], df, "nll", "nll_own")
     lo, hi = np.nanmin(df[["nll", "nll_own"]].to_numpy()), np.nanmax(df[["nll", "nll_own"]].to_numpy())
     axes[1].plot([lo, hi], [lo, hi], color="#999999", lw=0.8)
     axes[1].axhline(entropy, color="#999999", lw=0.8, ls="--")
     axes[1].set_title("NLL the training solver reports")
     axes[1].set_xlabel("held-out NLL, reference solve (nats)")
-    _scatter(axes[2], df, "nfe", "mass_own")
+    seed_scatter(axes[2], df, "nfe", "mass_own")
     axes[2].axhline(1.0, color="#999999", lw=0.8)
     axes[2].set_title("mass of the reported density")
     from matplotlib.ticker import NullFormatter, ScalarFormatter

@@ -9,7 +9,7 @@ import pandas as pd
 
 from .. import style
 from ..results import View
-from .common import _need, _plt
+from .common import _need, _plt, seed_scatter
 
 FIT_VARIANTS = ["euler", "rk4", "hand-dopri5", "adjoint-dopri5"]  # the dynamics fits drawn, seed 0 each
 
@@ -78,11 +78,7 @@ def fig_dynamics_cost(view: View, out: Path):
     for ax, (metric, title) in zip(axes, (("traj_err", "trajectory error (reference solve)"),
                                           ("traj_err_own", "trajectory error (training solver)"),
                                           ("field_err", "vector-field error (relative)"))):
-        for v, d in df.groupby("variant"):
-            ax.scatter(d["nfe"], d[metric], color=style.colour(v), marker=style.marker(v), s=9, alpha=0.35,
-                       linewidths=0)
-            ax.scatter(d["nfe"].median(), d[metric].median(), color=style.colour(v), marker=style.marker(v), s=26,
-                       edgecolors="k", linewidths=0.4, label=style.label(v))
+        seed_scatter(ax, df, "nfe", metric)
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(title)
