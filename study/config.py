@@ -11,6 +11,7 @@ and its display name.  torchdiffeq's ``rk4`` is Kutta's 3/8 rule, our
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 SIGMA = 0.1  # the article's noise N(0, 0.1), read as a standard deviation
@@ -192,6 +193,13 @@ class Protocol:
     sigma: float = SIGMA
     eval_every: int = 10  # test-accuracy curve every this many epochs (and at the last)
     curve_test_points: int = 2000  # the curve uses the first this many test points; final test_acc uses all
+    # the stiffness remedies (each 0: off; a config names only those that are on, so records made before them keep
+    # their names): RNODE's penalties (Finlay et al. 2020), STEER's random end time (Ghosh et al. 2020: each
+    # batch solves to T ~ U(1 - steer, 1 + steer); evaluation at 1), decoupled weight decay (AdamW)
+    kinetic: float = 0.0  # weight of the kinetic energy int |f|^2 dt
+    jacobian: float = 0.0  # weight of int |df/dy|_F^2 dt (Hutchinson's estimate, one Gaussian probe per point)
+    steer: float = 0.0
+    weight_decay: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> "Protocol":
@@ -204,6 +212,26 @@ class Protocol:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if not (self.lr > 0 and self.sigma >= 0):
             raise ValueError("lr must be positive and sigma non-negative")
+        for name in REMEDIES:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a non-negative number, got {v!r}")
+        if self.steer >= 1:
+            raise ValueError(f"steer must be below 1 (the end time is drawn from [1 - steer, 1 + steer]), got {self.steer!r}")
+
+    @property
+    def regularised(self) -> bool:
+        """Whether the loss has RNODE's penalties (the solve then carries their integrals)."""
+        return self.kinetic > 0 or self.jacobian > 0
+
+    @property
+    def remedied(self) -> bool:
+        """Whether training solves differently from the plain protocol (RNODE's states or STEER's end times)."""
+        return self.regularised or self.steer > 0
+
+    def as_config(self) -> dict:
+        """The protocol as a config says it: the remedies only where they are on."""
+        return {k: v for k, v in asdict(self).items() if k not in REMEDIES or v}
 
     @property
     def batches(self) -> int:
@@ -211,10 +239,28 @@ class Protocol:
         return -(-self.n_train // self.batch_size)
 
 
+REMEDIES = ("kinetic", "jacobian", "steer", "weight_decay")  # the protocol's remedy weights
+
+
+def train_engine(model_cfg: ModelConfig, protocol: Protocol) -> str:
+    """The engine that trains ``model_cfg`` under ``protocol``: a remedied protocol's solves go through the
+    evaluation-based engines (the fused fixed-step solve has no extra states and no end time), RNODE's on
+    :mod:`study.engine.rnode`'s field."""
+    engine = model_cfg.engine
+    if model_cfg.model != "ode" or not protocol.remedied:
+        return engine
+    if model_cfg.backend == "hand" and not model_cfg.adaptive:
+        engine = engine_label("step")
+    return engine + (f"+rnode-{RNODE_VERSION}" if protocol.regularised else "")
+
+
+RNODE_VERSION = 1  # study/engine/rnode.py's VERSION (this module imports no torch)
+
+
 def run_config(model_cfg: ModelConfig, protocol: Protocol, seed: int, device: str = "cpu", extra: dict | None = None) -> dict:
     """The full config a training record stores (and its store path is hashed from)."""
-    return {"kind": "train", **(extra or {}), "seed": int(seed), "device": device, **model_cfg.as_config(), **asdict(protocol),
-            "engine": model_cfg.engine}
+    return {"kind": "train", **(extra or {}), "seed": int(seed), "device": device, **model_cfg.as_config(),
+            **protocol.as_config(), "engine": train_engine(model_cfg, protocol)}
 
 
 def solver_label(solver: dict) -> str:

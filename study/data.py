@@ -22,6 +22,7 @@ THETA_MAX = 3 * math.pi
 
 # Independent random streams of one seed.
 STREAM_TRAIN, STREAM_TEST, STREAM_SHUFFLE, STREAM_BAYES = 0, 1, 2, 3
+STREAM_STEER, STREAM_PROBE = 4, 5  # the stiffness remedies' draws: STEER's end times, RNODE's Hutchinson probes
 
 
 def rng(seed: int, stream: int) -> np.random.Generator:

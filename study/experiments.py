@@ -18,7 +18,7 @@ every solver of :func:`transfer_solvers`) and ``work-precision`` (the ``workprec
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from .config import ENGINES, FIXED_METHODS, Protocol, engine_label, run_config
 from .store import config_hash
@@ -116,6 +116,8 @@ REMEDY_ARMS = {"none": {}, "rnode": {"kinetic": 0.01, "jacobian": 0.01}, "steer"
 TASK_SPEC: dict[str, dict[str, dict]] = {
     "full": {
         "spiral": {"transfer_variants": ["euler", "rk4", "rk4-38", "hand-dopri5"], "transfer_seeds": 5,
+                   # at main's learning rate, 0.01, where 2 of 5 tdq-dopri5 seeds die of step-size underflow
+                   "remedies": {"variants": ["hand-dopri5", "tdq-dopri5", "rk4"], "seeds": 5, "arms": REMEDY_ARMS},
                    "wp": {"train_variant": "euler", "fields": ["trained"], "batch": 128,
                           "steps": [5, 10, 20, 40, 80, 160, 320], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
                           "repeats": 5}},
@@ -132,6 +134,7 @@ TASK_SPEC: dict[str, dict[str, dict]] = {
     },
     "quick": {
         "spiral": {"transfer_variants": ["euler"], "transfer_seeds": 1,
+                   "remedies": {"variants": ["hand-dopri5"], "seeds": 1, "arms": REMEDY_ARMS},
                    "wp": {"train_variant": "euler", "fields": ["trained"], "batch": 16, "steps": [5, 20],
                           "tolerances": [1e-3, 1e-5], "repeats": 1, "reference_steps": 128}},
         "dynamics": {"seeds": 1, "protocol": {"iterations": 4, "n_points": 250, "eval_every": 2, "grid": 16},
@@ -273,12 +276,12 @@ def build(profile: str) -> dict[str, list[Job]]:
     ex["memory"] = _memory_jobs(spec)
     ex["convergence"] = [Job("convergence", {"kind": "convergence", "solver": s, "steps": spec["convergence_steps"],
                                              "problem": "cos", "t1": 2.0}, [None]) for s in CONVERGENCE_SOLVERS]
-    proto = asdict(Protocol(**{**spec["protocol"], "epochs": spec["gradient_epochs"]}))
+    proto = Protocol(**{**spec["protocol"], "epochs": spec["gradient_epochs"]}).as_config()
     ex["gradients"] = [Job("gradients", {"kind": "gradients", "train_variant": "euler", "protocol": proto,
                                          "engines": engines_of(("euler", *GRADIENTS_MEASURED)),
                                          "steps": spec["gradient_steps"], "tolerances": spec["gradient_tolerances"],
                                          "batch_size": 128, "device": "cpu"}, [0])]
-    proto = asdict(Protocol(**spec["protocol"]))
+    proto = Protocol(**spec["protocol"]).as_config()
     a = dict(spec["adjoint"])
     ex["adjoint"] = [Job("adjoint", {"kind": "adjoint", "train_variant": v, "protocol": proto,
                                      "engines": engines_of((v, *ADJOINT_MEASURED)),
@@ -385,7 +388,8 @@ def _task_train_jobs(task: str, spec: dict, variant_names, seeds: int, extra: di
         base = module.run_config(v, cfg, proto, 0, "cpu", extra)
         base.pop("seed")
         seed_list = list(range(spec.get("seed_overrides", {}).get(v, seeds)))
-        jobs += [Job("train", base, [s]) for s in seed_list] if cfg.adaptive else [Job("train", base, seed_list)]
+        alone = cfg.adaptive or getattr(proto, "steer", 0)  # one step control per solve; STEER: each seed's end times
+        jobs += [Job("train", base, [s]) for s in seed_list] if alone else [Job("train", base, seed_list)]
     return jobs
 
 
@@ -415,7 +419,8 @@ def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]
     transfer = {"transfer": transfer_solvers(variant_config("euler").steps)}
     ex["transfer"] = _train_jobs({"protocol": spiral_protocol}, [(v, {}) for v in s["transfer_variants"]],
                                  s["transfer_seeds"], {}, extra=transfer)
-    ex["work-precision"] = [_workprecision_job("spiral", s, asdict(Protocol(**spiral_protocol)))]
+    ex["work-precision"] = [_workprecision_job("spiral", s, Protocol(**spiral_protocol).as_config())]
+    ex["remedies"] = _remedy_jobs(tasks.DEFAULT, {**s, "protocol": spiral_protocol}, {})  # "none": main's runs
     for task in tasks.TASKS:
         if task == tasks.DEFAULT:
             continue
@@ -425,7 +430,7 @@ def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]
         ex[tasks.experiment(task, "main")] = main
         ex[tasks.experiment(task, "transfer")] = [Job(j.kind, j.config, list(j.seeds)) for j in main]
         proto = module.Protocol(**t.get("protocol", {}))
-        protocol = proto.as_config() if hasattr(proto, "as_config") else asdict(proto)  # remedies named only when on
+        protocol = proto.as_config()  # remedies named only when on
         ex[tasks.experiment(task, "work-precision")] = [_workprecision_job(task, t, protocol)]
         if "remedies" in t:
             ex[tasks.experiment(task, "remedies")] = _remedy_jobs(task, t, extra)

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..config import METHODS, ModelConfig
 from . import hand_ode, hand_solve, solvers, stepper
+from .field import MLP
 from .stepper import Control
 from .instrument import note_derived
 
@@ -259,6 +260,40 @@ class ODEBlock(nn.Module):
         raw = (f.l1.weight, f.l1.bias, f.w_t, f.l2.weight, f.l2.bias, f.l3.weight, f.l3.bias)
         return solve(y0.transpose(1, 2).contiguous(), raw, spec, f.counter).transpose(1, 2).contiguous()
 
+    def _raw(self) -> tuple:
+        f = self.func
+        return (f.l1.weight, f.l1.bias, f.w_t, f.l2.weight, f.l2.bias, f.l3.weight, f.l3.bias)
+
+    def remedied(self, y0: torch.Tensor, t_end: float = 1.0, field=None):
+        """A training solve under a stiffness remedy: to ``t_end`` (STEER's draw) and, with RNODE's field
+        (:class:`study.engine.rnode.RegularisedMLP`, None: the plain network), with its penalties' integrals as
+        extra states.  ``(y(t_end) (S, B, d), E (S, B), F (S, B))``, ``E`` and ``F`` None without the field.  The
+        hand backends solve on the evaluation-based engine (fixed steps too: the fused solve has neither extra
+        states nor an end time), torchdiffeq's on the field's plain-torch forward under autograd."""
+        cfg, d = self.cfg, y0.shape[-1]
+        y = y0.transpose(1, 2)
+        if field is not None:
+            y = torch.cat([y, y.new_zeros(y.shape[0], field.rows - d, y.shape[2])], 1)
+        field = field or MLP
+        y, raw = y.contiguous(), self._raw()
+        if cfg.backend.startswith("hand"):
+            control = Control(cfg.rtol, cfg.atol, cfg.max_num_steps) if cfg.adaptive else None
+            spec = hand_ode.Solve(cfg.method, cfg.steps, control, cfg.adjoint_norm == "seminorm", 0.0, float(t_end))
+            solve = {"hand": hand_ode.direct, "hand-checkpoint": hand_ode.checkpointed, "hand-adjoint": hand_ode.adjoint}
+            out = solve[cfg.backend](y, raw, spec, self.func.counter, field)
+        else:
+            import torchdiffeq
+
+            rhs = _FieldRHS(field, raw, self.func)
+            t = torch.tensor([0.0, float(t_end)], dtype=y.dtype, device=y.device)
+            if cfg.backend == "torchdiffeq-adjoint":
+                out = torchdiffeq.odeint_adjoint(rhs, y, t, adjoint_params=tuple(p for p in raw if p is not None),
+                                                 **self._tdq_kwargs())[-1]
+            else:
+                out = torchdiffeq.odeint(rhs, y, t, **self._tdq_kwargs())[-1]
+        yT = out[:, :d].transpose(1, 2)
+        return (yT, None, None) if field is MLP else (yT, out[:, d], out[:, d + 1])
+
     def _solve(self, y0: torch.Tensor, trajectory_points: int | None) -> torch.Tensor:
         cfg = self.cfg
         if cfg.backend in ("hand", "hand-checkpoint", "hand-adjoint") and not cfg.adaptive:
@@ -278,6 +313,26 @@ class ODEBlock(nn.Module):
         t = torch.linspace(0.0, 1.0, cfg.steps + 1, device=y0.device, dtype=y0.dtype)
         out = solve(self.func, y0, t, **self._tdq_kwargs())
         return out[torch.linspace(0, cfg.steps, trajectory_points).round().long()]
+
+
+class _FieldRHS(nn.Module):
+    """torchdiffeq's right-hand side for a field of the hand engine on feature-major states: its plain-torch
+    forward under autograd, counted by (and reporting its steps to) the dynamics' counter."""
+
+    def __init__(self, field, raw: tuple, dynamics: Dynamics):
+        super().__init__()
+        self.field, self.raw, self.dynamics = field, raw, dynamics
+
+    def forward(self, t, y):
+        counter = self.dynamics.counter
+        counter.counts[counter.phase] += 1
+        return self.field.forward(y, t, self.field.fold(self.raw))[0]
+
+    def callback_accept_step(self, t0, y0, dt):
+        self.dynamics.callback_accept_step(t0, y0, dt)
+
+    def callback_reject_step(self, t0, y0, dt):
+        self.dynamics.callback_reject_step(t0, y0, dt)
 
 
 class ResNetStack(nn.Module):
@@ -387,6 +442,14 @@ class Classifier(nn.Module):
         if trajectory_points is not None:
             return h
         return self.head(h)
+
+    def remedied(self, x: torch.Tensor, t_end: float = 1.0, field=None):
+        """Logits of a training step under a stiffness remedy, with RNODE's integrals: ``(logits, E, F)`` (see
+        :meth:`ODEBlock.remedied`)."""
+        if self.cfg.model != "ode":
+            raise ValueError("RNODE and STEER act on a flow: this model has none")
+        yT, E, F = self.core.remedied(self.lift(x), t_end, field)
+        return self.head(yT), E, F
 
     def head(self, h: torch.Tensor) -> torch.Tensor:
         """The classifier on the flow's output ``y(T)``."""

@@ -22,6 +22,7 @@ from ..config import ModelConfig, Protocol
 from .instrument import activation_bytes
 from .loss import member_losses
 from .models import Classifier
+from .rnode import RegularisedMLP
 
 CURVES = ("loss", "train_acc", "nfe_forward", "nfe_backward", "accepted_steps", "rejected_steps")
 
@@ -111,8 +112,40 @@ class History:
         return sum(1 for t in self.test_epochs if t < e or (t == e and member not in self.no_eval_at_stop))
 
 
-def _run_epoch(model: Classifier, opt, d: Data, P: Protocol) -> tuple[list[float], list[float]]:
-    """One epoch of mini-batches; returns each member's mean loss and training accuracy."""
+class Remedies:
+    """A remedied protocol's draws for each mini-batch: STEER's end time (the member's own stream: a STEER run
+    trains one seed) and RNODE's field with each member's Hutchinson probe (its own generator), so a member's
+    draws depend on its seed alone."""
+
+    def __init__(self, seeds: Sequence[int], P: Protocol, dim: int):
+        self.P, self.dim = P, dim
+        self.steer = data.rng(seeds[0], data.STREAM_STEER) if P.steer else None
+        self.gens = [torch.Generator().manual_seed(int(data.rng(s, data.STREAM_PROBE).integers(2**62)))
+                     for s in seeds] if P.jacobian else None
+
+    def end_time(self) -> float:
+        return 1.0 if self.steer is None else float(1.0 + self.P.steer * (2.0 * self.steer.random() - 1.0))
+
+    def field(self, batch: int, like: torch.Tensor):
+        if not self.P.regularised:
+            return None
+        probe = None
+        if self.gens is not None:
+            probe = torch.stack([torch.randn(self.dim, batch, generator=g) for g in self.gens]).to(like)
+        return RegularisedMLP(self.dim, probe, jacobian=self.P.jacobian > 0)
+
+    def logits(self, model: Classifier, xb: torch.Tensor):
+        """The logits and the objective's penalty per member (``(S,)``, zero without RNODE)."""
+        logits, E, F = model.remedied(xb, self.end_time(), self.field(xb.shape[1], xb))
+        if E is None:
+            return logits, 0.0
+        return logits, self.P.kinetic * E.mean(1) + self.P.jacobian * F.mean(1)
+
+
+def _run_epoch(model: Classifier, opt, d: Data, P: Protocol, remedies: Remedies | None = None
+               ) -> tuple[list[float], list[float]]:
+    """One epoch of mini-batches; returns each member's mean loss (the cross-entropy: the remedies' penalties are in
+    the objective, not in it) and training accuracy."""
     S = len(d.shufflers)
     device = d.xtr.device
     member = torch.arange(S, device=device).unsqueeze(1)
@@ -124,11 +157,14 @@ def _run_epoch(model: Classifier, opt, d: Data, P: Protocol) -> tuple[list[float
         idx = perm[:, b * P.batch_size : (b + 1) * P.batch_size]
         xb, yb = d.xtr[member, idx], d.ytr[member, idx]
         counter.phase = "forward"
-        logits = model(xb)
+        if remedies is None:
+            logits, penalty = model(xb), 0.0
+        else:
+            logits, penalty = remedies.logits(model, xb)
         per_member = member_losses(logits, yb)
         opt.zero_grad(set_to_none=True)
         counter.phase = "backward"
-        per_member.sum().backward()
+        (per_member + penalty).sum().backward()
         counter.phase = "forward"
         opt.step()
         with torch.no_grad():
@@ -141,13 +177,13 @@ def _delta(after: dict, before: dict, key: str) -> list[int]:
     return [a - b for a, b in zip(after[key], before[key])]
 
 
-def _train_epochs(h: History, opt, sched, d: Data, P: Protocol, progress) -> None:
+def _train_epochs(h: History, opt, sched, d: Data, P: Protocol, progress, remedies: Remedies | None = None) -> None:
     """The epoch loop; stops when every member has diverged.  The NFE and step curves are per member
     (equal for every member unless their solves have per-member step control)."""
     counter, S = h.model.counter, len(h.seeds)
     for epoch in range(1, P.epochs + 1):
         before = counter.snapshot(S)
-        losses, accs = _run_epoch(h.model, opt, d, P)
+        losses, accs = _run_epoch(h.model, opt, d, P, remedies)
         sched.step()
         h.epochs_done = epoch
         h.snapshot(epoch)
@@ -229,16 +265,24 @@ def fit(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], device
         raise ValueError(f"seeds must be distinct, got {seeds}")
     if len(seeds) > 1 and not model_cfg.batches_seeds:
         raise ValueError(f"{model_cfg.backend} has one step-size controller per solve: train its seeds one at a time")
+    if protocol.remedied and model_cfg.model != "ode":
+        raise ValueError(f"RNODE and STEER act on a flow: the {model_cfg.model} model has none")
+    if len(seeds) > 1 and protocol.steer:
+        raise ValueError("STEER draws each seed's own end times: train its seeds one at a time")
     d = Data.of(seeds, protocol, device)
     model = Classifier(model_cfg, seeds).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=protocol.lr, fused=True)  # one kernel for all parameters
+    if protocol.weight_decay:  # decoupled weight decay
+        opt = torch.optim.AdamW(model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay, fused=True)
+    else:
+        opt = torch.optim.Adam(model.parameters(), lr=protocol.lr, fused=True)  # one kernel for all parameters
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=protocol.epochs)
     model.counter.reset()
     h = History(model, seeds, snapshot_epochs=frozenset(snapshots))
     h.snapshot(0)
     t_start = time.perf_counter()
     try:
-        _train_epochs(h, opt, sched, d, protocol, progress)
+        _train_epochs(h, opt, sched, d, protocol, progress,
+                      Remedies(seeds, protocol, model_cfg.lift_dim) if protocol.remedied else None)
     except Diverged:
         pass
     except AssertionError as exc:

@@ -23,7 +23,7 @@ import numpy as np
 
 from . import Metric, Reference
 from .. import records
-from ..config import METHODS, ModelConfig, Protocol, run_config as _spiral_run_config, solver_label
+from ..config import METHODS, REMEDIES, ModelConfig, Protocol, run_config as _spiral_run_config, solver_label  # noqa: F401
 from ..provenance import environment
 
 NAME = "spiral"
@@ -69,6 +69,7 @@ def cost(config: dict, members: int) -> float:
     adaptive = method is not None and method.adaptive and config.get("model", "ode") == "ode"
     per_pass = ADAPTIVE_NFE_PER_SOLVE if adaptive else config.get("steps", 20) * (method.stages if method else 1)
     factor = 2.0 if config.get("backend") in ("torchdiffeq-adjoint", "hand-adjoint", "hand-checkpoint") else 1.0  # a second solve
+    factor *= 2.5 if proto.jacobian else 1.0  # RNODE's Hutchinson tangent, forward and backward
     return proto.epochs * proto.batches * per_pass * factor * (members if members == 1 else 0.6 * members)
 
 
