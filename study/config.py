@@ -61,7 +61,7 @@ def engine_label(name: str) -> str:
 MODELS = ("ode", "resnet", "none")
 HEADS = ("mlp", "linear")
 # Model options added after the first records: stored in a config only when they differ from these.
-LATER_DEFAULTS = {"head": "mlp"}
+LATER_DEFAULTS = {"head": "mlp", "in_dim": 2, "classes": 2}
 
 BACKENDS = ("hand", "torchdiffeq", "torchdiffeq-adjoint", "hand-adjoint", "hand-checkpoint")
 HAND_BACKENDS = ("hand", "hand-adjoint", "hand-checkpoint")  # the hand engine: direct, continuous adjoint, checkpointed
@@ -102,7 +102,9 @@ class ModelConfig:
     time_input: bool = True
     zero_init: bool = True
     max_num_steps: int = 1000  # cap of adaptive steps per solve
-    head: str = "mlp"  # "mlp": Linear(d, 64) - ReLU - Linear(64, 2); "linear": Linear(d, 2)
+    head: str = "mlp"  # "mlp": Linear(d, 64) - ReLU - Linear(64, classes); "linear": Linear(d, classes)
+    in_dim: int = 2  # input features (the spiral's points: 2)
+    classes: int = 2
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -121,8 +123,12 @@ class ModelConfig:
             bad(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if not isinstance(self.steps, int) or self.steps < 1:
             bad(f"steps must be a positive integer, got {self.steps!r}")
-        if self.lift_dim < 1 or self.hidden < 1 or self.head_hidden < 1:
-            bad("lift_dim, hidden and head_hidden must be positive")
+        for name in ("lift_dim", "hidden", "head_hidden", "in_dim"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                bad(f"{name} must be a positive integer, got {v!r}")
+        if isinstance(self.classes, bool) or not isinstance(self.classes, int) or self.classes < 2:
+            bad(f"classes must be an integer of at least 2, got {self.classes!r}")
         if self.model != "ode":
             return
         method = METHODS.get(self.method)
@@ -177,8 +183,9 @@ class ModelConfig:
         time_column = H if self.time_input and not resnet else 0  # ResNet blocks have no time input
         dynamics = (d * H + H + time_column) + (H * H + H) + (H * d + d)
         core = {"ode": 1, "resnet": self.steps, "none": 0}[self.model] * dynamics
-        head = (d * h + h) + (h * 2 + 2) if self.head == "mlp" else d * 2 + 2
-        return (2 * d + d) + core + head
+        k = self.classes
+        head = (d * h + h) + (h * k + k) if self.head == "mlp" else d * k + k
+        return (self.in_dim * d + d) + core + head
 
 
 @dataclass

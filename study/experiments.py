@@ -131,6 +131,13 @@ TASK_SPEC: dict[str, dict[str, dict]] = {
                     "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 256,
                            "steps": [2, 4, 8, 16, 32, 64, 128], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
                            "repeats": 5}},
+        "digits": {"seeds": 5, "protocol": {},
+                   # the MLP control: no flow, a ReLU head as wide as gives the ODE-Net's parameter count
+                   # (study.tasks.digits.matched_head_hidden, checked by a test)
+                   "controls": [["no-flow", {"head": "mlp", "head_hidden": 203}]],
+                   "wp": {"train_variant": "euler", "fields": ["trained"], "batch": 128,
+                          "steps": [5, 10, 20, 40, 80, 160, 320], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
+                          "repeats": 5}},
     },
     "quick": {
         "spiral": {"transfer_variants": ["euler"], "transfer_seeds": 1,
@@ -146,6 +153,10 @@ TASK_SPEC: dict[str, dict[str, dict]] = {
                     "remedies": {"variants": ["hand-dopri5"], "seeds": 1, "arms": REMEDY_ARMS},
                     "wp": {"train_variant": "rk4", "fields": ["initial", "trained"], "batch": 16, "steps": [2, 8],
                            "tolerances": [1e-3, 1e-5], "repeats": 1, "reference_steps": 128}},
+        "digits": {"seeds": 1, "protocol": {"epochs": 2, "eval_every": 1},
+                   "controls": [["no-flow", {"head": "mlp", "head_hidden": 203}]],
+                   "wp": {"train_variant": "euler", "fields": ["trained"], "batch": 16, "steps": [5, 20],
+                          "tolerances": [1e-3, 1e-5], "repeats": 1, "reference_steps": 128}},
     },
 }
 TRANSFER_TOLERANCES = [1e-3, 1e-6]  # dopri5 at the training tolerance and tighter; then the float64 reference
@@ -380,11 +391,13 @@ def task_of(experiment: str) -> str:
 
 def _task_train_jobs(task: str, spec: dict, variant_names, seeds: int, extra: dict,
                      protocol: dict | None = None) -> list[Job]:
+    """Training jobs of ``task``: each of ``variant_names`` (a name, or a ``[name, model overrides]`` pair)."""
     module = tasks.get(task)
     proto = module.Protocol(**{**spec.get("protocol", {}), **(protocol or {})})
     jobs = []
     for v in variant_names:
-        cfg = module.model_config(v)
+        v, overrides = (v, None) if isinstance(v, str) else v
+        cfg = module.model_config(v, overrides)
         base = module.run_config(v, cfg, proto, 0, "cpu", extra)
         base.pop("seed")
         seed_list = list(range(spec.get("seed_overrides", {}).get(v, seeds)))
@@ -434,6 +447,8 @@ def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]
         ex[tasks.experiment(task, "work-precision")] = [_workprecision_job(task, t, protocol)]
         if "remedies" in t:
             ex[tasks.experiment(task, "remedies")] = _remedy_jobs(task, t, extra)
+        if "controls" in t:
+            ex[tasks.experiment(task, "controls")] = _task_train_jobs(task, t, t["controls"], t["seeds"], {})
     return ex
 
 

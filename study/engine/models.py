@@ -381,8 +381,9 @@ class NoFlow(nn.Module):
 
 
 class Classifier(nn.Module):
-    """Lift Linear(2, d) -> core (ODE block, ResNet stack, or none) -> head: Linear(d, 64) - ReLU -
-    Linear(64, 2), or with ``head="linear"`` Linear(d, 2) alone (then the flow must separate the classes)."""
+    """Lift Linear(in_dim, d) -> core (ODE block, ResNet stack, or none) -> head: Linear(d, 64) - ReLU -
+    Linear(64, classes), or with ``head="linear"`` Linear(d, classes) alone (then the flow must separate the
+    classes); the spiral's ``in_dim`` and ``classes`` are 2."""
 
     def __init__(self, cfg: ModelConfig, seeds: Sequence[int]):
         super().__init__()
@@ -390,13 +391,13 @@ class Classifier(nn.Module):
         self.cfg = cfg
         self.seeds = list(seeds)
         m = len(self.seeds)
-        self.lift = ELinear(m, 2, cfg.lift_dim)
+        self.lift = ELinear(m, cfg.in_dim, cfg.lift_dim)
         self.core = {"ode": ODEBlock, "resnet": ResNetStack}[cfg.model](cfg, m) if cfg.model != "none" else NoFlow()
         if cfg.head == "mlp":
             self.head1 = ELinear(m, cfg.lift_dim, cfg.head_hidden)
-            self.head2 = ELinear(m, cfg.head_hidden, 2)
+            self.head2 = ELinear(m, cfg.head_hidden, cfg.classes)
         else:
-            self.head1 = ELinear(m, cfg.lift_dim, 2)
+            self.head1 = ELinear(m, cfg.lift_dim, cfg.classes)
             self.head2 = None
         self.reset_parameters()
 

@@ -251,11 +251,13 @@ def _member_activation_bytes(h: History, s: int, d: Data, P: Protocol) -> int | 
 
 
 def fit(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], device: str = "cpu",
-        progress: Callable[[int, float], None] | None = None, snapshots: Sequence[int] = ()) -> History:
+        progress: Callable[[int, float], None] | None = None, snapshots: Sequence[int] = (),
+        data_: Data | None = None) -> History:
     """Train one model per seed (as one ensemble) and say what happened.
 
     ``progress(epoch, mean_loss)`` is called after every epoch; the weights after each epoch in
-    ``snapshots`` (0: the initial weights) are kept in ``History.snapshots``.  Exceptions
+    ``snapshots`` (0: the initial weights) are kept in ``History.snapshots``.  ``data_``: every member's data
+    (default: the spiral's, :meth:`Data.of`; another classification task brings its own).  Exceptions
     other than divergence propagate (the executor stores them as ``error``).
     """
     model_cfg.validate()
@@ -269,7 +271,7 @@ def fit(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], device
         raise ValueError(f"RNODE and STEER act on a flow: the {model_cfg.model} model has none")
     if len(seeds) > 1 and protocol.steer:
         raise ValueError("STEER draws each seed's own end times: train its seeds one at a time")
-    d = Data.of(seeds, protocol, device)
+    d = Data.of(seeds, protocol, device) if data_ is None else data_
     model = Classifier(model_cfg, seeds).to(device)
     if protocol.weight_decay:  # decoupled weight decay
         opt = torch.optim.AdamW(model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay, fused=True)

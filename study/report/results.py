@@ -173,10 +173,14 @@ class View:
         return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
     def task_curves(self, experiment: str) -> pd.DataFrame:
-        """The training curves of a task trained by iterations: one row per (run, curve point)."""
+        """The training curves of a task: one row per (run, curve point), at the ``iteration`` it was taken (a task
+        trained by epochs, the spiral, has its curves per epoch: its iteration is the epoch times its batches)."""
         frames = []
         for h, r in self._select(experiment, "train"):
             c = r.get("curves") or {}
+            if not c.get("iteration") and c.get("epoch"):
+                batches = -(-r["config"]["n_train"] // r["config"]["batch_size"])
+                c = {**c, "iteration": [e * batches for e in c["epoch"]]}
             if not c.get("iteration"):
                 continue
             df = pd.DataFrame({k: v for k, v in c.items() if isinstance(v, list) and len(v) == len(c["iteration"])})

@@ -28,7 +28,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-TASKS = ("spiral", "dynamics", "density")
+TASKS = ("spiral", "dynamics", "density", "digits")
 DEFAULT = "spiral"  # configs made before there were tasks name none: they are the spiral's, version 1
 
 

@@ -73,8 +73,9 @@ def cost(config: dict, members: int) -> float:
     return proto.epochs * proto.batches * per_pass * factor * (members if members == 1 else 0.6 * members)
 
 
-def _record(h: History, s: int, model_cfg: ModelConfig, P: Protocol, device: str, extra: dict | None, env: dict) -> dict:
-    """Member ``s``'s record; a diverged member's record ends where it stopped, as if it had trained alone."""
+def _record(h: History, s: int, config: dict, env: dict) -> dict:
+    """Member ``s``'s record (its run's ``config``); a diverged member's record ends where it stopped, as if it had
+    trained alone."""
     nan = float("nan")
     S, c, e = len(h.seeds), h.curves, h.last_epoch(s)
     n_test = h.test_evaluations(s)
@@ -107,19 +108,22 @@ def _record(h: History, s: int, model_cfg: ModelConfig, P: Protocol, device: str
         "test_epoch": h.test_epochs[:n_test],
         "test_acc": [row[s] for row in h.test_curve[:n_test]],
     }
-    config = _spiral_run_config(model_cfg, P, h.seeds[s], device, extra)
     return records.make(config, metrics, env, "diverged" if diverged else "ok", h.diverged.get(s),
                         timing=timing, curves=curves)
 
 
 def train_models(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], device: str = "cpu",
-                 progress: Callable[[int, float], None] | None = None, extra_config: dict | None = None):
-    """Train one model per seed (as one ensemble): ``(records, trained ensemble)``."""
+                 progress: Callable[[int, float], None] | None = None, extra_config: dict | None = None,
+                 data_=None, config_of: Callable[[int], dict] | None = None):
+    """Train one model per seed (as one ensemble): ``(records, trained ensemble)``.  A classification task other
+    than the spiral passes its data (:class:`study.engine.train.Data`) and its configs (``config_of(seed)``)."""
     from ..engine.train import fit
 
-    h = fit(model_cfg, protocol, seeds, device, progress)
+    h = fit(model_cfg, protocol, seeds, device, progress, data_=data_)
     env = environment(device)
-    return [_record(h, s, model_cfg, protocol, device, extra_config, env) for s in range(len(h.seeds))], h.model
+    if config_of is None:
+        config_of = lambda seed: _spiral_run_config(model_cfg, protocol, seed, device, extra_config)  # noqa: E731
+    return [_record(h, s, config_of(h.seeds[s]), env) for s in range(len(h.seeds))], h.model
 
 
 PROBED = ("input", "y0", "yT")  # the representations the probe reads: x, y(0), y(T)
@@ -194,7 +198,8 @@ def summary(record: dict) -> list[str]:
             f"wall {m['wall_time_s']:.1f} s   activations {m['activation_bytes'] or 0:,} B"]
 
 
-def transfer_rows(model, seeds: Sequence[int], P: Protocol, solvers: list[dict], device: str = "cpu") -> list[list]:
+def transfer_rows(model, seeds: Sequence[int], P: Protocol, solvers: list[dict], device: str = "cpu",
+                  data_=None) -> list[list]:
     """Each member's held-out accuracy when its trained weights are solved by each of ``solvers`` (the hand
     engine; ``{"method", "steps"}`` or ``{"method", "tol"}``, ``"dtype": "float64"`` for a float64 solve),
     and the evaluations it took: ``[[{solver, test_acc, nfe}, ...] per member]``.  Models without a flow
@@ -206,7 +211,7 @@ def transfer_rows(model, seeds: Sequence[int], P: Protocol, solvers: list[dict],
 
     if model.cfg.model != "ode":
         return [[] for _ in seeds]
-    d = Data.of(seeds, P, device)
+    d = Data.of(seeds, P, device) if data_ is None else data_
     rows: list[list] = [[] for _ in seeds]
     for solver in solvers:
         over = {"backend": "hand", "method": solver["method"]}
