@@ -381,29 +381,38 @@ def status(profile, runs_dir, cost):
     for path, problem in view.problems:
         _echo_err(f"corrupt: {path}: {problem}")
     if cost:
-        _echo_costs(view.costs())
+        _echo_costs(view.costs(), view.costs(shared="first"))
         other = sorted(view.job_seconds(exclude="train").items(), key=lambda kv: -kv[1])
         if other:
             click.echo("runs that do not train (job seconds summed over the run-all log, reruns included): "
                        + ", ".join(f"{kind} {sec:.0f}" for kind, sec in other) + " worker-seconds")
 
 
-def _echo_costs(df) -> None:
-    """The training cost table: per experiment its variants, then the store's total (each run once)."""
+def _echo_costs(df, first) -> None:
+    """The training cost table: per experiment its variants and total; then per task (each run once, in the first
+    experiment that has it)."""
+    from .experiments import task_of
+
     click.echo("\ntraining cost, from the records (worker-seconds as measured; a batched job's time shared among its"
                " seeds)")
     if df.empty:
         click.echo("no training runs in the store")
         return
-    click.echo(f"{'experiment':<14}{'variant':<26}{'runs':>5}{'batched':>8}{'diverged':>9}{'per run s':>10}"
+    w = max(14, 2 + max(len(n) for n in df.experiment))
+    click.echo(f"{'experiment':<{w}}{'variant':<26}{'runs':>5}{'batched':>8}{'diverged':>9}{'per run s':>10}"
                f"{'worker-s':>10}")
     for name, part in df.groupby("experiment", sort=False):
         for r in part.itertuples(index=False):
-            click.echo(f"{name:<14}{str(r.variant):<26}{r.runs:>5}{r.members:>8}{r.diverged:>9}{r.per_run:>10.0f}"
+            click.echo(f"{name:<{w}}{str(r.variant):<26}{r.runs:>5}{r.members:>8}{r.diverged:>9}{r.per_run:>10.0f}"
                        f"{r.worker_seconds:>10.0f}")
         total = part.worker_seconds.sum()
-        click.echo(f"{name:<14}{'(all variants)':<26}{part.runs.sum():>5}{'':>8}{part.diverged.sum():>9}{'':>10}"
+        click.echo(f"{name:<{w}}{'(all variants)':<26}{part.runs.sum():>5}{'':>8}{part.diverged.sum():>9}{'':>10}"
                    f"{total:>10.0f}  = {total / 60:.0f} worker-minutes")
+    per_task = first[first.experiment != "all"].assign(task=lambda d: d.experiment.map(task_of))
+    click.echo("\ntraining cost per task (each run once): worker-minutes, and hours of wall time on 2 workers")
+    for task, part in per_task.groupby("task", sort=False):
+        minutes = part.worker_seconds.sum() / 60
+        click.echo(f"  {task:<12}{part.runs.sum():>6} runs {minutes:>8.0f} worker-minutes {minutes / 120:>6.1f} h")
 
 
 def _report_setup(profile, runs_dir, outs):

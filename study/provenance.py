@@ -47,6 +47,7 @@ def environment(device: str) -> dict:
         "torch": torch.__version__,
         "torchdiffeq": tdq,
         "numpy": numpy.__version__,
+        "host": platform.node(),  # where its timings come from (a cluster's worker names itself)
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),

@@ -222,30 +222,19 @@ def workprecision_models(config: dict) -> dict:
 def problem(model, config: dict):
     """The flow of ``model`` (float64) from the lifted first ``batch`` held-out images over [0, 1]; the loss is the
     head's cross-entropy on their labels."""
-    import torch
+    from .spiral import flow_problem
 
-    from ..engine.field import MLP
-    from ..runners.workprecision import Problem
-
-    m = model.double()
     P = Protocol.from_dict(config["protocol"])
     _, _, xte, yte = split(P.test_fraction, P.split_seed)
-    x = torch.as_tensor(xte[: config["batch"]], dtype=torch.float64).unsqueeze(0)
-    y = torch.as_tensor(yte[: config["batch"]])
-    with torch.no_grad():
-        y0 = m.lift(x).transpose(1, 2).contiguous()
-    f = m.core.func
-    raw = tuple(None if p is None else p.detach() for p in (f.l1.weight, f.l1.bias, f.w_t, f.l2.weight, f.l2.bias,
-                                                             f.l3.weight, f.l3.bias))
-    head = lambda y1: torch.nn.functional.cross_entropy(m.head(y1.transpose(1, 2))[0], y)  # noqa: E731
-    return Problem(MLP, raw, y0, 0.0, 1.0, head)
+    return flow_problem(model.double(), xte[: config["batch"]], yte[: config["batch"]])
 
 
 def _schema():
     from .. import records
 
-    return ({**records.SCHEMA["train"], "config.task": "str", "config.task_version": "int",
-             "metrics.logistic_regression": "float"}, records.SAME_LENGTH.get("train", []))
+    schema = {k: v for k, v in records.SCHEMA["train"].items() if k != "config.sigma"}  # no noise here
+    return ({**schema, "config.task": "str", "config.task_version": "int", "config.test_fraction": "float",
+             "config.split_seed": "int", "metrics.logistic_regression": "float"}, records.SAME_LENGTH.get("train", []))
 
 
 SCHEMA, SAME_LENGTH = _schema()

@@ -259,17 +259,24 @@ def workprecision_models(config: dict) -> dict:
 def problem(model, config: dict):
     """The flow of ``model`` (member 0, in float64) from the lifted first ``batch`` held-out points over [0, 1]; the
     loss is the head's cross-entropy on their labels."""
-    import torch
-
     from .. import data
-    from ..engine.field import MLP
-    from ..runners.workprecision import Problem
 
     m = model.member(0).double() if model.members > 1 else model.double()
     P = Protocol.from_dict(config["protocol"])
     sp = data.make_split(config["seed"], P.n_train, P.n_test, P.sigma)
-    x = torch.as_tensor(sp.x_test[: config["batch"]], dtype=torch.float64).unsqueeze(0)
-    y = torch.as_tensor(sp.y_test[: config["batch"]])
+    return flow_problem(m, sp.x_test[: config["batch"]], sp.y_test[: config["batch"]])
+
+
+def flow_problem(m, x, y):
+    """The work-precision problem of a one-member float64 classifier ``m`` on points ``x`` with labels ``y``: its
+    flow over [0, 1] from their lifted states; the loss is the head's cross-entropy."""
+    import torch
+
+    from ..engine.field import MLP
+    from ..runners.workprecision import Problem
+
+    x = torch.as_tensor(x, dtype=torch.float64).unsqueeze(0)
+    y = torch.as_tensor(y)
     with torch.no_grad():
         y0 = m.lift(x).transpose(1, 2).contiguous()
     f = m.core.func

@@ -25,6 +25,7 @@ from .main_results import isolated_step_seconds, main_numbers
 from .numbers_tex import numbers_tex
 from .sweeps import ablation_numbers, sweep_numbers
 from .density import density_numbers
+from .digits import CONTROLS as DIGITS_CONTROLS, MAIN as DIGITS_MAIN, digits_numbers
 from .remedies import EXPERIMENTS as REMEDY_EXPERIMENTS, remedies_numbers
 from .dynamics import dynamics_numbers
 from .kinds import TRANSFER, WORK_PRECISION, transfer_numbers, workprecision_numbers
@@ -46,6 +47,7 @@ TABLES = {  # file -> (builder, the experiments it reads); each builder adds its
     "adjoint": (adjoint_numbers, ("adjoint",)),
     "dynamics": (dynamics_numbers, ("dynamics/main",)),
     "density": (density_numbers, ("density/main",)),
+    "digits": (digits_numbers, (DIGITS_MAIN, DIGITS_CONTROLS)),
     "remedies": (remedies_numbers, REMEDY_EXPERIMENTS),
     "transfer": (transfer_numbers, tuple(TRANSFER.values())),
 }
