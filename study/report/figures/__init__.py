@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import style
 from ..results import Outcome, View, attempt
-from . import accuracy, controls, cost, density, dynamics, flows, gradients, kinds, remedies
+from . import accuracy, controls, cost, density, digits, dynamics, flows, gradients, kinds, remedies
 from .accuracy import CURVE_VARIANTS, fig_ablations, fig_curves, fig_data, fig_frontier, fig_main
 from .controls import CONTROL_LABELS, fig_controls, fig_learning_rate
 from .cost import MERGE_RTOL, fig_convergence, fig_dopri5_nfe, fig_memory, fig_step_time
@@ -29,7 +29,7 @@ __all__ = ["FAMILIES", "FIGURES", "draw_all", "CURVE_VARIANTS", "CONTROL_LABELS"
            "fig_data", "fig_dopri5_nfe", "fig_frontier", "fig_gradients", "fig_learning_rate", "fig_main",
            "fig_memory", "fig_regions", "fig_step_time", "fig_trajectories"]
 
-FAMILIES = (accuracy, cost, flows, gradients, controls, dynamics, density, kinds, remedies)
+FAMILIES = (accuracy, cost, flows, gradients, controls, dynamics, density, digits, kinds, remedies)
 
 
 def _collect(families) -> dict:
