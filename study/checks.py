@@ -171,7 +171,7 @@ def experiments(profile: str, names: str | None, tasks: list[str] | None = None)
         return None if tasks is None else known
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     if not chosen:
-        raise UserError(f"--experiments names no experiment; choose from: {', '.join(known)}")
+        raise UserError(f"--experiments names no experiment; choose from: {_listing(known)}")
     out, bad = [], []
     for n in chosen:
         if tasks is None:
@@ -184,8 +184,21 @@ def experiments(profile: str, names: str | None, tasks: list[str] | None = None)
             bad.append(n)
     if bad:
         raise UserError(f"unknown experiment(s) {', '.join(shown(b) for b in bad)}"
-                        + (f" for task(s) {', '.join(tasks)}" if tasks else "") + f"; choose from: {', '.join(known)}")
+                        + (f" for task(s) {', '.join(tasks)}" if tasks else "") + f"; choose from: {_listing(known)}")
     return list(dict.fromkeys(out))
+
+
+def _listing(names: list[str]) -> str:
+    """Experiment names, those of a task other than the first as ``task/{a,b}``: one line however many tasks."""
+    from .experiments import task_of
+    from .tasks import DEFAULT
+
+    plain = [n for n in names if task_of(n) == DEFAULT]
+    groups: dict[str, list[str]] = {}
+    for n in names:
+        if task_of(n) != DEFAULT:
+            groups.setdefault(task_of(n), []).append(n.split("/", 1)[1])
+    return ", ".join(plain + [f"{t}/{{{','.join(kinds)}}}" for t, kinds in groups.items()])
 
 
 def scheduler(address: str | None) -> str | None:
@@ -245,3 +258,31 @@ def options_apply(task, given: dict) -> None:
     bad = [k for k in given if k not in task.OPTIONS]
     if bad:
         raise UserError(f"{', '.join(bad)} does not apply to task {task.NAME}; its options: {', '.join(task.OPTIONS)}")
+
+
+REMEDY_MAX = {"kinetic": 100.0, "jacobian": 100.0, "weight_decay": 10.0}  # beyond these a penalty is the objective
+REMEDY_OPTIONS = {"kinetic": "--kinetic", "jacobian": "--jacobian", "steer": "--steer", "weight_decay": "--weight-decay"}
+ON_A_FLOW = ("kinetic", "jacobian", "steer")  # act on the flow's solve: a model without one has nothing to act on
+
+
+def remedies(task, variant, given: dict) -> dict:
+    """The stiffness remedies' options that were given (``{field: value}``), checked: finite, in range, applying to
+    ``task`` (its ``REMEDIES``) and to ``variant`` (RNODE and STEER need a flow)."""
+    out = {}
+    for field, value in given.items():
+        if value is None:
+            continue
+        option = REMEDY_OPTIONS[field]
+        if field not in getattr(task, "REMEDIES", ()):
+            why = " (its loss compares states at fixed times)" if field == "steer" else ""
+            raise UserError(f"{option} does not apply to task {task.NAME}{why}")
+        hi = REMEDY_MAX.get(field)
+        if hi is None:
+            if not (math.isfinite(value) and 0 <= value < 1):
+                raise UserError(f"{option} must be a number from 0 to below 1 (the end time's spread), got {value}")
+        elif not (math.isfinite(value) and 0 <= value <= hi):
+            raise UserError(f"{option} must be a number from 0 to {hi:g}, got {value}")
+        if field in ON_A_FLOW and variant.model_config.model != "ode":
+            raise UserError(f"{option} acts on a flow's solve: {variant.name} has none")
+        out[field] = float(value)
+    return out

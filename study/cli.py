@@ -142,10 +142,19 @@ def tasks_cmd():
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads, at most the machine's cores (one is fastest here).")
 @click.option("--lr", type=float, default=None, help="Learning rate (default: the task's protocol's).")
+@click.option("--kinetic", type=float, default=None, help="RNODE: weight of the kinetic energy int |f|^2 dt, 0 to "
+              f"{checks.REMEDY_MAX['kinetic']:g} (flows only).")
+@click.option("--jacobian", type=float, default=None, help="RNODE: weight of int |df/dy|_F^2 dt, 0 to "
+              f"{checks.REMEDY_MAX['jacobian']:g} (flows only).")
+@click.option("--steer", type=float, default=None, help="STEER: each batch's end time ~ U(T - b, T + b), b from 0 to below T "
+              "(flows only; not on dynamics).")
+@click.option("--weight-decay", type=float, default=None, help="Decoupled weight decay (AdamW), 0 to "
+              f"{checks.REMEDY_MAX['weight_decay']:g}.")
 @click.option("--batch-with", default=None, metavar="SEEDS",
               help="Comma-separated seeds (including --seed) to train as one batched model, as run-all does: "
                    "reproduces a record whose timing.ensemble_seeds lists them.")
-def run(variant, task_name, seed, epochs, iterations, noise, density, steps, runs_dir, device, threads, lr, batch_with):
+def run(variant, task_name, seed, epochs, iterations, noise, density, steps, runs_dir, device, threads, lr, kinetic,
+        jacobian, steer, weight_decay, batch_with):
     """Train one run of VARIANT on a task.
 
     The record goes to RUNS_DIR/single/, apart from the experiments' records.
@@ -175,17 +184,23 @@ def run(variant, task_name, seed, epochs, iterations, noise, density, steps, run
     checks.density(density)
     given = {"--epochs": epochs, "--iterations": iterations, "--noise": noise, "--lr": lr, "--density": density}
     checks.options_apply(task, {k: v for k, v in given.items() if v is not None})
+    remedies = checks.remedies(task, VARIANTS[variant], {"kinetic": kinetic, "jacobian": jacobian, "steer": steer,
+                                                         "weight_decay": weight_decay})
     checks.threads(threads)
     checks.output_dir("--runs-dir", runs_dir)
     device = checks.device(device)
     cfg = task.model_config(variant)
+    if steps is not None and cfg.model == "none":
+        raise UserError(f"--steps does not apply to {variant}: it has no flow to step")
     if steps is not None and cfg.adaptive:
         raise UserError(f"--steps does not apply to {variant}: its steps are chosen by its tolerance "
                         f"(rtol = atol = {cfg.rtol:g})")
     cfg = task.model_config(variant, {"steps": steps} if steps else {})
     if len(seeds) > 1 and not cfg.batches_seeds:
         raise UserError(f"{variant} has one step-size controller per solve: its seeds train one at a time (no --batch-with)")
-    proto = task.Protocol(**{task.OPTIONS[k]: v for k, v in given.items() if v is not None})
+    proto = task.Protocol(**{task.OPTIONS[k]: v for k, v in given.items() if v is not None}, **remedies)
+    if remedies.get("steer") and len(seeds) > 1:
+        raise UserError("--steer draws each seed's own end times: its seeds train one at a time (no --batch-with)")
     try:
         proto.validate()
     except ValueError as exc:

@@ -69,6 +69,62 @@ BAD = [  # (arguments; FILE, STORE and EMPTY are paths in the test's directory),
     (["paper", "--paper-dir", "EMPTY"], "main.tex does not exist"),
     (["frobnicate"], "No such command"),
 ]
+NEW_TASKS = [  # the tasks beyond the spiral: names, options that do not apply, sizes, non-finite numbers, remedies
+    (["run", "euler", "--task", "nope"], "unknown task 'nope'; choose one of: spiral, dynamics, density, digits"),
+    (["run", "euler", "--task", ""], "unknown task ''"),
+    (["run", "euler", "--task", LONG], "unknown task 'xxxxxxxx"),
+    (["run", "resnet", "--task", "dynamics"], "resnet does not apply to task dynamics"),
+    (["run", "resnet", "--task", "density"], "resnet does not apply to task density"),
+    (["run", "no-flow", "--task", "density"], "no-flow does not apply to task density"),
+    (["run", "euler", "--task", "density", "--density", "nope"], "unknown density 'nope'; choose one of: 8gaussians"),
+    (["run", "euler", "--task", "density", "--density", ""], "unknown density ''"),
+    (["run", "euler", "--density", "moons"], "--density does not apply to task spiral"),
+    (["run", "euler", "--task", "dynamics", "--density", "moons"], "--density does not apply to task dynamics"),
+    (["run", "euler", "--task", "digits", "--density", "moons"], "--density does not apply to task digits"),
+    (["run", "euler", "--task", "dynamics", "--epochs", "3"], "--epochs does not apply to task dynamics"),
+    (["run", "euler", "--task", "density", "--epochs", "3"], "--epochs does not apply to task density"),
+    (["run", "euler", "--iterations", "3"], "--iterations does not apply to task spiral"),
+    (["run", "euler", "--task", "digits", "--iterations", "3"], "--iterations does not apply to task digits"),
+    (["run", "euler", "--task", "digits", "--noise", "0.1"], "--noise does not apply to task digits"),
+    (["run", "euler", "--task", "dynamics", "--noise", "nan"], "--noise must be a number from 0 to 1"),
+    (["run", "euler", "--task", "dynamics", "--noise", "inf"], "--noise must be a number from 0 to 1"),
+    (["run", "euler", "--task", "dynamics", "--noise", "-0.1"], "--noise must be a number from 0 to 1"),
+    (["run", "euler", "--task", "dynamics", "--iterations", "0"], "--iterations must be an integer from 1"),
+    (["run", "euler", "--task", "dynamics", "--iterations", "-5"], "--iterations must be an integer from 1"),
+    (["run", "euler", "--task", "density", "--iterations", "10000000"], "--iterations must be an integer from 1 to 100,000"),
+    (["run", "euler", "--task", "density", "--lr", "nan"], "--lr must be a number"),
+    (["run", "euler", "--task", "density", "--lr", "inf"], "--lr must be a number"),
+    (["run", "euler", "--task", "digits", "--lr", "-1"], "--lr must be a number"),
+    (["run", "euler", "--task", "digits", "--epochs", "0"], "--epochs must be an integer from 1"),
+    (["run", "euler", "--task", "digits", "--seed", "-1"], "--seed must be an integer from 0"),
+    (["run", "hand-dopri5", "--task", "density", "--steps", "10"], "--steps does not apply to hand-dopri5"),
+    (["run", "tdq-dopri5", "--task", "digits", "--steps", "10"], "--steps does not apply to tdq-dopri5"),
+    (["run", "hand-dopri5", "--steps", "10"], "--steps does not apply to hand-dopri5"),
+    (["run", "no-flow", "--steps", "10"], "--steps does not apply to no-flow: it has no flow"),
+    (["run", "no-flow", "--task", "digits", "--steps", "5"], "--steps does not apply to no-flow"),
+    (["run", "euler", "--task", "dynamics", "--steps", "0"], "--steps must be an integer from 1"),
+    (["run", "euler", "--kinetic", "-1"], "--kinetic must be a number from 0 to 100"),
+    (["run", "euler", "--jacobian", "nan"], "--jacobian must be a number from 0 to 100"),
+    (["run", "euler", "--task", "density", "--kinetic", "inf"], "--kinetic must be a number from 0 to 100"),
+    (["run", "euler", "--task", "density", "--jacobian", "1e9"], "--jacobian must be a number from 0 to 100"),
+    (["run", "euler", "--task", "dynamics", "--steer", "0.5"], "--steer does not apply to task dynamics"),
+    (["run", "euler", "--steer", "1"], "--steer must be a number from 0 to below 1"),
+    (["run", "euler", "--task", "density", "--steer", "-0.1"], "--steer must be a number from 0 to below 1"),
+    (["run", "euler", "--task", "digits", "--steer", "nan"], "--steer must be a number from 0 to below 1"),
+    (["run", "euler", "--weight-decay", "-0.01"], "--weight-decay must be a number from 0 to 10"),
+    (["run", "euler", "--task", "dynamics", "--weight-decay", "inf"], "--weight-decay must be a number from 0 to 10"),
+    (["run", "no-flow", "--kinetic", "0.1"], "--kinetic acts on a flow's solve: no-flow has none"),
+    (["run", "resnet", "--steer", "0.5"], "--steer acts on a flow's solve: resnet has none"),
+    (["run", "no-flow", "--task", "digits", "--jacobian", "0.1"], "--jacobian acts on a flow's solve"),
+    (["run", "euler", "--steer", "0.5", "--batch-with", "0,1"], "--steer draws each seed's own end times"),
+    (["run", "hand-dopri5", "--task", "density", "--batch-with", "0,x"], "--batch-with must be comma-separated"),
+    (["run", "tdq-dopri5", "--task", "dynamics", "--batch-with", "0,1"], "one step-size controller per solve"),
+    (["run-all", "--tasks", "nope"], "unknown task"),
+    (["run-all", "--tasks", ","], "--tasks names no task"),
+    (["run-all", "--experiments", "digits/nope"], "unknown experiment(s) 'digits/nope'"),
+    (["variants", "--task", "nope"], "unknown task 'nope'"),
+]
+BAD += NEW_TASKS
 
 
 def tree(root):
@@ -85,5 +141,5 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, words, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     assert len(lines) == 1 and lines[0].startswith("study: error:") and words in lines[0], r.stderr[-2000:]
-    assert len(lines[0]) < 400 and "Traceback" not in r.stderr and r.stdout == ""
+    assert len(lines[0]) < 600 and "Traceback" not in r.stderr and r.stdout == ""
     assert tree(tmp_path) == before  # not even an empty directory
