@@ -245,3 +245,72 @@ def test_probe_records_are_mains_own_models(quick_store):
         assert len(b) and (b["test_acc"] == a.loc[b.index]).all() and b["probe.yT_test"].notna().all()
     arm = view.runs("learning-rate")
     assert set(arm[arm["lr"] == 0.01]["hash"]) <= set(main["hash"])
+
+
+NEW_TASKS = ["--tasks", "dynamics,density,digits", "--experiments", "main"]
+
+
+@pytest.fixture(scope="module")
+def new_tasks_reference(tmp_path_factory):
+    """The quick `main` experiments of the tasks beyond the spiral, uninterrupted."""
+    d = tmp_path_factory.mktemp("new_tasks")
+    r = study("run-all", "--profile", "quick", *NEW_TASKS, "--runs-dir", str(d), "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    return d
+
+
+def _started(d, args, **popen) -> subprocess.Popen:
+    """A one-worker quick run-all of ``args`` into ``d``, returned once its first record is written (or 120 s)."""
+    proc = subprocess.Popen([sys.executable, "-m", "study", "run-all", "--profile", "quick", *args, "--runs-dir", str(d),
+                             "--workers", "1"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (d.exists() and list((d / "train").glob("*.json"))):
+        time.sleep(0.05)
+    return proc
+
+
+def _resumes_to_the_reference(d, reference, partial: int) -> None:
+    r = study("run-all", "--profile", "quick", *NEW_TASKS, "--runs-dir", str(d), "--workers", "2")
+    assert r.returncode == 0, r.stderr
+    assert f"{partial} already done" in r.stdout
+    after, ref = records(d), records(reference)
+    assert sorted(after) == sorted(ref)
+    for key in ref:
+        assert comparable(after[key]) == comparable(ref[key]), key
+    assert not list(d.rglob("*.tmp")) and not list(d.rglob("*.lock"))
+
+
+def test_kill_9_during_the_new_tasks_leaves_no_partial_record_and_resumes_identically(tmp_path, new_tasks_reference):
+    d = tmp_path / "runs"
+    proc = _started(d, NEW_TASKS, start_new_session=True)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)  # run-all and its workers at once, mid-run
+    proc.wait()
+    partial = records(d)  # every record there is complete and valid
+    assert 1 <= len(partial) < len(records(new_tasks_reference))
+    _resumes_to_the_reference(d, new_tasks_reference, len(partial))
+
+
+def test_ctrl_c_during_the_new_tasks_stops_cleanly_and_resumes_identically(tmp_path, new_tasks_reference):
+    d = tmp_path / "runs"
+    proc = _started(d, NEW_TASKS, start_new_session=True, text=True)
+    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole process group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted: finished runs are stored" in err and "Traceback" not in err
+    _resumes_to_the_reference(d, new_tasks_reference, len(records(d)))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("task,args", [("density", ["hand-dopri5", "--iterations", "100000"]),
+                                       ("dynamics", ["tdq-dopri5", "--iterations", "100000"])])
+def test_a_single_new_task_run_interrupted_writes_nothing(tmp_path, task, args, sig):
+    proc = subprocess.Popen([sys.executable, "-m", "study", "run", *args, "--task", task, "--runs-dir",
+                             str(tmp_path / "runs")], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    time.sleep(6)  # training, well before its end
+    assert proc.poll() is None
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and err.strip().splitlines() == ["study: error: interrupted"]
+    assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
