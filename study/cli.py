@@ -245,7 +245,9 @@ def _train_one(task, variant, cfg, proto, seeds, seed, device, runs_dir):
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list.")
 @_runs_option
 @click.option("--no-store", is_flag=True, help="Do not write the record.")
-def bench(steps, batch, rounds, device, as_json, runs_dir, no_store):
+@click.option("--task", "task_name", default=None, help="Instead: that task's solves, hand engine against torchdiffeq "
+              "and the kernel floor of its field, per evaluation (--rounds; --batch is the task's own).")
+def bench(steps, batch, rounds, device, as_json, runs_dir, no_store, task_name):
     """Solver cost per step against a bare PyTorch loop.
 
     The record goes to RUNS_DIR/single/, apart from the experiments' records.
@@ -253,6 +255,9 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store):
     import json
 
     from . import store
+
+    if task_name is not None:
+        return _task_bench(checks.task(task_name), steps, rounds, device, as_json, runs_dir, no_store)
 
     checks.int_in("--steps", steps, 1, checks.BENCH_STEPS_MAX)
     checks.int_in("--batch", batch, 1, checks.BATCH_MAX, "the training set")
@@ -285,6 +290,42 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store):
                        f"{r['ratio_to_bare']:>7.2f}  {r['reference']:<16}{r['floor_us']:>9.1f}")
         click.echo(f"matrix multiply (128 x 128 x 128): {rec['metrics']['matmul_gflops_128']:.1f} GFLOP/s; "
                    "floor_us = the step's matmul FLOPs at that rate; -xN rows: per seed, N seeds batched")
+    if not no_store:
+        path = store.write_atomic(store.record_path(runs_dir, store.SINGLE, config), rec)
+        click.echo(f"record: {path}", err=as_json)
+
+
+def _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store):
+    import json
+
+    from . import store
+    from .experiments import taskbench_config
+    from .runners import taskbench
+
+    checks.int_in("--steps", steps, 1, checks.BENCH_STEPS_MAX)
+    checks.int_in("--rounds", rounds, 1, checks.BENCH_ROUNDS_MAX)
+    if not no_store:
+        checks.output_dir("--runs-dir", runs_dir)
+    if checks.device(device) != "cpu":
+        raise UserError("--task benches run on the CPU (the tasks' problems are small)")
+    config = taskbench_config(task.NAME, rounds, steps)
+    bar = _progress_bar(2 * rounds, f"bench {task.NAME}", "round")
+    rec = taskbench.record(config, progress=(lambda mode, r, n: bar.update(1)) if bar is not None else None)
+    if bar is not None:
+        bar.close()
+    rows = rec["metrics"]["rows"]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    else:
+        click.echo(f"task {task.NAME}: per evaluation, batch {rec['metrics']['batch']}, fixed steps {steps}, dopri5 at "
+                   f"{config['tol']:g}, 1 thread; median +- half-IQR over {rounds} rounds")
+        click.echo(f"{'solver':<22}{'mode':<9}{'NFE':>6}{'median_us':>11}{'spread_us':>10}{'vs tdq':>8}{'vs floor':>9}")
+        for r in rows:
+            vs = "" if r["ratio_to_tdq"] is None else f"{r['ratio_to_tdq']:.2f}"
+            click.echo(f"{r['solver']:<22}{r['mode']:<9}{r['nfe_per_call']:>6}{r['median_us']:>11.1f}"
+                       f"{r['spread_us']:>10.1f}{vs:>8}{r['ratio_to_floor']:>9.2f}")
+        fl = rec["metrics"]["kernel_floor_us"]
+        click.echo(f"kernel floor of the field: forward {fl['forward']:.1f} us, forward + VJP {fl['train']:.1f} us")
     if not no_store:
         path = store.write_atomic(store.record_path(runs_dir, store.SINGLE, config), rec)
         click.echo(f"record: {path}", err=as_json)

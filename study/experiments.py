@@ -435,6 +435,9 @@ def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]
     ex["work-precision"] = [_workprecision_job("spiral", s, Protocol(**spiral_protocol).as_config())]
     ex["remedies"] = _remedy_jobs(tasks.DEFAULT, {**s, "protocol": spiral_protocol}, {})  # "none": main's runs
     for task in tasks.TASKS:
+        ex[tasks.experiment(task, "task-bench")] = [Job("taskbench", taskbench_config(task, TASKBENCH_ROUNDS[profile]),
+                                                        [None])]
+    for task in tasks.TASKS:
         if task == tasks.DEFAULT:
             continue
         module, t = tasks.get(task), spec[task]
@@ -450,6 +453,17 @@ def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]
         if "controls" in t:
             ex[tasks.experiment(task, "controls")] = _task_train_jobs(task, t, t["controls"], t["seeds"], {})
     return ex
+
+
+TASKBENCH_ROUNDS = {"full": 15, "quick": 2}
+
+
+def taskbench_config(task: str, rounds: int, steps: int = 20, tol: float = 1e-3) -> dict:
+    """A task bench's config (:mod:`study.runners.taskbench`): the task's version and the engines it times."""
+    module = tasks.get(task)
+    return {"kind": "taskbench", **tasks.task_fields(task, module.VERSION), "task": task, "rounds": rounds,
+            "steps": steps, "tol": tol, "device": "cpu",
+            "engines": ",".join(engine_label(n) for n in ("evaluation", "step", "torchdiffeq"))}
 
 
 def _remedy_jobs(task: str, spec: dict, extra: dict) -> list[Job]:

@@ -89,6 +89,8 @@ SCHEMA: dict[str, dict[str, str]] = {
     "bench": {"config.steps": "int", "config.batch_size": "int", "config.rounds": "int", "config.engines": "str",
               "metrics.rows": "list[dict]",
               "metrics.matmul_gflops_128": "float"},
+    "taskbench": {"config.task": "str", "config.rounds": "int", "config.steps": "int", "config.tol": "float",
+                  "config.engines": "str", "metrics.rows": "list[dict]", "metrics.kernel_floor_us": "dict"},
 }
 ROWS: dict[str, dict[str, str]] = {  # the entries of metrics.rows
     "adjoint": {"epoch": "int", "batch": "int", "what": "str", "method": "str", "steps": "int?", "tol": "float?",
@@ -98,6 +100,9 @@ ROWS: dict[str, dict[str, str]] = {  # the entries of metrics.rows
                       "nfe": "int?", "time_s": "float?", "failure": "str?"},
     "bench": {"solver": "str", "mode": "str", "method": "str", "median_us": "float", "spread_us": "float",
               "ratio_to_bare": "float", "floor_us": "float"},
+    "taskbench": {"task": "str", "solver": "str", "mode": "str", "backend": "str", "method": "str", "nfe_per_call": "int",
+                  "median_us": "float", "spread_us": "float", "floor_us": "float", "ratio_to_tdq": "float?",
+                  "ratio_to_floor": "float"},
 }
 SAME_LENGTH = {"train": [("curves.epoch", "curves.loss", "curves.train_acc", "curves.nfe_forward"),
                          ("curves.test_epoch", "curves.test_acc")],

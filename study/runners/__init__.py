@@ -17,7 +17,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-KINDS = ("train", "memory", "convergence", "gradients", "adjoint", "trajectories", "timing", "bench", "workprecision")
+KINDS = ("train", "memory", "convergence", "gradients", "adjoint", "trajectories", "timing", "bench", "workprecision",
+         "taskbench")
 
 
 def get(kind: str) -> ModuleType:
