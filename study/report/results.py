@@ -131,6 +131,10 @@ class View:
         chosen = self.membership[experiment] if experiment else set(self.records)
         return [(h, r) for h, r in self.records.items() if h in chosen and (kind is None or r["kind"] == kind)]
 
+    def records_of(self, experiment: str, kind: str) -> list[dict]:
+        """The finished records of ``kind`` in ``experiment``."""
+        return [r for _, r in self._select(experiment, kind) if r["status"] == "ok"]
+
     def experiments_of(self, h: str) -> list[str]:
         return [name for name, hashes in self.membership.items() if h in hashes]
 

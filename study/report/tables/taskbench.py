@@ -1,0 +1,51 @@
+"""The task benches' table and numbers: per task, each hand row's time per evaluation against torchdiffeq's and
+against the kernel floor of the task's field (training: forward and backward; ``study bench --task``)."""
+from __future__ import annotations
+
+from ... import tasks
+from ..numbers import Numbers
+from ..results import MissingRuns, View
+from .common import _table
+
+EXPERIMENTS = tuple(tasks.experiment(t, "task-bench") for t in tasks.TASKS)
+SHOWN = ("hand-euler", "hand-rk4-38", "hand-dopri5", "hand-adjoint-dopri5", "checkpoint-dopri5")
+TASK_MACROS = {"spiral": "Spiral", "dynamics": "Dynamics", "density": "Density", "digits": "Digits"}
+SOLVER_MACROS = {"hand-euler": "Euler", "hand-rk4-38": "RKtte", "hand-dopri5": "Dopri", "hand-adjoint-dopri5": "AdjDopri",
+                 "checkpoint-dopri5": "CkptDopri", "tdq-euler": "TdqEuler", "tdq-rk4": "TdqRKtte",
+                 "tdq-dopri5": "TdqDopri", "tdq-adjoint-dopri5": "TdqAdjDopri"}
+
+
+def taskbench_numbers(view: View, N: Numbers) -> str:
+    rows = []
+    worst = {"tdq": 0.0, "floor": 0.0}
+    for task, name in zip(tasks.TASKS, EXPERIMENTS):
+        recs = view.records_of(name, "taskbench")
+        if not recs:
+            raise MissingRuns(name)
+        m = recs[0]["metrics"]
+        t = TASK_MACROS.get(task, task.title())
+        N.add(f"Tb{t}FloorTrainUs", m["kernel_floor_us"]["train"], "{:.0f}")
+        N.add(f"Tb{t}Batch", m["batch"], "{:d}")
+        for r in m["rows"]:
+            key = f"Tb{t}{SOLVER_MACROS[r['solver']]}{r['mode'].title()}"
+            N.add(key + "Us", r["median_us"], "{:.0f}")
+            N.add(key + "Floor", r["ratio_to_floor"], "{:.2f}")
+            if r["ratio_to_tdq"] is not None:
+                N.add(key + "VsTdq", r["ratio_to_tdq"], "{:.2f}")
+        train = {r["solver"]: r for r in m["rows"] if r["mode"] == "train"}
+        for s in ("hand-dopri5", "hand-adjoint-dopri5"):
+            worst["tdq"] = max(worst["tdq"], train[s]["ratio_to_tdq"])
+        for s in ("hand-euler", "hand-rk4-38"):
+            worst["floor"] = max(worst["floor"], train[s]["ratio_to_floor"])
+        cells = []
+        for s in SHOWN:
+            r = train[s]
+            vs = "--" if r["ratio_to_tdq"] is None else f"{r['ratio_to_tdq']:.2f}"
+            cells.append(f"{r['median_us']:.0f} ({vs}; {r['ratio_to_floor']:.1f})")
+        rows.append([task, str(m["batch"]), f"{m['kernel_floor_us']['train']:.0f}"] + cells)
+    N.add("TbWorstAdaptiveVsTdq", worst["tdq"], "{:.2f}")
+    N.add("TbWorstFixedVsFloor", worst["floor"], "{:.2f}")
+    return _table("l r r l l l l l", ["task", "batch", "floor", "Euler", "RK4 3/8", "dopri5", "dopri5 adjoint",
+                                      "dopri5 checkpointed"], rows,
+                  "Task benches, training: us per evaluation (ratio to torchdiffeq's counterpart; ratio to the "
+                  "kernel floor of forward + VJP).")
