@@ -1,0 +1,71 @@
+"""The practitioner's table on a small synthetic store: each cell follows its rule."""
+import math
+
+from study import records
+from study.config import Protocol, run_config
+from study.report.numbers import Numbers
+from study.report.results import View
+from study.report.tables import headline
+from study.store import config_hash
+from study.variants import variant_config
+
+
+def _record(variant, seed, acc, wall, status="ok", losses=(0.7, 0.3), transfer=None):
+    config = run_config(variant_config(variant), Protocol(), seed, "cpu", {"variant": variant})
+    metrics = {"params": 1, "train_acc": acc, "test_acc": acc, "nfe_forward": 1000, "nfe_backward": 0,
+               "wall_time_s": wall, "activation_bytes": 2**20, "epochs_completed": 10}
+    if transfer is not None:
+        metrics["transfer"] = transfer
+    curves = {"epoch": list(range(1, len(losses) + 1)), "loss": list(losses)}
+    return records.make(config, metrics, {}, status, "solver failure in epoch 3: underflow in dt" if status != "ok"
+                        else None, curves=curves)
+
+
+def _view(recs):
+    from study.experiments import build
+
+    by_hash = {config_hash(r["config"]): r for r in recs}
+    return View(by_hash, [], {**{n: set() for n in build("quick")}, "main": set(by_hash), "transfer": set(by_hash)})
+
+
+def test_best_use_avoid_and_ode_follow_their_rules():
+    tr = lambda own, ref: [{"solver": "euler-20", "test_acc": own, "nfe": 20},  # noqa: E731
+                           {"solver": "dopri5-1e-08-f64", "test_acc": ref, "nfe": 90}]
+    recs = []
+    for s, acc in enumerate((0.860, 0.862, 0.858)):  # euler: as good as the best, the cheapest
+        recs.append(_record("euler", s, acc, 10.0, transfer=tr(acc, acc - 0.001)))
+    for s, acc in enumerate((0.865, 0.866, 0.864)):  # rk4: the best, dearer
+        recs.append(_record("rk4", s, acc, 40.0))
+    for s, acc in enumerate((0.70, 0.86, 0.86)):  # midpoint-like cheap variant, far below
+        recs.append(_record("rk4-38", s, acc, 5.0))
+    recs.append(_record("hand-dopri5", 0, 0.86, 60.0))
+    recs.append(_record("hand-dopri5", 1, math.nan, 60.0, status="diverged"))
+    recs.append(_record("hand-dopri5", 2, 0.86, 60.0, losses=(0.7, 0.2, 0.9)))  # a spike: failed by the rule
+    recs.append(_record("no-flow", 0, 0.99, 1.0))  # a control, never a method
+    view = _view(recs)
+    stats = headline.variant_stats("spiral", view.runs("main"))
+    assert "no-flow" not in set(stats["variant"])
+    c = headline.choose("spiral", stats)
+    assert c["best"]["variant"] == "rk4"
+    # rk4's interval: 86.5 +- 0.25 (t 4.30 x 0.1 / sqrt 3); euler (86.0) lies outside it, so rk4 is also "use"
+    assert c["use"]["variant"] == "rk4"
+    assert c["avoid"]["variant"] == "hand-dopri5" and c["why"].startswith("2 of 3 seeds failed")
+    N = Numbers()
+    row = headline.headline_row(view, "spiral", N)
+    assert row[0] == "spiral" and "RK4 (hand)" in row[2] and "RK4 (hand): 86.5" in row[3]
+    assert N.items["HlSpiralAvoid"] == "dopri5 (hand)" and N.items["HlSpiralOde"] == "--"  # rk4 has no transfer rows
+
+
+def test_a_wide_best_interval_admits_the_cheaper_method_and_transfer_says_ode():
+    tr = lambda own, ref: [{"solver": "euler-20", "test_acc": own, "nfe": 20},  # noqa: E731
+                           {"solver": "dopri5-1e-08-f64", "test_acc": ref, "nfe": 90}]
+    recs = [_record("euler", s, acc, 10.0, transfer=tr(acc, acc)) for s, acc in enumerate((0.85, 0.86, 0.87))]
+    recs += [_record("rk4", s, acc, 40.0) for s, acc in enumerate((0.84, 0.87, 0.90))]
+    view = _view(recs)
+    c = headline.choose("spiral", headline.variant_stats("spiral", view.runs("main")))
+    assert c["best"]["variant"] == "rk4" and c["use"]["variant"] == "euler" and c["why"] == "the worst metric"
+    kind, own, ref = headline.solver_or_ode("spiral", "euler", view.transfer("transfer"), c["half"])
+    assert kind == "ODE" and own == ref == 86.0
+    # a model that loses more than the interval under the reference solve learned its solver
+    bad = view.transfer("transfer").assign(value=lambda d: d["value"].where(d["solver"] == "euler-20", 0.5))
+    assert headline.solver_or_ode("spiral", "euler", bad, c["half"])[0] == "solver"
