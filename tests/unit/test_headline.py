@@ -1,6 +1,8 @@
 """The practitioner's table on a small synthetic store: each cell follows its rule."""
 import math
 
+import pytest
+
 from study import records
 from study.config import Protocol, run_config
 from study.report.numbers import Numbers
@@ -69,3 +71,17 @@ def test_a_wide_best_interval_admits_the_cheaper_method_and_transfer_says_ode():
     # a model that loses more than the interval under the reference solve learned its solver
     bad = view.transfer("transfer").assign(value=lambda d: d["value"].where(d["solver"] == "euler-20", 0.5))
     assert headline.solver_or_ode("spiral", "euler", bad, c["half"])[0] == "solver"
+
+
+def test_cross_task_claims_follow_their_rules_on_a_synthetic_store():
+    from study.report.tables import cross_claims as X
+
+    recs = [_record("euler", s, acc, 10.0) for s, acc in enumerate((0.85, 0.86, 0.87))]
+    recs += [_record("rk4", s, acc, 40.0) for s, acc in enumerate((0.90, 0.91, 0.92))]
+    recs += [_record("no-flow", s, acc, 1.0) for s, acc in enumerate((0.855, 0.86, 0.865))]
+    runs = _view(recs).runs("main")
+    assert X._beats("spiral", runs, "rk4", "euler") == (X.HOLDS, "91.0 vs 86.0")
+    assert X._beats("spiral", runs, "euler", "no-flow")[0] == X.FAILS  # overlapping intervals: no contribution shown
+    curves = lambda per_it: __import__("pandas").DataFrame(  # noqa: E731 - one run, 10 iterations per point
+        {"hash": "h", "iteration": [10, 20, 30], "nfe_forward": [10 * x for x in per_it]})
+    assert X._nfe_ratio(curves([14, 30, 44]))[2] == pytest.approx(44 / 14)

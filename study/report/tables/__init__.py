@@ -32,6 +32,7 @@ from .kinds import TRANSFER, WORK_PRECISION, transfer_numbers, workprecision_num
 from .verdicts import claim_numbers
 from .taskbench import EXPERIMENTS as TASKBENCH_EXPERIMENTS, taskbench_numbers
 from .headline import EXPERIMENTS as HEADLINE_EXPERIMENTS, headline_numbers
+from .cross_claims import EXPERIMENTS as CROSS_EXPERIMENTS, cross_claim_numbers
 
 __all__ = ["NUMBERS", "TABLES", "write_all", "CONTROL_ROWS", "ablation_numbers", "adjoint_numbers", "bench_markdown",
            "bench_numbers", "claim_numbers", "constant_numbers", "controls_numbers", "convergence_numbers",
@@ -54,6 +55,7 @@ TABLES = {  # file -> (builder, the experiments it reads); each builder adds its
     "transfer": (transfer_numbers, tuple(TRANSFER.values())),
     "taskbench": (taskbench_numbers, TASKBENCH_EXPERIMENTS),
     "headline": (headline_numbers, HEADLINE_EXPERIMENTS),
+    "cross_claims": (cross_claim_numbers, CROSS_EXPERIMENTS),
 }
 NUMBERS = {  # numbers.tex parts without a table of their own
     "constants": (constant_numbers, ()),

@@ -1,0 +1,165 @@
+"""Claims across tasks: five questions, each with a stated rule and a verdict per task ("holds", "does not hold",
+or "n/a" where the task cannot pose it), from the records.
+
+1. *RK4 buys accuracy over Euler*: the hand RK4's mean metric is better than the hand Euler's and their Student-t
+   95% intervals do not overlap.
+2. *dopri5's evaluations grow in training, and the remedies stop it*: torchdiffeq's dopri5 takes at least
+   :data:`GROWTH` times the forward evaluations per iteration at the end of training as at the start (the task's
+   main runs); where it grows, a remedy "stops it" when its own end-to-start ratio stays below that factor or its
+   end is at most :data:`CUT` of the unremedied end.
+3. *The continuous adjoint's gradient is wrong on trained weights, and the checkpointed adjoint fixes it*: on the
+   trained field of the work-precision problem the hand engine's continuous dopri5 adjoint never gets within
+   :data:`WRONG` (relative error) of the exact gradient over the tolerance sweep, while the checkpointed adjoint
+   does within :data:`RIGHT`.
+4. *A fixed-step CNF reports a likelihood its density does not have*: the Euler-trained flow's density as its own
+   solver reports it integrates to more than 1 + :data:`MASS_SLACK` on the lattice (median over seeds), where the
+   reference solve's integrates to 1 within it (density estimation only).
+5. *The flow contributes over its control*: the hand Euler flow's mean metric beats the model without a flow's and
+   their intervals do not overlap (the classification tasks, which have that control).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ... import tasks
+from ..numbers import Numbers
+from ..results import MissingRuns, View
+from ..stats import t_interval
+from .common import _table
+
+GROWTH = 1.5
+CUT = 0.75
+WRONG = 1e-2
+RIGHT = 1e-4
+MASS_SLACK = 0.05
+HOLDS, FAILS, NA = "holds", "does not hold", "n/a"
+TASK_MACROS = {"spiral": "Spiral", "dynamics": "Dynamics", "density": "Density", "digits": "Digits"}
+CLAIMS = (("RkfourOverEuler", "RK4 buys accuracy over Euler"),
+          ("DopriGrows", "dopri5's NFE grows in training; a remedy stops it"),
+          ("AdjointWrong", "the continuous adjoint's gradient is wrong on trained weights; checkpointing fixes it"),
+          ("CnfMisreports", "a fixed-step CNF reports a likelihood its density does not have"),
+          ("FlowContributes", "the flow contributes over its control"))
+
+
+def _interval(task: str, d: pd.DataFrame) -> tuple[float, float]:
+    """Mean and t 95% half-width of the primary metric, oriented so that higher is better."""
+    m = tasks.primary(task)
+    ok = d[d["status"] == "ok"][m.name].astype(float)
+    sign = 1.0 if m.higher_is_better and m.target is None else -1.0
+    vals = [sign * (abs(v - m.target) if m.target is not None else v) for v in ok]
+    return t_interval(vals)
+
+
+def _beats(task: str, runs: pd.DataFrame, a: str, b: str) -> tuple[str, str]:
+    (ma, ha), (mb, hb) = _interval(task, runs[runs["variant"] == a]), _interval(task, runs[runs["variant"] == b])
+    if not (np.isfinite(ma) and np.isfinite(mb)):
+        return NA, "missing runs"
+    holds = ma - ha > mb + hb
+    m = tasks.primary(task)
+    scale, sign = (100.0 if m.percent else 1.0), (1.0 if m.higher_is_better else -1.0)
+    fmt = "{:.1f}" if m.percent else "{:.3g}"
+    return (HOLDS if holds else FAILS), f"{fmt.format(sign * ma * scale)} vs {fmt.format(sign * mb * scale)}"
+
+
+def _nfe_ratio(curves: pd.DataFrame) -> tuple[float, float, float] | None:
+    """Median over runs of (start, end) forward evaluations per iteration, and end / start."""
+    starts, ends = [], []
+    for _, d in curves.groupby("hash"):
+        d = d.sort_values("iteration")
+        per = d["nfe_forward"].to_numpy() / np.diff(np.concatenate([[0], d["iteration"].to_numpy()]))
+        if len(per) >= 2:
+            starts.append(per[0])
+            ends.append(per[-1])
+    if not starts:
+        return None
+    s, e = float(np.median(starts)), float(np.median(ends))
+    return s, e, e / s
+
+
+def _growth(view: View, task: str) -> tuple[str, str]:
+    from ..remedy_arms import ARM_LABELS, label_arms
+
+    main = tasks.experiment(task, "main")
+    curves = view.task_curves(main)
+    if curves.empty:
+        return NA, "no curves"
+    mine = curves[(curves["variant"] == "tdq-dopri5") & (curves["status"] == "ok")]
+    r = _nfe_ratio(mine)
+    if r is None:
+        return NA, "no dopri5 runs"
+    start, end, ratio = r
+    if ratio < GROWTH:
+        return FAILS, f"{start:.0f} to {end:.0f} per iteration"
+    name = tasks.experiment(task, "remedies")
+    if name not in view.membership or view.runs(name).empty:
+        return HOLDS, f"{start:.0f} to {end:.0f}; no remedies measured"
+    runs = label_arms(view.runs(name))
+    rc = view.task_curves(name)
+    stopped = []
+    for arm in ARM_LABELS:
+        if arm == "none":
+            continue
+        hashes = set(runs[(runs["arm"] == arm) & (runs["variant"] == "tdq-dopri5") & (runs["status"] == "ok")]["hash"])
+        ra = _nfe_ratio(rc[rc["hash"].isin(hashes)])
+        if ra is not None and (ra[2] < GROWTH or ra[1] <= CUT * end):
+            stopped.append(ARM_LABELS[arm])
+    return HOLDS, f"{start:.0f} to {end:.0f}; stopped by: {', '.join(stopped) if stopped else 'none'}"
+
+
+def _adjoint(view: View, task: str) -> tuple[str, str]:
+    df = view.workprecision(tasks.experiment(task, "work-precision"))
+    if df.empty:
+        return NA, "no work-precision record"
+    g = df[(df["field"] == "trained") & (df["what"] == "gradient") & (df["method"] == "dopri5")]
+    adj = g[g["backend"] == "hand-adjoint"]["error"].min()
+    ckpt = g[g["backend"] == "hand-checkpoint"]["error"].min()
+    holds = adj > WRONG and ckpt < RIGHT
+    return (HOLDS if holds else FAILS), f"best error {adj:.1e} (adjoint), {ckpt:.1e} (checkpointed)"
+
+
+def _cnf(view: View, task: str) -> tuple[str, str]:
+    runs = view.runs(tasks.experiment(task, "main"))
+    if "mass_own" not in runs:
+        return NA, "no likelihood"
+    e = runs[(runs["variant"] == "euler") & (runs["status"] == "ok")]
+    own, ref = float(e["mass_own"].median()), float(e["mass"].median())
+    holds = own > 1 + MASS_SLACK and abs(ref - 1) <= MASS_SLACK
+    return (HOLDS if holds else FAILS), f"mass {own:.2f} reported, {ref:.2f} by the reference solve"
+
+
+def _flow(view: View, task: str) -> tuple[str, str]:
+    runs = view.runs(tasks.experiment(task, "main"))
+    if "no-flow" not in set(runs["variant"]):
+        return NA, "no control without a flow"
+    return _beats(task, runs, "euler", "no-flow")
+
+
+def verdicts(view: View, task: str) -> dict[str, tuple[str, str]]:
+    runs = view.runs(tasks.experiment(task, "main"))
+    if runs.empty:
+        raise MissingRuns(tasks.experiment(task, "main"))
+    return {"RkfourOverEuler": _beats(task, runs, "rk4", "euler"), "DopriGrows": _growth(view, task),
+            "AdjointWrong": _adjoint(view, task), "CnfMisreports": _cnf(view, task),
+            "FlowContributes": _flow(view, task)}
+
+
+def cross_claim_numbers(view: View, N: Numbers) -> str:
+    per_task = {t: verdicts(view, t) for t in tasks.TASKS}
+    rows = []
+    for key, text in CLAIMS:
+        cells = []
+        for t in tasks.TASKS:
+            verdict, evidence = per_task[t][key]
+            N.add(f"Xc{key}{TASK_MACROS.get(t, t.title())}", verdict)
+            cells.append(verdict if verdict == NA else f"{verdict} ({evidence})")
+        held = sum(per_task[t][key][0] == HOLDS for t in tasks.TASKS)
+        posed = sum(per_task[t][key][0] != NA for t in tasks.TASKS)
+        N.add(f"Xc{key}Held", held, "{:d}")
+        N.add(f"Xc{key}Posed", posed, "{:d}")
+        rows.append([text] + cells)
+    return _table("p{3.4cm} " + " ".join(["p{3.2cm}"] * len(tasks.TASKS)), ["claim", *tasks.TASKS], rows,
+                  "Claims across tasks; rules in study/report/tables/cross_claims.py.")
+
+
+EXPERIMENTS = tuple(e for t in tasks.TASKS for e in (tasks.experiment(t, "main"), tasks.experiment(t, "work-precision")))
