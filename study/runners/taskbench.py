@@ -207,3 +207,26 @@ def record(config: dict, progress=None) -> dict:
 
 def run(configs: list[dict]) -> list[dict]:
     return [record(c) for c in configs]
+
+
+def profile(task: str, solver: str, mode: str = "train", steps: int = 20, tol: float = 1e-3, calls: int = 20,
+            rows: int = 15) -> str:
+    """Where one row's time goes, per kernel: torch's profiler over ``calls`` calls, by self CPU time."""
+    import torch
+
+    torch.set_num_threads(1)
+    p = problem(task)
+    (_, backend, method, _), = [r for r in ROWS if r[0] == solver]
+    fn = _call(p, backend, method, mode, steps, tol)
+    nfe = fn()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(calls):
+            fn()
+    head = f"task {task}, {solver}, {mode}: {calls} calls of {nfe} evaluations"
+    return head + "\n" + prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows)
+
+
+if __name__ == "__main__":  # python -m study.runners.taskbench TASK SOLVER [MODE]
+    import sys
+
+    print(profile(sys.argv[1], sys.argv[2], *(sys.argv[3:4] or ["train"])))
