@@ -43,6 +43,14 @@ def _row(task: str, v: str, arm: str, d: pd.DataFrame, curves: pd.DataFrame, N: 
             _num(wall)]
 
 
+def _fisher(a: pd.DataFrame, b: pd.DataFrame) -> float:
+    """Fisher's exact test, two-sided: are the failures (runs that died) of ``a`` and ``b`` different?"""
+    from scipy.stats import fisher_exact
+
+    fa, fb = int((a["status"] != "ok").sum()), int((b["status"] != "ok").sum())
+    return float(fisher_exact([[fa, len(a) - fa], [fb, len(b) - fb]]).pvalue)
+
+
 def _arm_numbers(N: Numbers) -> None:
     """The remedies' settings (RemKinetic, RemJacobian, RemSteer, RemWeightDecay)."""
     from ...experiments import REMEDY_ARMS
@@ -67,6 +75,10 @@ def remedies_numbers(view: View, N: Numbers) -> str:
                 if len(d):
                     c = curves[curves["hash"].isin(set(d[d["status"] == "ok"]["hash"]))]
                     rows.append([task] + _row(task, v, arm, d, c, N))
+                    none = runs[(runs["variant"] == v) & (runs["arm"] == "none")]
+                    if arm != "none" and len(none):
+                        N.add(f"Rem{TASK_MACROS.get(task, task.title())}{_macro(v)}{ARM_MACROS[arm]}FailP",
+                              _fisher(d, none), "{:.2f}")
     return _table("l l l r r l r r r", ["task", "variant", "remedy", "seeds", "failed", "metric", "NFE/it start",
                                         "NFE/it end", "wall s"], rows,
                   "Metric: the task's primary one, median [quartiles]; NFE/it: forward evaluations per iteration over "
