@@ -145,6 +145,8 @@ def verdicts(view: View, task: str) -> dict[str, tuple[str, str]]:
 
 
 def cross_claim_numbers(view: View, N: Numbers) -> str:
+    for name, value in (("Growth", GROWTH), ("Cut", CUT), ("Wrong", WRONG), ("Right", RIGHT), ("MassSlack", MASS_SLACK)):
+        N.add("Xc" + name, value, "{:g}")
     per_task = {t: verdicts(view, t) for t in tasks.TASKS}
     rows = []
     for key, text in CLAIMS:

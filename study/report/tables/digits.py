@@ -52,6 +52,11 @@ def digits_numbers(view: View, N: Numbers) -> str:
         src = controls.iloc[0] if name == "MlpHidden" else first
         N.add("Dig" + name, int(src[col]), fmt)
     N.add("DigLr", float(first["lr"]), "{:g}")
+    from ...tasks import digits
+
+    N.add("DigImages", digits.IMAGES, "{:,d}")
+    N.add("DigPixels", digits.PIXELS, "{:d}")
+    N.add("DigSide", round(digits.PIXELS ** 0.5), "{:d}")
     n = df.groupby("variant").size()
     N.add("DigSeeds", int(n.min()), "{:d}")
     N.add("DigVariants", len(n), "{:d}")
