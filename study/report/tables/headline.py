@@ -133,6 +133,7 @@ def headline_row(view: View, task: str, N: Numbers | None = None) -> list[str]:
     sign = 1.0 if (m.higher_is_better and m.target is None) else -1.0
     show = lambda g: sign * g  # noqa: E731 - back to the metric's own sign (percent metrics in points)
     fmt = "{:.1f}" if m.percent else "{:.3g}"
+    hfmt = "{:.1f}" if m.percent else "{:.2g}"
     t = TASK_MACROS.get(task, task.title())
     if N is not None:
         N.add(f"Hl{t}Best", variants.get(c["best"]["variant"]).label)
@@ -141,7 +142,7 @@ def headline_row(view: View, task: str, N: Numbers | None = None) -> list[str]:
         N.add(f"Hl{t}UseWall", c["use"]["wall"], "{:.0f}")
         N.add(f"Hl{t}Ode", "--" if ode is None else ode[0])
     best = f"{variants.get(c['best']['variant']).label}: {fmt.format(show(c['best']['mean']))}" + (
-        f" $\\pm$ {fmt.format(c['half'])}" if c["half"] else "")
+        f" $\\pm$ {hfmt.format(c['half'])}" if c["half"] else "")
     u = c["use"]
     mem = "--" if u["memory"] is None or not math.isfinite(u["memory"]) else f"{u['memory'] / 2**20:.1f} MiB"
     use = (f"{variants.get(u['variant']).label}: {fmt.format(show(u['mean']))}; {_num(u['wall'])} s, "
