@@ -47,7 +47,7 @@ def test_cost_of_a_training_job_is_its_dynamics_evaluations():
 def test_jobs_that_time_things_run_alone():
     kinds = {j.kind: executor.alone(j) for j in plan("quick")}
     assert kinds == {"train": False, "convergence": False, "gradients": False, "adjoint": False, "trajectories": False,
-                     "memory": True, "timing": True, "bench": True, "workprecision": True}
+                     "memory": True, "timing": True, "bench": True, "workprecision": True, "taskbench": True}
 
 
 def test_a_job_describes_what_differs_from_its_variant():
