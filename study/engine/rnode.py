@@ -21,6 +21,31 @@ import torch
 from ..config import RNODE_VERSION as VERSION  # noqa: F401  (configs name it: study.config.train_engine)
 
 
+def tangent(W1, W2, W3, d1, d2, p) -> tuple:
+    """The forward-mode tangent of the two-layer tanh network along ``p``: ``(p, W1 p, D1 W1 p, W2 D1 W1 p,
+    D2 W2 D1 W1 p, J p)`` with ``D = diag(1 - h^2)`` (what :func:`tangent_vjp` reads)."""
+    a1 = torch.bmm(W1, p)
+    v1 = d1 * a1
+    a2 = torch.bmm(W2, v1)
+    v2 = d2 * a2
+    return p, a1, v1, a2, v2, torch.bmm(W3, v2)
+
+
+def tangent_vjp(q, t: tuple, W1t, W2t, W3t, d1, d2, bd1, bd2, grads: list, at: tuple) -> None:
+    """The VJP of one :func:`tangent` with cotangent ``q`` on its ``J p``: the weight gradients are added into
+    ``grads`` at the indices ``at = (W1, W2, W3)`` and the cotangents of ``d1`` and ``d2`` into ``bd1``, ``bd2`` (in
+    place; the caller carries them through ``d = 1 - h^2``)."""
+    p, a1, v1, a2, v2, _ = t
+    _add(grads, at[2], torch.bmm(q, v2.transpose(1, 2)))
+    bv2 = torch.bmm(W3t, q)
+    bd2 += bv2 * a2
+    ba2 = bv2 * d2
+    _add(grads, at[1], torch.bmm(ba2, v1.transpose(1, 2)))
+    bv1 = torch.bmm(W2t, ba2)
+    bd1 += bv1 * a1
+    _add(grads, at[0], torch.bmm(bv1 * d1, p.transpose(1, 2)))
+
+
 class RegularisedMLP:
     """``F(t, (y, E, F)) = (f(t, y), |f|^2, sum_k |J p_k|^2)`` for feature-major states ``(S, d + 2, B)``."""
 
@@ -61,13 +86,9 @@ class RegularisedMLP:
         frob = torch.zeros_like(f[:, :1])
         tangents = []  # per probe: p, W1 p, D1 W1 p, W2 D1 W1 p, D2 W2 D1 W1 p, J p
         for p in self._probes(z):
-            a1 = torch.bmm(W1, p)
-            v1 = d1 * a1
-            a2 = torch.bmm(W2, v1)
-            v2 = d2 * a2
-            jp = torch.bmm(W3, v2)
-            frob = frob + (jp * jp).sum(1, keepdim=True)
-            tangents += (p, a1, v1, a2, v2, jp)
+            tan = tangent(W1, W2, W3, d1, d2, p)
+            frob = frob + (tan[5] * tan[5]).sum(1, keepdim=True)
+            tangents += tan
         return torch.cat([f, (f * f).sum(1, keepdim=True), frob], 1), (z, h1, h2, d1, d2, f, *tangents)
 
     def backward_weights(self, w):
@@ -83,16 +104,8 @@ class RegularisedMLP:
         W1t, W2t, W3t = W1.transpose(1, 2), W2.transpose(1, 2), W3.transpose(1, 2)
         bd1, bd2 = torch.zeros_like(h1), torch.zeros_like(h2)
         for k in range(6, len(saved), 6):
-            p, a1, v1, a2, v2, jp = saved[k: k + 6]
-            q = gf * jp
-            _add(grads, 5, torch.bmm(q, v2.transpose(1, 2)))
-            bv2 = torch.bmm(W3t, q)
-            bd2 += bv2 * a2
-            ba2 = bv2 * d2
-            _add(grads, 3, torch.bmm(ba2, v1.transpose(1, 2)))
-            bv1 = torch.bmm(W2t, ba2)
-            bd1 += bv1 * a1
-            _add(grads, 0, torch.bmm(bv1 * d1, p.transpose(1, 2)))
+            tan = saved[k: k + 6]
+            tangent_vjp(gf * tan[5], tan, W1t, W2t, W3t, d1, d2, bd1, bd2, grads, (0, 3, 5))
         _add(grads, 5, torch.bmm(gz, h2.transpose(1, 2)))
         _add(grads, 6, gz.sum(-1, keepdim=True))
         bh2 = torch.baddbmm(-2.0 * h2 * bd2, W3t, gz)  # d(1 - h^2)/dh = -2 h

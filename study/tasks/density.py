@@ -314,6 +314,8 @@ class CNFField:
     def forward(self, y, t, w):
         import torch
 
+        from ..engine.rnode import tangent
+
         W1, c1, u1, W2, c2, u2, W3, c3 = w
         z = y[:, :2]
         h1 = torch.baddbmm(c1 + t * u1, W1, z).tanh_()
@@ -323,13 +325,9 @@ class CNFField:
         div = torch.zeros_like(f[:, :1])
         tangents = []  # per probe: p, W1 p, D1 W1 p, W2 D1 W1 p, D2 W2 D1 W1 p, J p
         for p in self._probes(z):
-            a1 = torch.bmm(W1, p)
-            v1 = d1 * a1
-            a2 = torch.bmm(W2, v1)
-            v2 = d2 * a2
-            jp = torch.bmm(W3, v2)
-            div += (p * jp).sum(1, keepdim=True)
-            tangents += (p, a1, v1, a2, v2, jp)
+            tan = tangent(W1, W2, W3, d1, d2, p)
+            div += (p * tan[5]).sum(1, keepdim=True)
+            tangents += tan
         if not self.regularise:
             return torch.cat([f, div], 1), (z, h1, h2, d1, d2, f, *tangents)
         frob = sum((jp * jp).sum(1, keepdim=True) for jp in tangents[5::6])
@@ -343,6 +341,8 @@ class CNFField:
         until set) and return ``g^T dF/dy``."""
         import torch
 
+        from ..engine.rnode import tangent_vjp
+
         z, h1, h2, d1, d2, f = saved[:6]
         tangents = [saved[i: i + 6] for i in range(6, len(saved), 6)]
         gz, gl = g[:, :2], g[:, 2:3]
@@ -350,16 +350,10 @@ class CNFField:
             gz = gz + 2.0 * g[:, 3:4] * f
         W1t, W2t, W3t = W1.transpose(1, 2), W2.transpose(1, 2), W3.transpose(1, 2)
         bd1, bd2 = torch.zeros_like(h1), torch.zeros_like(h2)
-        for p, a1, v1, a2, v2, jp in tangents:  # the divergence's terms: div = sum p^T W3 D2 W2 D1 W1 p
+        for tan in tangents:  # the divergence's terms: div = sum p^T W3 D2 W2 D1 W1 p
+            p, jp = tan[0], tan[5]
             q = p * gl if not self.regularise else p * gl + 2.0 * g[:, 4:5] * jp
-            _add(grads, 6, torch.bmm(q, v2.transpose(1, 2)))
-            bv2 = torch.bmm(W3t, q)
-            bd2 += bv2 * a2
-            ba2 = bv2 * d2
-            _add(grads, 3, torch.bmm(ba2, v1.transpose(1, 2)))
-            bv1 = torch.bmm(W2t, ba2)
-            bd1 += bv1 * a1
-            _add(grads, 0, torch.bmm(bv1 * d1, p.transpose(1, 2)))
+            tangent_vjp(q, tan, W1t, W2t, W3t, d1, d2, bd1, bd2, grads, (0, 3, 6))
         _add(grads, 6, torch.bmm(gz, h2.transpose(1, 2)))
         _add(grads, 7, gz.sum(-1, keepdim=True))
         bh2 = torch.baddbmm(-2.0 * h2 * bd2, W3t, gz)
