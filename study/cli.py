@@ -254,8 +254,6 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store, task_name):
     """
     import json
 
-    from . import store
-
     if task_name is not None:
         return _task_bench(checks.task(task_name), steps, rounds, device, as_json, runs_dir, no_store)
 
@@ -274,10 +272,7 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store, task_name):
 
     config = {"kind": "bench", "steps": steps, "batch_size": batch, "rounds": rounds, "device": device, "torchode": True,
               "engines": all_engines(), "suite": BENCH_SUITE}
-    bar = _progress_bar(2 * rounds, "bench", "round")
-    rec = bench_runner.record(config, progress=(lambda mode, r, n: bar.update(1)) if bar is not None else None)
-    if bar is not None:
-        bar.close()
+    rec = _with_rounds_bar(bench_runner.record, config, 2 * rounds, "bench")
     rows = rec["metrics"]["rows"]
     if as_json:
         click.echo(json.dumps(rows, indent=1))
@@ -291,14 +286,29 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store, task_name):
         click.echo(f"matrix multiply (128 x 128 x 128): {rec['metrics']['matmul_gflops_128']:.1f} GFLOP/s; "
                    "floor_us = the step's matmul FLOPs at that rate; -xN rows: per seed, N seeds batched")
     if not no_store:
-        path = store.write_atomic(store.record_path(runs_dir, store.SINGLE, config), rec)
-        click.echo(f"record: {path}", err=as_json)
+        _store_single(runs_dir, config, rec, as_json)
+
+
+def _with_rounds_bar(record, config: dict, total: int, desc: str) -> dict:
+    """``record(config, progress=...)`` with a progress bar of ``total`` rounds on a terminal."""
+    bar = _progress_bar(total, desc, "round")
+    try:
+        return record(config, progress=(lambda mode, r, n: bar.update(1)) if bar is not None else None)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _store_single(runs_dir, config: dict, rec: dict, as_json: bool) -> None:
+    from . import store
+
+    path = store.write_atomic(store.record_path(runs_dir, store.SINGLE, config), rec)
+    click.echo(f"record: {path}", err=as_json)
 
 
 def _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store):
     import json
 
-    from . import store
     from .experiments import taskbench_config
     from .runners import taskbench
 
@@ -309,10 +319,7 @@ def _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store):
     if checks.device(device) != "cpu":
         raise UserError("--task benches run on the CPU (the tasks' problems are small)")
     config = taskbench_config(task.NAME, rounds, steps)
-    bar = _progress_bar(2 * rounds, f"bench {task.NAME}", "round")
-    rec = taskbench.record(config, progress=(lambda mode, r, n: bar.update(1)) if bar is not None else None)
-    if bar is not None:
-        bar.close()
+    rec = _with_rounds_bar(taskbench.record, config, 2 * rounds, f"bench {task.NAME}")
     rows = rec["metrics"]["rows"]
     if as_json:
         click.echo(json.dumps(rows, indent=1))
@@ -327,8 +334,7 @@ def _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store):
         fl = rec["metrics"]["kernel_floor_us"]
         click.echo(f"kernel floor of the field: forward {fl['forward']:.1f} us, forward + VJP {fl['train']:.1f} us")
     if not no_store:
-        path = store.write_atomic(store.record_path(runs_dir, store.SINGLE, config), rec)
-        click.echo(f"record: {path}", err=as_json)
+        _store_single(runs_dir, config, rec, as_json)
 
 
 @cli.command("run-all")
