@@ -255,7 +255,10 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store, task_name):
     import json
 
     if task_name is not None:
-        return _task_bench(checks.task(task_name), steps, rounds, device, as_json, runs_dir, no_store)
+        task = checks.task(task_name)
+        if click.get_current_context().get_parameter_source("batch") != click.core.ParameterSource.DEFAULT:
+            raise UserError(f"--batch does not apply with --task: the bench uses task {task.NAME}'s own training batch")
+        return _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store)
 
     checks.int_in("--steps", steps, 1, checks.BENCH_STEPS_MAX)
     checks.int_in("--batch", batch, 1, checks.BATCH_MAX, "the training set")
@@ -309,6 +312,7 @@ def _store_single(runs_dir, config: dict, rec: dict, as_json: bool) -> None:
 def _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store):
     import json
 
+    from .config import DIRECT_BACKENDS
     from .experiments import taskbench_config
     from .runners import taskbench
 
@@ -316,8 +320,8 @@ def _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store):
     checks.int_in("--rounds", rounds, 1, checks.BENCH_ROUNDS_MAX)
     if not no_store:
         checks.output_dir("--runs-dir", runs_dir)
-    if checks.device(device) != "cpu":
-        raise UserError("--task benches run on the CPU (the tasks' problems are small)")
+    if device != "cpu":
+        raise UserError(f"--task benches run on the CPU (the tasks' problems are small), not {checks.shown(device)}")
     config = taskbench_config(task.NAME, rounds, steps)
     rec = _with_rounds_bar(taskbench.record, config, 2 * rounds, f"bench {task.NAME}")
     rows = rec["metrics"]["rows"]
@@ -329,8 +333,9 @@ def _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store):
         click.echo(f"{'solver':<22}{'mode':<9}{'NFE':>6}{'median_us':>11}{'spread_us':>10}{'vs tdq':>8}{'vs floor':>9}")
         for r in rows:
             vs = "" if r["ratio_to_tdq"] is None else f"{r['ratio_to_tdq']:.2f}"
+            fl = f"{r['ratio_to_floor']:.2f}" if r["backend"] in DIRECT_BACKENDS else ""  # adjoints: no such floor
             click.echo(f"{r['solver']:<22}{r['mode']:<9}{r['nfe_per_call']:>6}{r['median_us']:>11.1f}"
-                       f"{r['spread_us']:>10.1f}{vs:>8}{r['ratio_to_floor']:>9.2f}")
+                       f"{r['spread_us']:>10.1f}{vs:>8}{fl:>9}")
         fl = rec["metrics"]["kernel_floor_us"]
         click.echo(f"kernel floor of the field: forward {fl['forward']:.1f} us, forward + VJP {fl['train']:.1f} us")
     if not no_store:

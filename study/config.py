@@ -65,6 +65,7 @@ LATER_DEFAULTS = {"head": "mlp", "in_dim": 2, "classes": 2}
 
 BACKENDS = ("hand", "torchdiffeq", "torchdiffeq-adjoint", "hand-adjoint", "hand-checkpoint")
 HAND_BACKENDS = ("hand", "hand-adjoint", "hand-checkpoint")  # the hand engine: direct, continuous adjoint, checkpointed
+DIRECT_BACKENDS = ("hand", "torchdiffeq")  # backpropagation through the solve: each evaluation has one VJP
 
 
 def torchdiffeq_method(tdq_name: str) -> Method:

@@ -420,7 +420,7 @@ def _workprecision_job(task: str, spec: dict, protocol) -> Job:
               "reference_gradient": "torchdiffeq-rk4-38",
               "solvers": [list(s) for s in WP_SOLVERS],
               "gradient_methods": [list(g) for g in WP_GRADIENTS],
-              "engines": ",".join(engine_label(n) for n in ("evaluation", "step", "torchdiffeq"))}
+              "engines": ",".join(engine_label(n) for n in FIELD_ENGINES)}
     return Job("workprecision", config, [None])
 
 
@@ -456,14 +456,14 @@ def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]
 
 
 TASKBENCH_ROUNDS = {"full": 15, "quick": 2}
+FIELD_ENGINES = ("evaluation", "step", "torchdiffeq")  # what solves a task's field: the work-precision and task benches
 
 
 def taskbench_config(task: str, rounds: int, steps: int = 20, tol: float = 1e-3) -> dict:
     """A task bench's config (:mod:`study.runners.taskbench`): the task's version and the engines it times."""
     module = tasks.get(task)
     return {"kind": "taskbench", **tasks.task_fields(task, module.VERSION), "task": task, "rounds": rounds,
-            "steps": steps, "tol": tol, "device": "cpu",
-            "engines": ",".join(engine_label(n) for n in ("evaluation", "step", "torchdiffeq"))}
+            "steps": steps, "tol": tol, "device": "cpu", "engines": ",".join(engine_label(n) for n in FIELD_ENGINES)}
 
 
 def _remedy_jobs(task: str, spec: dict, extra: dict) -> list[Job]:

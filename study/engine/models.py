@@ -142,6 +142,11 @@ class Dynamics(nn.Module):
         self._prepared = None  # held by `prepared()` / `hold_prepared()` for the evaluations of one solve
         self.workspace = None  # study.engine.hand_solve's buffers, reused from one solve to the next
 
+    def raw(self) -> tuple:
+        """The raw parameters in the hand engine's field order, ``(W1, b1, w_t, W2, b2, W3, b3)``
+        (:class:`study.engine.field.MLPField`; ``w_t`` None without a time input)."""
+        return (self.l1.weight, self.l1.bias, self.w_t, self.l2.weight, self.l2.bias, self.l3.weight, self.l3.bias)
+
     def _prepare(self) -> tuple:
         """The weights in the form the evaluation uses: scaled, biases folded, as columns.
 
@@ -257,12 +262,7 @@ class ODEBlock(nn.Module):
         control = Control(cfg.rtol, cfg.atol, cfg.max_num_steps) if cfg.adaptive else None
         spec = hand_ode.Solve(cfg.method, cfg.steps, control, cfg.adjoint_norm == "seminorm")
         solve = {"hand": hand_ode.direct, "hand-checkpoint": hand_ode.checkpointed, "hand-adjoint": hand_ode.adjoint}[cfg.backend]
-        raw = (f.l1.weight, f.l1.bias, f.w_t, f.l2.weight, f.l2.bias, f.l3.weight, f.l3.bias)
-        return solve(y0.transpose(1, 2).contiguous(), raw, spec, f.counter).transpose(1, 2).contiguous()
-
-    def _raw(self) -> tuple:
-        f = self.func
-        return (f.l1.weight, f.l1.bias, f.w_t, f.l2.weight, f.l2.bias, f.l3.weight, f.l3.bias)
+        return solve(y0.transpose(1, 2).contiguous(), f.raw(), spec, f.counter).transpose(1, 2).contiguous()
 
     def remedied(self, y0: torch.Tensor, t_end: float = 1.0, field=None):
         """A training solve under a stiffness remedy: to ``t_end`` (STEER's draw) and, with RNODE's field
@@ -275,7 +275,7 @@ class ODEBlock(nn.Module):
         if field is not None:
             y = torch.cat([y, y.new_zeros(y.shape[0], field.rows - d, y.shape[2])], 1)
         field = field or MLP
-        y, raw = y.contiguous(), self._raw()
+        y, raw = y.contiguous(), self.func.raw()
         if cfg.backend.startswith("hand"):
             control = Control(cfg.rtol, cfg.atol, cfg.max_num_steps) if cfg.adaptive else None
             spec = hand_ode.Solve(cfg.method, cfg.steps, control, cfg.adjoint_norm == "seminorm", 0.0, float(t_end))

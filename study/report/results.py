@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import store, tasks
-from ..config import LATER_DEFAULTS
+from ..config import LATER_DEFAULTS, Protocol
 from ..experiments import engine_free_hashes, experiment_hashes, without_engine
 
 
@@ -183,7 +183,7 @@ class View:
         for h, r in self._select(experiment, "train"):
             c = r.get("curves") or {}
             if not c.get("iteration") and c.get("epoch"):
-                batches = -(-r["config"]["n_train"] // r["config"]["batch_size"])
+                batches = Protocol.from_dict(r["config"]).batches
                 c = {**c, "iteration": [e * batches for e in c["epoch"]]}
             if not c.get("iteration"):
                 continue

@@ -131,9 +131,8 @@ class StepNodeODE(nn.Module):
         from ..engine import hand_ode
 
         m, f = self.model, self.model.core.func
-        raw = (f.l1.weight, f.l1.bias, f.w_t, f.l2.weight, f.l2.bias, f.l3.weight, f.l3.bias)
         y0 = m.lift(x).transpose(1, 2).contiguous()
-        y1 = hand_ode.direct(y0, raw, hand_ode.Solve(m.cfg.method, m.cfg.steps), f.counter).transpose(1, 2)
+        y1 = hand_ode.direct(y0, f.raw(), hand_ode.Solve(m.cfg.method, m.cfg.steps), f.counter).transpose(1, 2)
         return m.head(y1)
 
     @property

@@ -279,8 +279,6 @@ def flow_problem(m, x, y):
     y = torch.as_tensor(y)
     with torch.no_grad():
         y0 = m.lift(x).transpose(1, 2).contiguous()
-    f = m.core.func
-    raw = tuple(None if p is None else p.detach() for p in (f.l1.weight, f.l1.bias, f.w_t, f.l2.weight, f.l2.bias,
-                                                             f.l3.weight, f.l3.bias))
+    raw = tuple(None if p is None else p.detach() for p in m.core.func.raw())
     head = lambda y1: torch.nn.functional.cross_entropy(m.head(y1.transpose(1, 2))[0], y)  # noqa: E731
     return Problem(MLP, raw, y0, 0.0, 1.0, head)

@@ -123,6 +123,10 @@ NEW_TASKS = [  # the tasks beyond the spiral: names, options that do not apply, 
     (["run-all", "--tasks", ","], "--tasks names no task"),
     (["run-all", "--experiments", "digits/nope"], "unknown experiment(s) 'digits/nope'"),
     (["variants", "--task", "nope"], "unknown task 'nope'"),
+    (["bench", "--task", "nope"], "unknown task 'nope'"),
+    (["bench", "--task", "density", "--batch", "64"], "--batch does not apply with --task"),
+    (["bench", "--task", "density", "--rounds", "0"], "--rounds must be an integer from 1 to 1,000"),
+    (["bench", "--task", "density", "--device", "cuda"], "--task benches run on the CPU"),
 ]
 BAD += NEW_TASKS
 

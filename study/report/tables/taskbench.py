@@ -3,6 +3,7 @@ against the kernel floor of the task's field (training: forward and backward; ``
 from __future__ import annotations
 
 from ... import tasks
+from ...config import DIRECT_BACKENDS
 from ..numbers import Numbers
 from ..results import MissingRuns, View
 from .common import _table
@@ -45,7 +46,7 @@ def taskbench_numbers(view: View, N: Numbers) -> str:
             vs = "--" if r["ratio_to_tdq"] is None else f"{r['ratio_to_tdq']:.2f}"
             # the adjoints' evaluations mix forward evaluations with backward ones (augmented, or recomputed before
             # a VJP): a floor of forward + VJP per evaluation does not describe them
-            floor = f"; {r['ratio_to_floor']:.1f}" if r["backend"] in ("hand", "torchdiffeq") else ""
+            floor = f"; {r['ratio_to_floor']:.1f}" if r["backend"] in DIRECT_BACKENDS else ""
             cells.append(f"{r['median_us']:.0f} ({vs}{floor})")
         rows.append([task, str(m["batch"]), f"{m['kernel_floor_us']['train']:.0f}"] + cells)
     N.add("TbWorstAdaptiveVsTdq", worst["tdq"], "{:.2f}")
