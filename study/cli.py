@@ -453,6 +453,10 @@ def status(profile, runs_dir, cost):
         if other:
             click.echo("runs that do not train (job seconds summed over the run-all log, reruns included): "
                        + ", ".join(f"{kind} {sec:.0f}" for kind, sec in other) + " worker-seconds")
+        hours, train, rest, alone = view.scratch_hours(2)
+        click.echo(f"the profile from scratch on 2 workers: about {hours:.1f} h (training {train / 60:.0f} "
+                   f"worker-minutes, the runs that do not train {rest / 60:.0f}, of which {alone / 60:.0f} run alone; "
+                   "their times include the log's reruns, so this errs long)")
 
 
 def _echo_costs(df, first) -> None:

@@ -32,10 +32,15 @@ SPEC: dict[str, dict] = {
     "full": {
         "protocol": {},  # the article's: 500 epochs, Adam 0.01, cosine, batch 128
         "main_seeds": 5,
-        # One 500-epoch dopri5 run costs 2-5 CPU-minutes here with direct backpropagation and 17-21
-        # with torchdiffeq's adjoint (7-60x a batched Euler seed): 3 seeds for torchdiffeq's dopri5
-        # adjoints, the fewest behind a number the paper reports.  Every other variant has 5.
-        "main_seed_overrides": {"adjoint-dopri5": 3, "adjoint-dopri5-seminorm": 3},
+        # One 500-epoch dopri5 run costs 2-5 CPU-minutes here with direct backpropagation and 12-21 with a
+        # continuous adjoint (7-60x a batched Euler seed): 3 seeds for the three dopri5 continuous adjoints
+        # (torchdiffeq's two and the hand engine's), the fewest behind a number the paper reports; together
+        # they are still a sixth of the profile.  Every other variant has 5.
+        "main_seed_overrides": {"adjoint-dopri5": 3, "hand-adjoint-dopri5": 3},
+        # Cut from the spiral's main for the 6-hour budget (46 worker-minutes at 3 seeds): the seminorm adjoint,
+        # whose backward solve on this task took as many evaluations as the default norm's; the other tasks
+        # keep it.
+        "main_cut": ["adjoint-dopri5-seminorm"],
         "sweep_seeds": 3,
         "steps": {"euler": [2, 5, 10, 20, 40, 80], "rk4": [1, 2, 5, 10, 20]},
         "tolerances": [1e-1, 1e-2, 1e-3, 1e-4],  # 1e-5 costs another 3x the NFE of 1e-4
@@ -60,9 +65,13 @@ SPEC: dict[str, dict] = {
         "control_seeds": 5,
         "control_lift_dims": [2, 6],
         "probe_variants": ["euler", "rk4", "rk4-38", "resnet", "adjoint-euler"],
-        # the learning-rate arm (0.01 is main's); the dopri5 runs cost 7-20x a batched Euler seed: 3 seeds
-        "learning_rates": [0.01, 0.003, 0.001],
-        "lr_variants": ["euler", "rk4", "rk4-38", "resnet", "no-flow", "adjoint-euler", "adjoint-rk4", "tdq-dopri5",
+        # the learning-rate arm (0.01 is main's); the dopri5 runs cost 7-20x a batched Euler seed: 3 seeds.
+        # 0.003 is the stable rate (no fixed-step variant fails there) at which every claim is judged again;
+        # 0.001 (53 worker-minutes) changed no conclusion and was cut for the 6-hour budget.
+        "learning_rates": [0.01, 0.003],
+        # (torchdiffeq's RK4 adjoint, 23 worker-minutes a rate, was cut for the budget: its Euler adjoint answers
+        # the same question, whether the continuous adjoint trains at the stable rate)
+        "lr_variants": ["euler", "rk4", "rk4-38", "resnet", "no-flow", "adjoint-euler", "tdq-dopri5",
                         "checkpoint-euler"],
         "lr_seeds": 5,
         "lr_seed_overrides": {"tdq-dopri5": 3},
@@ -77,6 +86,7 @@ SPEC: dict[str, dict] = {
         "protocol": {"epochs": 3, "n_test": 2000, "curve_test_points": 500, "eval_every": 1},
         "main_seeds": 1,
         "main_seed_overrides": {},
+        "main_cut": [],
         "sweep_seeds": 1,
         "steps": {"euler": [2, 20], "rk4": [1, 5]},
         "tolerances": [1e-2, 1e-3],
@@ -116,8 +126,10 @@ REMEDY_ARMS = {"none": {}, "rnode": {"kinetic": 0.01, "jacobian": 0.01}, "steer"
 TASK_SPEC: dict[str, dict[str, dict]] = {
     "full": {
         "spiral": {"transfer_variants": ["euler", "rk4", "rk4-38", "hand-dopri5"], "transfer_seeds": 5,
-                   # at main's learning rate, 0.01, where 2 of 5 tdq-dopri5 seeds die of step-size underflow
-                   "remedies": {"variants": ["hand-dopri5", "tdq-dopri5", "rk4"], "seeds": 5, "arms": REMEDY_ARMS},
+                   # at main's learning rate, 0.01, where 2 of 5 tdq-dopri5 seeds die of step-size underflow.
+                   # The remedies act on the adaptive solver's cost, so only dopri5 here: the spiral's RK4 arm
+                   # (52 worker-minutes) was cut for the 6-hour budget; the other tasks keep theirs.
+                   "remedies": {"variants": ["hand-dopri5", "tdq-dopri5"], "seeds": 5, "arms": REMEDY_ARMS},
                    "wp": {"train_variant": "euler", "fields": ["trained"], "batch": 128,
                           "steps": [5, 10, 20, 40, 80, 160, 320], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
                           "repeats": 5}},
@@ -269,7 +281,8 @@ def build(profile: str) -> dict[str, list[Job]]:
         raise KeyError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
     spec = copy.deepcopy(SPEC[profile])
     ex: dict[str, list[Job]] = {}
-    ex["main"] = _train_jobs(spec, [(v, {}) for v in variants.VARIANTS], spec["main_seeds"], {}, spec["main_seed_overrides"])
+    ex["main"] = _train_jobs(spec, [(v, {}) for v in variants.VARIANTS if v not in spec["main_cut"]], spec["main_seeds"],
+                             {}, spec["main_seed_overrides"])
     ex["steps"] = _train_jobs(spec, [(m, {"steps": n}) for m, ns in spec["steps"].items() for n in ns], spec["sweep_seeds"], {})
     ex["tolerance"] = _train_jobs(
         spec, [(v, {"rtol": t, "atol": t}) for v in ("tdq-dopri5", "adjoint-dopri5") for t in spec["tolerances"]],
@@ -307,6 +320,7 @@ def build(profile: str) -> dict[str, list[Job]]:
                                  "engines": all_engines(), "suite": BENCH_SUITE,
                                  "device": "cpu", "torchode": True}, [None])]
     ex.update(task_experiments(profile, spec["protocol"]))
+    _carry_transfer(ex)
     for name, jobs in ex.items():
         for j in jobs:
             j.experiments.append(name)
@@ -383,6 +397,19 @@ def experiment_hashes(profile: str) -> dict[str, set[str]]:
 
 
 # -- tasks ------------------------------------------------------------------------------------------------------
+
+def _carry_transfer(ex: dict[str, list[Job]]) -> None:
+    """One trained model per config: the spiral's run of a transfer variant under main's protocol carries the
+    transfer solvers wherever an experiment asks for it (main, steps, the learning-rate arm at main's rate,
+    the remedies' ``none`` arm), as every other task's main does, instead of training it again for ``transfer``.
+    The transfer evaluation runs after training and leaves its other metrics bit-identical."""
+    carried = {config_hash({k: v for k, v in j.config.items() if k != "transfer"}): j.config for j in ex["transfer"]}
+    for name, jobs in ex.items():
+        if task_of(name) == tasks.DEFAULT and name != "transfer":
+            for j in jobs:
+                if j.kind == "train" and "transfer" not in j.config:
+                    j.config = carried.get(config_hash(j.config), j.config)
+
 
 def task_of(experiment: str) -> str:
     """The task an experiment belongs to (the spiral's have plain names)."""

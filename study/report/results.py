@@ -353,6 +353,22 @@ class View:
                     total[kind] = total.get(kind, 0.0) + sec
         return total
 
+    def exclusive_seconds(self) -> float:
+        """Seconds the ``run-all`` log's invocations spent on the runs that measure alone (reruns included)."""
+        return sum(e.get("exclusive_seconds") or 0.0 for e in self.execution_log
+                   if isinstance(e.get("exclusive_seconds"), (int, float)))
+
+    def scratch_hours(self, workers: int = 2) -> tuple[float, float, float, float]:
+        """``(hours, training, other, alone)``: what the profile costs from scratch on ``workers`` workers, the
+        training runs once each (worker-seconds from their records) and the runs that do not train from the
+        ``run-all`` log (worker-seconds, reruns included, so the estimate errs long), of which ``alone`` run
+        with nothing beside them.  Jobs run longest first, so the workers stay busy to the end."""
+        first = self.costs(shared="first")
+        train = float(first[first.experiment == "all"].worker_seconds.sum()) if not first.empty else 0.0
+        other = sum(self.job_seconds(exclude="train").values())
+        alone = min(self.exclusive_seconds(), other)
+        return ((train + other - alone) / workers + alone) / 3600, train, other, alone
+
     def executions(self) -> pd.DataFrame:
         """One row per ``run-all`` invocation: profile, seconds, runs done, skipped, failed."""
         return pd.DataFrame(self.execution_log)

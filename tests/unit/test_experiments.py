@@ -9,24 +9,28 @@ def test_plan_shares_runs_between_experiments():
     euler20 = [j for j in jobs if j.kind == "train" and j.config["variant"] == "euler" and j.config["steps"] == 20
                and j.config["lift_dim"] == 6 and j.config["time_input"] and j.config["zero_init"]
                and j.config["lr"] == 0.01 and "head" not in j.config and not j.config.get("probe")
-               and not j.config.get("transfer") and "task" not in j.config]
+               and "task" not in j.config]
     assert len(euler20) == 1
     assert euler20[0].seeds == [0, 1, 2, 3, 4]
-    assert set(euler20[0].experiments) == {"main", "steps", "ablations", "learning-rate"}
+    # main's model carries the transfer evaluation: one trained model serves five experiments
+    assert euler20[0].config["transfer"]
+    assert set(euler20[0].experiments) == {"main", "steps", "ablations", "learning-rate", "transfer"}
     configs = [store.config_hash(c) for j in jobs for c in j.run_configs()]
     assert len(configs) == len(set(configs))  # no run planned twice
     full = build("full")
     from study.variants import VARIANTS
 
-    # every variant 5 seeds, but torchdiffeq's dopri5 adjoints (3 each)
-    assert sum(len(j.seeds) for j in full["main"]) == 5 * (len(VARIANTS) - 2) + 3 + 3
+    # every variant 5 seeds, but the dopri5 continuous adjoints (3 each) and the seminorm's (cut on the spiral)
+    assert sum(len(j.seeds) for j in full["main"]) == 5 * (len(VARIANTS) - 3) + 3 + 3
+    assert "adjoint-dopri5-seminorm" not in {j.config["variant"] for j in full["main"]}
     # fixed-step seeds train as one batched job, adaptive ones alone (batched, they would wait for the slowest)
     by_variant = {}
     for j in full["main"]:
         by_variant.setdefault(j.config["variant"], []).append(j.seeds)
     assert by_variant["euler"] == by_variant["hand-adjoint-rk4"] == [[0, 1, 2, 3, 4]]
-    for v in ("hand-dopri5", "hand-adjoint-dopri5", "tdq-dopri5", "checkpoint-dopri5"):
+    for v in ("hand-dopri5", "tdq-dopri5", "checkpoint-dopri5"):
         assert by_variant[v] == [[s] for s in range(5)], v
+    assert by_variant["hand-adjoint-dopri5"] == by_variant["adjoint-dopri5"] == [[s] for s in range(3)]
     assert {j.config["epochs"] for j in full["main"]} == {500}
 
 

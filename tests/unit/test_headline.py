@@ -85,3 +85,32 @@ def test_cross_task_claims_follow_their_rules_on_a_synthetic_store():
     curves = lambda per_it: __import__("pandas").DataFrame(  # noqa: E731 - one run, 10 iterations per point
         {"hash": "h", "iteration": [10, 20, 30], "nfe_forward": [10 * x for x in per_it]})
     assert X._nfe_ratio(curves([14, 30, 44]))[2] == pytest.approx(44 / 14)
+
+
+def test_ode_cell_falls_back_to_a_transferred_variant_and_names_it():
+    tr = lambda own, ref: [{"solver": "euler-20", "test_acc": own, "nfe": 20},  # noqa: E731
+                           {"solver": "dopri5-1e-08-f64", "test_acc": ref, "nfe": 90}]
+    recs = [_record("euler", s, acc, 10.0, transfer=tr(acc, acc - 0.2)) for s, acc in enumerate((0.85, 0.86, 0.87))]
+    recs += [_record("tdq-euler", s, acc, 5.0) for s, acc in enumerate((0.85, 0.86, 0.87))]  # cheapest, untransferred
+    N = Numbers()
+    row = headline.headline_row(_view(recs), "spiral", N)
+    assert "Euler (tdq)" in row[3]  # the recommendation stays the cheapest
+    assert row[5].startswith("solver (Euler (hand): 86.0 own, 66.0 ref.") and N.items["HlSpiralOde"] == "solver"
+
+
+def test_a_loss_spike_fails_a_run_only_where_the_metric_is_an_accuracy():
+    import pandas as pd
+
+    d = pd.DataFrame({"status": ["ok", "ok"], "loss_last": [0.9, 2.9], "loss_min": [0.3, 2.8]})
+    assert list(headline._failed("spiral", d)) == [True, False]
+    assert list(headline._failed("density", d)) == [False, False]  # an NLL near its floor: a ratio means nothing
+
+
+def test_scratch_hours_share_training_and_count_the_timed_runs_whole():
+    recs = [_record("euler", s, 0.86, 3600.0) for s in range(2)]  # two worker-hours of training
+    view = _view(recs)
+    view.execution_log = [{"job_seconds": {"train": 7200.0, "adjoint": 3600.0, "timing": 1800.0},
+                           "exclusive_seconds": 1800.0}]
+    hours, train, other, alone = view.scratch_hours(2)
+    assert (train, other, alone) == (7200.0, 5400.0, 1800.0)
+    assert hours == pytest.approx(((7200 + 3600) / 2 + 1800) / 3600)  # 2 h: the timed half hour runs alone

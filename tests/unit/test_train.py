@@ -107,3 +107,21 @@ def test_a_diverging_member_of_a_batch_records_what_it_would_alone(monkeypatch):
         assert a["curves"]["test_epoch"] == b["curves"]["test_epoch"]
         assert a["curves"]["loss"] == pytest.approx(b["curves"]["loss"], abs=1e-5, nan_ok=True)
     assert math.isnan(together[1]["metrics"]["test_acc"]) and math.isnan(alone[1]["metrics"]["test_acc"])
+
+
+def test_the_transfer_evaluation_leaves_training_bit_identical():
+    """main's runs of the transfer variants carry the transfer solvers (experiments._carry_transfer): the
+    evaluation runs after training, so every other metric, curve and the status equal the run without it."""
+    from study.config import run_config
+    from study.experiments import transfer_solvers
+    from study.tasks.spiral import train as train_job
+
+    base = run_config(variant_config("euler", steps=4), Protocol(epochs=2, **SMALL), 0, "cpu", {"variant": "euler"})
+    configs = [{**base, "seed": s} for s in (0, 1)]
+    plain, _ = train_job(configs)
+    carried, _ = train_job([{**c, "transfer": transfer_solvers(4)[:3]} for c in configs])
+    for a, b in zip(plain, carried):
+        assert "transfer" not in a["metrics"] and len(b["metrics"]["transfer"]) == 3
+        b = {**b, "config": {k: v for k, v in b["config"].items() if k != "transfer"},
+             "metrics": {k: v for k, v in b["metrics"].items() if k != "transfer"}}
+        assert strip(a) == strip(b)
