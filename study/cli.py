@@ -451,12 +451,13 @@ def status(profile, runs_dir, cost):
         _echo_costs(view.costs(), view.costs(shared="first"))
         other = sorted(view.job_seconds(exclude="train").items(), key=lambda kv: -kv[1])
         if other:
-            click.echo("runs that do not train (job seconds summed over the run-all log, reruns included): "
+            click.echo("runs that do not train (job seconds from the run-all log, a logged rerun replacing the runs "
+                       "before it): "
                        + ", ".join(f"{kind} {sec:.0f}" for kind, sec in other) + " worker-seconds")
         hours, train, rest, alone = view.scratch_hours(2)
         click.echo(f"the profile from scratch on 2 workers: about {hours:.1f} h (training {train / 60:.0f} "
                    f"worker-minutes, the runs that do not train {rest / 60:.0f}, of which {alone / 60:.0f} run alone; "
-                   "their times include the log's reruns, so this errs long)")
+                   "log entries too old to say what they reran count in full, so this may err long)")
 
 
 def _echo_costs(df, first) -> None:

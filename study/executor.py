@@ -145,6 +145,9 @@ class Summary:
     seconds: float = 0.0
     exclusive_seconds: float = 0.0  # wall time of the jobs that measure alone (after all others)
     job_seconds: dict = field(default_factory=dict)  # kind -> summed seconds of its jobs (worker time)
+    # experiment (a job's first) -> kind -> seconds: what a later rerun of the same experiment supersedes
+    experiment_seconds: dict = field(default_factory=dict)
+    alone_kinds: set = field(default_factory=set)  # kinds whose jobs ran alone
     interrupted: bool = False  # stopped by Ctrl-C or SIGTERM; the finished runs are stored
 
 
@@ -210,6 +213,10 @@ class _Run:
             return []
         if res["done"]:
             summary.job_seconds[job.kind] = summary.job_seconds.get(job.kind, 0.0) + res["seconds"]
+            per = summary.experiment_seconds.setdefault(job.experiments[0] if job.experiments else "", {})
+            per[job.kind] = per.get(job.kind, 0.0) + res["seconds"]
+            if alone(job):
+                summary.alone_kinds.add(job.kind)
         for path, why in res["unwritten"]:
             summary.failed.append(f"{path}: {why}")
         for path, status in res["done"]:
@@ -285,6 +292,9 @@ def log_invocation(runs_dir: Path, profile, names, workers, scheduler, summary: 
              "scheduler": scheduler, "machine": platform.machine(), "cpu_count": os.cpu_count(),
              "exclusive_seconds": round(summary.exclusive_seconds, 1),
              "job_seconds": {k: round(v, 1) for k, v in sorted(summary.job_seconds.items())},
+             "experiment_seconds": {x: {k: round(v, 1) for k, v in sorted(kinds.items())}
+                                    for x, kinds in sorted(summary.experiment_seconds.items())},
+             "alone_kinds": sorted(summary.alone_kinds),
              **({"interrupted": True} if summary.interrupted else {})}
     if not summary.done and not summary.interrupted:
         return None

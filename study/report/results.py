@@ -343,15 +343,42 @@ class View:
                                else -c).reset_index(drop=True)
 
     def job_seconds(self, exclude: str | None = None) -> dict[str, float]:
-        """Worker-seconds per record kind (but ``exclude``), as the ``run-all`` log gives them, summed over its
-        invocations (reruns included): the cost of the runs whose records carry no time of their own."""
+        """Worker-seconds per record kind (but ``exclude``) from the ``run-all`` log: the cost of the runs whose
+        records carry no time of their own.  An invocation that logs its seconds per experiment supersedes what
+        earlier invocations spent on the same experiment and kind (a rerun replaced those records); older
+        entries, which log only per kind, count unless a later per-experiment entry covers every experiment of
+        theirs that has records of that kind."""
+        kinds_of: dict[str, set] = {}
+        for name, hashes in self.membership.items():
+            kinds_of[name] = {self.records[h]["kind"] for h in hashes if h in self.records}
+        seen: set[tuple[str, str]] = set()
         total: dict[str, float] = {}
-        for entry in self.execution_log:
+
+        def add(kind, sec):
+            if kind != exclude and isinstance(sec, (int, float)):
+                total[kind] = total.get(kind, 0.0) + sec
+
+        for entry in reversed(self.execution_log):
+            per = entry.get("experiment_seconds")
+            if isinstance(per, dict):
+                for name, kinds in per.items():
+                    for kind, sec in (kinds.items() if isinstance(kinds, dict) else ()):
+                        if (name, kind) not in seen:
+                            add(kind, sec)
+                seen |= {(n, k) for n, kinds in per.items() if isinstance(kinds, dict) for k in kinds}
+                continue
             jobs = entry.get("job_seconds")
+            names = entry.get("experiments") or list(self.membership)
             for kind, sec in (jobs.items() if isinstance(jobs, dict) else ()):  # older entries may lack it
-                if kind != exclude and isinstance(sec, (int, float)):
-                    total[kind] = total.get(kind, 0.0) + sec
+                covered = {n for n in names if kind in kinds_of.get(n, ())}
+                if not (covered and all((n, kind) in seen for n in covered)):
+                    add(kind, sec)
         return total
+
+    def alone_kinds(self) -> set[str] | None:
+        """The record kinds whose jobs ran alone, as the log names them (None: no entry names them)."""
+        named = [e["alone_kinds"] for e in self.execution_log if isinstance(e.get("alone_kinds"), list)]
+        return set().union(*map(set, named)) if named else None
 
     def exclusive_seconds(self) -> float:
         """Seconds the ``run-all`` log's invocations spent on the runs that measure alone (reruns included)."""
@@ -361,12 +388,14 @@ class View:
     def scratch_hours(self, workers: int = 2) -> tuple[float, float, float, float]:
         """``(hours, training, other, alone)``: what the profile costs from scratch on ``workers`` workers, the
         training runs once each (worker-seconds from their records) and the runs that do not train from the
-        ``run-all`` log (worker-seconds, reruns included, so the estimate errs long), of which ``alone`` run
-        with nothing beside them.  Jobs run longest first, so the workers stay busy to the end."""
+        ``run-all`` log (:meth:`job_seconds`; entries too old to say which experiments they reran count, so the
+        estimate may err long), of which ``alone`` run with nothing beside them.  Jobs run longest first, so the workers stay busy to the end."""
         first = self.costs(shared="first")
         train = float(first[first.experiment == "all"].worker_seconds.sum()) if not first.empty else 0.0
-        other = sum(self.job_seconds(exclude="train").values())
-        alone = min(self.exclusive_seconds(), other)
+        per_kind = self.job_seconds(exclude="train")
+        other, kinds = sum(per_kind.values()), self.alone_kinds()
+        alone = (sum(v for k, v in per_kind.items() if k in kinds) if kinds is not None
+                 else min(self.exclusive_seconds(), other))
         return ((train + other - alone) / workers + alone) / 3600, train, other, alone
 
     def executions(self) -> pd.DataFrame:

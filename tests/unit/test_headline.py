@@ -114,3 +114,36 @@ def test_scratch_hours_share_training_and_count_the_timed_runs_whole():
     hours, train, other, alone = view.scratch_hours(2)
     assert (train, other, alone) == (7200.0, 5400.0, 1800.0)
     assert hours == pytest.approx(((7200 + 3600) / 2 + 1800) / 3600)  # 2 h: the timed half hour runs alone
+
+
+def test_euler_is_an_ode_when_the_reference_solve_keeps_its_metric():
+    from study.report.tables import cross_claims as X
+
+    tr = lambda own, ref: [{"solver": "euler-20", "test_acc": own, "nfe": 20},  # noqa: E731
+                           {"solver": "dopri5-1e-08-f64", "test_acc": ref, "nfe": 90}]
+    keeps = [_record("euler", s, a, 10.0, transfer=tr(a, a - 0.002)) for s, a in enumerate((0.85, 0.86, 0.87))]
+    view = _view(keeps)
+    assert X._euler_is_ode(view, "spiral", view.runs("main")) == (X.HOLDS, "86.0 own solver, 85.8 reference")
+    loses = [_record("euler", s, a, 10.0, transfer=tr(a, a - 0.1)) for s, a in enumerate((0.85, 0.86, 0.87))]
+    view = _view(loses)
+    assert X._euler_is_ode(view, "spiral", view.runs("main"))[0] == X.FAILS
+    assert X._euler_is_ode(_view(loses[:0] + [_record("euler", 0, 0.86, 10.0)]), "spiral",
+                           _view([_record("euler", 0, 0.86, 10.0)]).runs("main"))[0] == X.NA
+
+
+def test_a_logged_rerun_supersedes_what_earlier_invocations_spent_on_the_same_experiment():
+    from study.report.results import View
+
+    recs = {"a": {"kind": "timing"}, "b": {"kind": "timing"}, "c": {"kind": "adjoint"}}
+    view = View(recs, [], {"timing": {"a"}, "timing-x": {"b"}, "adjoint": {"c"}})
+    view.execution_log = [
+        {"experiments": None, "job_seconds": {"timing": 50.0, "adjoint": 300.0}},  # old: per kind only
+        {"experiments": ["timing"], "job_seconds": {"timing": 40.0}},  # old: a rerun of one experiment
+        {"experiments": ["timing", "timing-x"], "job_seconds": {"timing": 30.0},
+         "experiment_seconds": {"timing": {"timing": 20.0}, "timing-x": {"timing": 10.0}}, "alone_kinds": ["timing"]},
+    ]
+    # the last entry covers every timing experiment: the older timing seconds were reruns; the adjoint's stay
+    assert view.job_seconds() == {"timing": 30.0, "adjoint": 300.0}
+    view.execution_log[2]["experiment_seconds"].pop("timing-x")  # timing-x not rerun: the entry that ran it counts,
+    assert view.job_seconds()["timing"] == 20.0 + 50.0  # the rerun of timing alone (40 s) does not
+    assert view.alone_kinds() == {"timing"}

@@ -47,7 +47,10 @@ def constant_numbers(view: View, N: Numbers) -> None:
         N.add("TrainWorkerMinutes", _num(round(total / 60)))
         N.add("TrainWallMinutes", _num(round(total / 60 / cores)))
         N.add("OtherWorkerMinutes", _num(round(other / 60)))
-        N.add("ProfileWallMinutes", _num(round((total + other) / 60 / cores)))
+        hours, _, _, alone = view.scratch_hours(cores)  # the timed runs run alone: not shared between the cores
+        N.add("ProfileWallMinutes", _num(round(hours * 60)))
+        N.add("ProfileWallHours", hours, "{:.1f}")
+        N.add("AloneWorkerMinutes", _num(round(alone / 60)))
 
 
 def protocol_numbers(N: Numbers) -> None:

@@ -57,6 +57,10 @@ def digits_numbers(view: View, N: Numbers) -> str:
     N.add("DigImages", digits.IMAGES, "{:,d}")
     N.add("DigPixels", digits.PIXELS, "{:d}")
     N.add("DigSide", round(digits.PIXELS ** 0.5), "{:d}")
+    # every seed is scored on the same held-out images: their own sampling error is not in the seeds' intervals
+    p, n_test = lr / 100, int(first["n_test"])
+    N.add("DigSplitSe", 100 * (p * (1 - p) / n_test) ** 0.5, "{:.1f}")
+    N.add("DigImagePoints", 100 / n_test, "{:.2f}")
     n = df.groupby("variant").size()
     N.add("DigSeeds", int(n.min()), "{:d}")
     N.add("DigVariants", len(n), "{:d}")
