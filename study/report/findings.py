@@ -128,8 +128,7 @@ What the profile's training costs, from the records (`study status --cost`: work
 another run beside them on the same cores; a batched job's time shared among its seeds; a run that several
 experiments share is counted in the first). In all, {TrainWorkerMinutes} worker-minutes of training and
 {OtherWorkerMinutes} of the runs that do not train, of which {AloneWorkerMinutes} run alone: about {ProfileWallMinutes} minutes
-({ProfileWallHours} hours) on {MachineCores} workers from scratch, an estimate that errs long because the `run-all` log
-counts the timed runs that were rerun. The store was built by {RunAllInvocations} `run-all`
+({ProfileWallHours} hours) on {MachineCores} workers from scratch (`study status --cost`). The store was built by {RunAllInvocations} `run-all`
 invocations, {FullProfileMinutes} minutes of wall time in all (`runs/run-all.log.jsonl`).
 
 {COST_TABLE}

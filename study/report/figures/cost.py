@@ -31,7 +31,7 @@ def _against_steps(view: View, y, yerr, ylabel: str, title: str, merge_identical
         key = next((k for k, g in groups.items() if merge_identical and list(g[0]["steps"]) == list(d["steps"])
                     and np.allclose(y(g[0]).to_numpy(float), y(d).to_numpy(float), rtol=MERGE_RTOL)), d["solver"].iloc[0])
         groups.setdefault(key, []).append(d)
-    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.9 if merge_identical else 2.6), layout="constrained")
+    fig, ax = plt.subplots(figsize=(style.COLUMN, 2.9 if merge_identical else 3.3), layout="constrained")
     for ds in sorted(groups.values(), key=lambda g: -float(y(g[0]).iloc[-1])):
         d = ds[0]
         names = style.ordered(x["variant"].iloc[0] for x in ds)
@@ -42,8 +42,8 @@ def _against_steps(view: View, y, yerr, ylabel: str, title: str, merge_identical
     ax.set(xscale="log", yscale="log", xlabel="steps N (ResNet: blocks)", ylabel=ylabel, title=title)
     if merge_identical:
         fig.legend(fontsize=5.5, loc="outside lower center", ncol=1)
-    else:
-        ax.legend(fontsize=6, ncol=2)
+    else:  # below the axes: inside, it hid the lines of the steps it covered
+        fig.legend(fontsize=5.5, loc="outside lower center", ncol=2)
     return fig
 
 
