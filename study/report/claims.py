@@ -134,7 +134,7 @@ def _accuracies(ev: Evidence, t: dict) -> Finding:
     n_close = sum(close)
     verdict = ("holds" if not above_bayes else "partly" if n_close else "does not hold")
     if above_bayes:
-        evidence = (f"All three exceed the Bayes-optimal accuracy, so they cannot be held-out accuracies; that "
+        evidence = (f"All three exceed the Bayes-optimal accuracy, so they are unlikely to be held-out accuracies; that "
                     f"they are training accuracies is an inference: {n_close} of 3 lie within "
                     f"{t['close_points']:g} points of our median training accuracies.")
     else:

@@ -64,6 +64,18 @@ def failed(runs: pd.DataFrame, ratio: float = SPIKE_RATIO) -> pd.Series:
     return (runs["status"] == "diverged") | spiked.fillna(False)
 
 
+def task_failed(task: str, runs: pd.DataFrame) -> pd.Series:
+    """The study's rule for a failed run on any task: it did not finish (diverged, or an error), or, on a task whose
+    metric is an accuracy, it ended in an unrecovered loss spike (:func:`failed`).  An NLL or a trajectory error
+    near its floor makes a loss ratio meaningless, so the spike rule applies to classification only."""
+    from .. import tasks
+
+    m = tasks.primary(task)
+    if m.percent and m.higher_is_better and m.target is None and {"loss_last", "loss_min"} <= set(runs.columns):
+        return failed(runs) | (runs["status"] != "ok")
+    return runs["status"] != "ok"
+
+
 def summarise(runs: pd.DataFrame, key: str = "test_acc", ratio: float = SPIKE_RATIO) -> Summary:
     """``runs``' accuracies (%) of the runs that finished (ok, whether or not they spiked); failures counted."""
     runs = runs[runs["status"].isin(["ok", "diverged"])]

@@ -52,6 +52,7 @@ def test_best_use_avoid_and_ode_follow_their_rules():
     # rk4's interval: 86.5 +- 0.25 (t 4.30 x 0.1 / sqrt 3); euler (86.0) lies outside it, so rk4 is also "use"
     assert c["use"]["variant"] == "rk4"
     assert c["avoid"]["variant"] == "hand-dopri5" and c["why"].startswith("2 of 3 seeds failed")
+    assert c["why"].endswith("(solver failure in epoch 3; 1 ended in a loss spike)")
     N = Numbers()
     row = headline.headline_row(view, "spiral", N)
     assert row[0] == "spiral" and "RK4 (hand)" in row[2] and "RK4 (hand): 86.5" in row[3]
@@ -65,7 +66,8 @@ def test_a_wide_best_interval_admits_the_cheaper_method_and_transfer_says_ode():
     recs += [_record("rk4", s, acc, 40.0) for s, acc in enumerate((0.84, 0.87, 0.90))]
     view = _view(recs)
     c = headline.choose("spiral", headline.variant_stats("spiral", view.runs("main")))
-    assert c["best"]["variant"] == "rk4" and c["use"]["variant"] == "euler" and c["why"] == "the worst metric"
+    assert c["best"]["variant"] == "rk4" and c["use"]["variant"] == "euler"
+    assert c["avoid"] is None and c["why"].startswith("none")  # euler's interval reaches rk4's: nothing to avoid
     kind, own, ref = headline.solver_or_ode("spiral", "euler", view.transfer("transfer"), c["half"])
     assert kind == "ODE" and own == ref == 86.0
     # a model that loses more than the interval under the reference solve learned its solver
@@ -147,3 +149,12 @@ def test_a_logged_rerun_supersedes_what_earlier_invocations_spent_on_the_same_ex
     view.execution_log[2]["experiment_seconds"].pop("timing-x")  # timing-x not rerun: the entry that ran it counts,
     assert view.job_seconds()["timing"] == 20.0 + 50.0  # the rerun of timing alone (40 s) does not
     assert view.alone_kinds() == {"timing"}
+
+
+def test_a_separated_worst_variant_is_named_with_those_alike():
+    recs = [_record("rk4", s, a, 40.0) for s, a in enumerate((0.90, 0.91, 0.92))]
+    recs += [_record("euler", s, a, 10.0) for s, a in enumerate((0.70, 0.71, 0.72))]
+    recs += [_record("tdq-euler", s, a, 10.0) for s, a in enumerate((0.705, 0.71, 0.715))]
+    c = headline.choose("spiral", headline.variant_stats("spiral", _view(recs).runs("main")))
+    assert c["avoid"]["variant"] == "euler"
+    assert c["why"] == "the worst metric (1 more alike: Euler (tdq))"

@@ -81,6 +81,8 @@ def protocol_numbers(N: Numbers) -> None:
     N.add("ControlSeedsPlanned", full["control_seeds"], "{:d}")
     N.add("LrSeedsPlanned", full["lr_seeds"], "{:d}")
     N.add("LrDopriSeeds", full["lr_seed_overrides"].get("tdq-dopri5", full["lr_seeds"]), "{:d}")
+    N.add("LrVariantCount", len(full["lr_variants"]), "{:d}")
+    N.add("MainVariantCount", len([v for v in variants.VARIANTS if v not in full["main_cut"]]), "{:d}")
     lrs = sorted(full["learning_rates"], reverse=True)
     for name, lr in zip(("LrHigh", "LrMid", "LrLow"), lrs):
         N.add(name, lr, "{:g}")

@@ -59,7 +59,10 @@ def digits_numbers(view: View, N: Numbers) -> str:
     N.add("DigSide", round(digits.PIXELS ** 0.5), "{:d}")
     # every seed is scored on the same held-out images: their own sampling error is not in the seeds' intervals
     p, n_test = lr / 100, int(first["n_test"])
-    N.add("DigSplitSe", 100 * (p * (1 - p) / n_test) ** 0.5, "{:.1f}")
+    se = 100 * (p * (1 - p) / n_test) ** 0.5
+    N.add("DigSplitSe", se, "{:.1f}")
+    flow, none = (df[df["variant"] == v]["test_acc"].mean() * 100 for v in ("euler", "no-flow"))
+    N.add("DigFlowMarginSe", (flow - none) / se, "{:.1f}")  # the flow's margin over its control, in the split's SEs
     N.add("DigImagePoints", 100 / n_test, "{:.2f}")
     n = df.groupby("variant").size()
     N.add("DigSeeds", int(n.min()), "{:d}")

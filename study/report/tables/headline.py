@@ -7,7 +7,9 @@ an ODE or its solver.  Every cell follows a stated rule from the records:
   training wall time (its evaluations per training unit and its activation memory beside it);
 * **avoid**: the variant with the most failed seeds (diverged, or on the classification tasks a last loss above 1.5x
   its lowest), the reason being the failures; with none failed, the one whose own solver's metric is furthest from
-  the reference solve's where the task records both (a biased likelihood); else the one with the worst mean;
+  the reference solve's where the task records both (a biased likelihood); else the one with the worst mean, if its
+  interval lies below the best's (else none); variants alike (a bias within 5%, a mean within its interval) are
+  named with it;
 * **ODE or solver**: the recommended variant's trained models solved by the float64 reference solve (solver
   transfer): "ODE" when the median metric under the reference solve is no worse than under the training solver by
   more than the best's interval half-width, else "solver".  Where the recommended variant was not transferred,
@@ -24,7 +26,7 @@ import pandas as pd
 from ... import tasks, variants
 from ..numbers import Numbers
 from ..results import MissingRuns, View
-from ..stats import failed as spiked_or_diverged
+from ..stats import task_failed
 from ..stats import t_interval
 from .common import _num, _table
 
@@ -42,21 +44,20 @@ def _goodness(task: str):
     return (lambda v: v * scale) if m.higher_is_better else (lambda v: -v * scale)
 
 
-def _classification(task: str) -> bool:
-    """A task whose metric is an accuracy: there a last loss far above the lowest is a failed run."""
-    m = tasks.primary(task)
-    return m.percent and m.higher_is_better and m.target is None
-
-
 def _failed(task: str, d: pd.DataFrame) -> pd.Series:
-    if _classification(task) and {"loss_last", "loss_min"} <= set(d.columns):
-        return spiked_or_diverged(d)
-    return d["status"] != "ok"
+    return task_failed(task, d)
 
 
 def _per_unit(d: pd.DataFrame) -> pd.Series:
     units = d["epochs_completed"] if "epochs_completed" in d else d["iterations_completed"]
     return (d["nfe_forward"] + d["nfe_backward"]) / units.replace(0, np.nan)
+
+
+def _reasons(d: pd.DataFrame, fail: pd.Series) -> list[str]:
+    """Why the failed runs failed: each recorded reason, and the runs that finished in a loss spike."""
+    said = [str(r).split(":")[0] for r in d.loc[fail, "reason"].dropna()] if "reason" in d else []
+    spiked = int(fail.sum()) - len(said)
+    return sorted(set(said)) + ([f"{spiked} ended in a loss spike"] if spiked > 0 else [])
 
 
 def variant_stats(task: str, runs: pd.DataFrame) -> pd.DataFrame:
@@ -76,8 +77,7 @@ def variant_stats(task: str, runs: pd.DataFrame) -> pd.DataFrame:
         rows.append({"variant": v, "seeds": len(d), "failed": int(fail.sum()), "mean": mean, "half": half,
                      "wall": float(ok["wall_time_s"].median()) if len(ok) else math.nan,
                      "nfe": float(_per_unit(ok).median()) if len(ok) else math.nan, "memory": mem, "bias": bias,
-                     "reasons": sorted({str(r).split(":")[0] for r in d.loc[fail, "reason"].dropna()})
-                     if "reason" in d else []})
+                     "reasons": _reasons(d, fail)})
     return pd.DataFrame(rows)
 
 
@@ -100,6 +100,18 @@ def choose(task: str, stats: pd.DataFrame) -> dict:
     else:
         avoid = finished.loc[finished["mean"].idxmin()]
         why = "the worst metric"
+        ah = avoid["half"] if math.isfinite(avoid["half"]) else 0.0
+        if avoid["mean"] + ah >= best["mean"] - half:  # its interval reaches the best's: nothing stands out
+            avoid, why = None, "none: every variant's interval reaches the best's"
+    if avoid is not None:  # variants indistinguishable from it (the same arithmetic, or within its interval)
+        key, tol = ("bias", 0.05 * abs(avoid["bias"])) if why.startswith("its solver") else (
+            ("mean", avoid["half"] if math.isfinite(avoid["half"]) else 0.0) if why == "the worst metric" else (None, 0))
+        if key is not None:
+            alike = [v for v in stats.itertuples() if v.variant != avoid["variant"]
+                     and abs(getattr(v, key) - avoid[key]) <= tol]
+            if alike:
+                why += f" ({len(alike)} more alike: " + ", ".join(
+                    variants.get(v.variant).label for v in alike) + ")"
     return {"best": best, "half": half, "near": near, "use": use, "avoid": avoid, "why": why}
 
 
@@ -152,7 +164,7 @@ def headline_row(view: View, task: str, N: Numbers | None = None) -> list[str]:
     if N is not None:
         N.add(f"Hl{t}Best", variants.get(c["best"]["variant"]).label)
         N.add(f"Hl{t}Use", variants.get(c["use"]["variant"]).label)
-        N.add(f"Hl{t}Avoid", variants.get(c["avoid"]["variant"]).label)
+        N.add(f"Hl{t}Avoid", "none" if c["avoid"] is None else variants.get(c["avoid"]["variant"]).label)
         N.add(f"Hl{t}UseWall", c["use"]["wall"], "{:.0f}")
         N.add(f"Hl{t}Ode", "--" if ode is None else ode[0])
     best = f"{variants.get(c['best']['variant']).label}: {fmt.format(show(c['best']['mean']))}" + (
@@ -164,7 +176,8 @@ def headline_row(view: View, task: str, N: Numbers | None = None) -> list[str]:
     whose = "" if judged == u["variant"] else f"{variants.get(judged).label}: "
     odecell = "--" if ode is None else (f"{ode[0]} ({whose}{fmt.format(show(ode[1]))} own, "
                                         f"{fmt.format(show(ode[2]))} ref.)")
-    return [task, f"{m.label}", best, use, f"{variants.get(c['avoid']['variant']).label}: {c['why']}", odecell]
+    avoid = c["why"] if c["avoid"] is None else f"{variants.get(c['avoid']['variant']).label}: {c['why']}"
+    return [task, f"{m.label}", best, use, avoid, odecell]
 
 
 def headline_numbers(view: View, N: Numbers) -> str:

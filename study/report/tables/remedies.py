@@ -9,6 +9,7 @@ from ... import tasks, variants
 from ..numbers import Numbers
 from ..remedy_arms import ARM_LABELS, ARM_MACROS, label_arms, with_remedies
 from ..results import MissingRuns, View
+from ..stats import task_failed
 from .common import _macro, _median_iqr, _num, _table
 
 TASKS = with_remedies()
@@ -35,7 +36,7 @@ def _row(task: str, v: str, arm: str, d: pd.DataFrame, curves: pd.DataFrame, N: 
     med, text = _median_iqr(ok[metric.name], "{:.3f}")
     start, end = _nfe_at(curves, True), _nfe_at(curves, False)
     wall = float(ok["wall_time_s"].median()) if len(ok) else None
-    failed = int((d["status"] != "ok").sum())
+    failed = int(task_failed(task, d).sum())
     for name, value, fmt in (("Metric", med, "{:.3f}"), ("NfeStart", start, "{:.0f}"), ("NfeEnd", end, "{:.0f}"),
                              ("Wall", wall, "{:.0f}"), ("Failed", failed, "{:d}"), ("Seeds", len(d), "{:d}")):
         N.add(m + name, value, fmt)
@@ -43,11 +44,12 @@ def _row(task: str, v: str, arm: str, d: pd.DataFrame, curves: pd.DataFrame, N: 
             _num(wall)]
 
 
-def _fisher(a: pd.DataFrame, b: pd.DataFrame) -> float:
-    """Fisher's exact test, two-sided: are the failures (runs that died) of ``a`` and ``b`` different?"""
+def _fisher(task: str, a: pd.DataFrame, b: pd.DataFrame) -> float:
+    """Fisher's exact test, two-sided: are the failures (:func:`study.report.stats.task_failed`) of ``a`` and
+    ``b`` different?"""
     from scipy.stats import fisher_exact
 
-    fa, fb = int((a["status"] != "ok").sum()), int((b["status"] != "ok").sum())
+    fa, fb = int(task_failed(task, a).sum()), int(task_failed(task, b).sum())
     return float(fisher_exact([[fa, len(a) - fa], [fb, len(b) - fb]]).pvalue)
 
 
@@ -78,7 +80,7 @@ def remedies_numbers(view: View, N: Numbers) -> str:
                     none = runs[(runs["variant"] == v) & (runs["arm"] == "none")]
                     if arm != "none" and len(none):
                         N.add(f"Rem{TASK_MACROS.get(task, task.title())}{_macro(v)}{ARM_MACROS[arm]}FailP",
-                              _fisher(d, none), "{:.2f}")
+                              _fisher(task, d, none), "{:.2f}")
     return _table("l l l r r l r r r", ["task", "variant", "remedy", "seeds", "failed", "metric", "NFE/it start",
                                         "NFE/it end", "wall s"], rows,
                   "Metric: the task's primary one, median [quartiles]; NFE/it: forward evaluations per iteration over "
