@@ -53,7 +53,7 @@ def _profile_option(f):
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(package_name="study", message="study %(version)s")
 def cli():
-    """A comparative study of Neural ODE solvers on the two-spiral benchmark.
+    """A comparative study of Neural ODE solvers on four tasks (`study tasks`).
 
     Bad input is one line `study: error: ...` and exit code 2; see README.md for the limits.
     """

@@ -12,6 +12,14 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 SMALL = dict(n_train=256, n_test=500, curve_test_points=200, eval_every=1)  # 2 batches an epoch
 
 
+def interruptible() -> None:
+    """``preexec_fn`` of a child a test sends SIGINT: a test suite run as a background job (``make test &``) starts
+    with SIGINT ignored, which its children inherit, and Python then installs no KeyboardInterrupt handler."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def study(*args, cwd=None, timeout=600, **kw) -> subprocess.CompletedProcess:
     """``python -m study ARGS`` in a subprocess, as a user would run it."""
     return subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, cwd=cwd,

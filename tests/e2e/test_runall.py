@@ -13,7 +13,7 @@ from study import executor, store
 from study.experiments import Job
 from study.results import load
 from study.variants import VARIANTS
-from tests.helpers import ENV, study
+from tests.helpers import ENV, interruptible, study
 from tests.helpers import strip as comparable
 
 
@@ -293,7 +293,7 @@ def test_kill_9_during_the_new_tasks_leaves_no_partial_record_and_resumes_identi
 
 def test_ctrl_c_during_the_new_tasks_stops_cleanly_and_resumes_identically(tmp_path, new_tasks_reference):
     d = tmp_path / "runs"
-    proc = _started(d, NEW_TASKS, start_new_session=True, text=True)
+    proc = _started(d, NEW_TASKS, start_new_session=True, text=True, preexec_fn=interruptible)
     os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole process group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted: finished runs are stored" in err and "Traceback" not in err
@@ -306,7 +306,7 @@ def test_ctrl_c_during_the_new_tasks_stops_cleanly_and_resumes_identically(tmp_p
 def test_a_single_new_task_run_interrupted_writes_nothing(tmp_path, task, args, sig):
     proc = subprocess.Popen([sys.executable, "-m", "study", "run", *args, "--task", task, "--runs-dir",
                              str(tmp_path / "runs")], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=interruptible)
     time.sleep(6)  # training, well before its end
     assert proc.poll() is None
     os.killpg(proc.pid, sig)
