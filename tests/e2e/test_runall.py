@@ -294,8 +294,13 @@ def test_kill_9_during_the_new_tasks_leaves_no_partial_record_and_resumes_identi
 def test_ctrl_c_during_the_new_tasks_stops_cleanly_and_resumes_identically(tmp_path, new_tasks_reference):
     d = tmp_path / "runs"
     proc = _started(d, NEW_TASKS, start_new_session=True, text=True, preexec_fn=interruptible)
-    os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole process group
-    _, err = proc.communicate(timeout=60)
+    try:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the terminal's whole process group
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert proc.returncode == 130 and "interrupted: finished runs are stored" in err and "Traceback" not in err
     _resumes_to_the_reference(d, new_tasks_reference, len(records(d)))
 
@@ -307,10 +312,15 @@ def test_a_single_new_task_run_interrupted_writes_nothing(tmp_path, task, args, 
     proc = subprocess.Popen([sys.executable, "-m", "study", "run", *args, "--task", task, "--runs-dir",
                              str(tmp_path / "runs")], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, preexec_fn=interruptible)
-    time.sleep(6)  # training, well before its end
-    assert proc.poll() is None
-    os.killpg(proc.pid, sig)
-    _, err = proc.communicate(timeout=60)
+    try:
+        time.sleep(6)  # training, well before its end
+        assert proc.poll() is None
+        os.killpg(proc.pid, sig)
+        _, err = proc.communicate(timeout=60)
+    finally:  # a failed check must not leave a 100,000-iteration run behind
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and err.strip().splitlines() == ["study: error: interrupted"]
     assert not [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
