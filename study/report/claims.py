@@ -393,8 +393,9 @@ def _invertible(ev: Evidence, t: dict) -> Finding:
     if not np.isfinite(err):
         return Finding("n/a", "cannot tell", "No reconstruction measured.")
     verdict = "holds" if err <= t["recon_max"] else "partly"
-    return Finding(f"$y(0)$ from $y(T)$ at training precision: relative error {err:.2g} (median); smallest singular "
-                   f"value of the flow map {smin:.2g} (median)", verdict,
+    return Finding(f"$y(0)$ from $y(T)$ at training precision: relative error {err:.2g}; smallest singular value of "
+                   f"the flow map {smin:.2g} (medians over every model of the adjoint diagnostics at the end of "
+                   "training, pooled; the adjoint diagnostics table gives them per training variant)", verdict,
                    "Invertible as a map; in float32 at training's step or tolerance the backward solve does not "
                    "recover the input." if verdict == "partly" else "Recovered to the stated accuracy.")
 
