@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import matplotlib.scale as mscale
+import numpy as np
 
 from .. import variants
 
@@ -51,7 +54,39 @@ def label(variant: str) -> str:
     return variants.VARIANTS[variant].label if variant in variants.VARIANTS else variant
 
 
+def _libm_log(fn):
+    """``fn`` (a ``math`` logarithm) over an array: the C library's correctly rounded scalar result, the same on
+    every x86-64 CPU. numpy's AVX-512 logarithms round differently in the last bit, which moves a path
+    coordinate across its 6-digit rounding in the PDF: on such a CPU fig17 and fig19 changed in their last digit."""
+    def log(values):
+        if isinstance(values, np.ma.MaskedArray):
+            return {math.log10: np.ma.log10, math.log2: np.ma.log2}.get(fn, np.ma.log)(values)
+        a = np.asarray(values, dtype=float)
+        out = np.full(a.shape, np.nan)
+        pos = np.isfinite(a) & (a > 0)
+        out[pos] = [fn(x) for x in a[pos].tolist()]
+        out[a == 0] = -np.inf
+        out[a == np.inf] = np.inf
+        return out
+    return log
+
+
+class _ExactLogTransform(mscale.LogTransform):
+    def __init__(self, base, nonpositive="clip"):
+        super().__init__(base, nonpositive)
+        self._log_funcs = {np.e: _libm_log(math.log), 2: _libm_log(math.log2), 10: _libm_log(math.log10)}
+
+
+class ExactLogScale(mscale.LogScale):
+    """Matplotlib's log scale with a CPU-independent logarithm (registered as "log" by :func:`apply`)."""
+
+    def __init__(self, *axis, base=10, subs=None, nonpositive="clip"):  # matplotlib < 3.11 passes the axis
+        super().__init__(*axis, base=base, subs=subs, nonpositive=nonpositive)
+        self._transform = _ExactLogTransform(base, nonpositive)
+
+
 def apply() -> None:
+    mscale.register_scale(ExactLogScale)
     plt.rcParams.update({
         "font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8, "legend.fontsize": 7,
         "xtick.labelsize": 7, "ytick.labelsize": 7, "axes.spines.top": False, "axes.spines.right": False,
