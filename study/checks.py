@@ -128,7 +128,7 @@ def output_dir(option: str, path: Path) -> Path:
 
 def run_store(option: str, path: Path) -> Path:
     """An existing run store to read: a directory that is empty or holds the store's entries."""
-    from . import runners, store
+    from . import records, store
 
     if not path.exists():
         raise UserError(f"runs directory {shown(str(path))} does not exist; run 'study run-all' first")
@@ -138,7 +138,7 @@ def run_store(option: str, path: Path) -> Path:
         entries = set(os.listdir(path))
     except OSError as exc:
         raise UserError(f"runs directory {shown(str(path))} cannot be read: {exc.strerror}") from None
-    known = set(runners.KINDS) | {store.SINGLE, store.EXECUTION_LOG}
+    known = set(records.SCHEMA) | {store.SINGLE, store.EXECUTION_LOG}
     if entries and not entries & known:
         raise UserError(f"{shown(str(path))} is not a run store: it holds none of {', '.join(sorted(known))}")
     return path

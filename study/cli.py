@@ -342,6 +342,35 @@ def _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store):
         _store_single(runs_dir, config, rec, as_json)
 
 
+def _migrate(runs_dir) -> None:
+    """Move the store's records to the names today's configs give them (:mod:`study.migrate`), saying so."""
+    from . import migrate as migrations
+
+    try:
+        done = migrations.migrate(runs_dir)
+    except OSError as exc:
+        _fail(f"cannot migrate the store at {runs_dir}: {exc.strerror or exc}", 1)
+    for name, (moved, written) in done.items():
+        if moved:
+            click.echo(f"migrated {moved} records ({name}): {written} records written, same numbers; see 'study migrate --help'")
+
+
+@cli.command("migrate")
+@_runs_option
+def migrate_cmd(runs_dir):
+    """Move records to their new names where a key left their config without changing their numbers.
+
+    Today: the solver-transfer list left the training configs (it never affected training); each training record
+    keeps its numbers under its new name, its transfer rows become transfer records, and every moved record notes
+    where it came from.  Idempotent; run-all does it before it plans.
+    """
+    checks.run_store("--runs-dir", runs_dir)
+    from . import store
+
+    store.check_usable(runs_dir)
+    _migrate(runs_dir)
+
+
 @cli.command("run-all")
 @_profile_option
 @click.option("--experiments", default=None, help="Comma-separated subset (default: all).")
@@ -365,11 +394,14 @@ def run_all(profile, experiments, task_list, runs_dir, workers, scheduler, force
     if runs_dir.is_dir():
         store.check_usable(runs_dir)
     checks.scheduler(scheduler)
+    if runs_dir.is_dir():
+        _migrate(runs_dir)
     jobs = plan(profile, names)
-    total = sum(len(j.seeds) for j in jobs)
+    total = sum(len(j.run_configs()) for j in jobs)
     pre = executor.Summary()
     force_since = started if force else None
-    todo_runs = sum(len(j.seeds) for j in executor.pending(jobs, runs_dir, force_since, pre)) if runs_dir.is_dir() else total
+    todo_runs = (sum(len(j.run_configs()) for j in executor.pending(jobs, runs_dir, force_since, pre))
+                 if runs_dir.is_dir() else total)
     for q in pre.quarantined:
         _echo_err(f"corrupt record moved aside and rerun: {q}")
     click.echo(f"run-all: profile {profile}, {len(jobs)} jobs, {total} runs, {total - todo_runs} already done, "
@@ -407,7 +439,7 @@ def _run_all_progress(bar, todo_runs: int):
     done = [0]
 
     def log(event, job, res):
-        n = len(job.seeds) if res is None else len(res["done"]) + len(res["skipped"]) + len(res["unwritten"])
+        n = len(job.run_configs()) if res is None else len(res["done"]) + len(res["skipped"]) + len(res["unwritten"])
         done[0] += n
         desc = job.describe()
         statuses = sorted({s for _, s in res["done"]} | ({"unwritten"} if res["unwritten"] else set())) if res else ["worker failed"]

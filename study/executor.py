@@ -93,7 +93,7 @@ def execute(kind: str, configs: list[dict], runs_dir: str, force_since: float | 
     locks, todo = [], []
     try:
         for cfg in configs:
-            path = store.record_path(runs_dir, kind, cfg)
+            path = store.record_path(runs_dir, cfg["kind"], cfg)  # a training job's transfer runs are another kind
             lock = store.RunLock(path)
             if not lock.acquire():
                 out["busy"].append(str(path))
@@ -111,7 +111,7 @@ def execute(kind: str, configs: list[dict], runs_dir: str, force_since: float | 
         configs = [c for c, _ in todo]
         for group in ([configs] if runner.BATCHED else [[c] for c in configs]):
             for cfg, rec in zip(group, _records(runner, group)):
-                path = store.record_path(runs_dir, kind, cfg)
+                path = store.record_path(runs_dir, cfg["kind"], cfg)
                 try:
                     store.write_atomic(path, rec)
                 except (OSError, store.StoreError) as exc:
@@ -161,17 +161,22 @@ def pending(jobs: list[Job], runs_dir: Path, force_since: float | None, summary:
     out = []
     for job in jobs:
         missing = []
-        for seed, cfg in zip(job.seeds, job.run_configs()):
-            path = store.record_path(runs_dir, job.kind, cfg)
-            if os.path.lexists(path):
-                try:
-                    if _kept(path, store.read_placed(path), force_since):
-                        summary.skipped += 1
-                        continue
-                except store.CorruptRecord as exc:
-                    summary.quarantined.append(f"{path}: {exc}")
-                    store.quarantine(path)
-            missing.append(seed)
+        for seed in job.seeds:
+            kept = 0
+            for cfg in job.seed_configs(seed):  # its run and the transfer runs of its model
+                path = store.record_path(runs_dir, cfg["kind"], cfg)
+                if os.path.lexists(path):
+                    try:
+                        if _kept(path, store.read_placed(path), force_since):
+                            kept += 1
+                            continue
+                    except store.CorruptRecord as exc:
+                        summary.quarantined.append(f"{path}: {exc}")
+                        store.quarantine(path)
+            if kept < len(job.seed_configs(seed)):
+                missing.append(seed)  # its kept runs are skipped, and counted, by the job that runs it
+            else:
+                summary.skipped += kept
         if missing:
             out.append(job.narrowed(missing))
     return out
@@ -231,8 +236,8 @@ class _Run:
         if not res["busy"]:
             return []
         busy = set(res["busy"])
-        return [job.narrowed([s for s, c in zip(job.seeds, job.run_configs())
-                              if str(store.record_path(self.runs_dir, job.kind, c)) in busy])]
+        return [job.narrowed([s for s in job.seeds if any(str(store.record_path(self.runs_dir, c["kind"], c)) in busy
+                                                          for c in job.seed_configs(s))])]
 
     def all(self, todo: list[Job]) -> None:
         """Parallel jobs longest first, then the jobs that measure alone, then the runs that were busy."""

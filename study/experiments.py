@@ -209,20 +209,35 @@ class Job:
     """One unit of work: a run config with the seeds it is run for.
 
     Training jobs of fixed-step variants carry several seeds (they train as one
-    batched model); every other job carries one seed (or none).
+    batched model); every other job carries one seed (or none).  A training job may also carry ``transfer``
+    solvers: each trained model is then solved by each of them, one ``transfer`` record per (seed, solver)
+    (:func:`transfer_config`), kept out of the training config so that a new solver adds records and renames
+    none.  ``members`` are the seeds the model is trained with (a batched model's members move each other):
+    the job's seeds when planned, kept when the job is narrowed to the seeds that still need to run.
     """
 
     kind: str
     config: dict  # the run config without its seed
     seeds: list
     experiments: list[str] = field(default_factory=list)
+    transfer: list[dict] = field(default_factory=list)
+    members: list | None = None
+
+    def __post_init__(self):
+        if self.members is None:
+            self.members = list(self.seeds)
+
+    def seed_configs(self, seed) -> list[dict]:
+        """The configs of one seed's runs: its training (or other) run, then its transfer runs."""
+        base = self.config if seed is None else {**self.config, "seed": seed}
+        return [base] + [transfer_config(self.config, seed, self.members, s) for s in self.transfer]
 
     def run_configs(self) -> list[dict]:
-        return [self.config if s is None else {**self.config, "seed": s} for s in self.seeds]
+        return [c for s in self.seeds for c in self.seed_configs(s)]
 
     def narrowed(self, seeds: list) -> "Job":
         """The same job for some of its seeds."""
-        return Job(self.kind, self.config, list(seeds), self.experiments)
+        return Job(self.kind, self.config, list(seeds), self.experiments, self.transfer, self.members)
 
     def describe(self) -> str:
         """One line for progress and failure messages: kind, what, what differs from the variant, seeds."""
@@ -235,6 +250,7 @@ class Job:
             diffs = [f"{k}={c[k]}" for k in keys if c[k] != base.get(k)]
             diffs += [f"lr={c['lr']:g}"] if c.get("lr", 0.01) != 0.01 else []
             diffs += ["probe"] if c.get("probe") else []
+            diffs += [f"+{len(self.transfer)} transfer solvers"] if self.transfer else []
             extra = (" " + " ".join(diffs)) if diffs else ""
         elif isinstance(c.get("steps"), int):
             extra = f" steps={c['steps']}"
@@ -242,11 +258,19 @@ class Job:
         return f"{self.kind} {what}{extra}" + (f" seeds {','.join(map(str, seeds))}" if seeds else "")
 
 
+def transfer_config(train: dict, seed: int, members: list, solver: dict) -> dict:
+    """The config of one transfer run: the model trained by ``train`` (a training config without its seed) with
+    ``members`` batched, its member ``seed``, solved by ``solver`` (:func:`transfer_solvers`) on the hand engine."""
+    return {"kind": "transfer", "train": train, "seed": seed, "members": list(members), "solver": dict(solver),
+            "engines": all_engines()}
+
+
 TIMING_REFERENCE = "euler"  # every timed step alternates with one of this variant's: ratios survive machine drift
 
 
 def _train_jobs(spec: dict, runs: list[tuple[str, dict]], seeds: int, protocol: dict,
-                seed_overrides: dict | None = None, probe: bool = False, extra: dict | None = None) -> list[Job]:
+                seed_overrides: dict | None = None, probe: bool = False, extra: dict | None = None,
+                transfer: list[dict] | None = None) -> list[Job]:
     jobs = []
     proto = Protocol(**{**spec["protocol"], **protocol})
     for variant, overrides in runs:
@@ -255,11 +279,12 @@ def _train_jobs(spec: dict, runs: list[tuple[str, dict]], seeds: int, protocol: 
                                                  **(extra or {})})
         base.pop("seed")
         seed_list = list(range((seed_overrides or {}).get(variant, seeds)))
+        solvers = list(transfer or []) if cfg.model == "ode" else []  # no flow of one field: nothing to transfer
         if cfg.adaptive:  # each seed alone: batched, the members' step counts drift apart in training and every
             # iteration pays for all of them until the slowest is done (5 hand-dopri5 seeds batched: 1.3x alone)
-            jobs += [Job("train", base, [s]) for s in seed_list]
+            jobs += [Job("train", base, [s], transfer=solvers) for s in seed_list]
         else:
-            jobs.append(Job("train", base, seed_list))
+            jobs.append(Job("train", base, seed_list, transfer=solvers))
     return jobs
 
 
@@ -320,7 +345,6 @@ def build(profile: str) -> dict[str, list[Job]]:
                                  "engines": all_engines(), "suite": BENCH_SUITE,
                                  "device": "cpu", "torchode": True}, [None])]
     ex.update(task_experiments(profile, spec["protocol"]))
-    _carry_transfer(ex)
     for name, jobs in ex.items():
         for j in jobs:
             j.experiments.append(name)
@@ -371,10 +395,12 @@ def plan(profile: str, experiments: list[str] | None = None) -> list[Job]:
             batched = job.kind == "train" and len(job.seeds) > 1
             key = config_hash(job.config) if batched else config_hash({"c": job.config, "s": job.seeds})
             if key not in merged:
-                merged[key] = Job(job.kind, job.config, list(job.seeds), [name])
+                merged[key] = Job(job.kind, job.config, list(job.seeds), [name], list(job.transfer), list(job.members))
                 continue
             have = merged[key]
             have.seeds = sorted(set(have.seeds) | set(job.seeds))
+            have.members = sorted(set(have.members) | set(job.members))
+            have.transfer = have.transfer + [s for s in job.transfer if s not in have.transfer]
             if name not in have.experiments:
                 have.experiments.append(name)
     return list(merged.values())
@@ -398,26 +424,13 @@ def experiment_hashes(profile: str) -> dict[str, set[str]]:
 
 # -- tasks ------------------------------------------------------------------------------------------------------
 
-def _carry_transfer(ex: dict[str, list[Job]]) -> None:
-    """One trained model per config: the spiral's run of a transfer variant under main's protocol carries the
-    transfer solvers wherever an experiment asks for it (main, steps, the learning-rate arm at main's rate,
-    the remedies' ``none`` arm), as every other task's main does, instead of training it again for ``transfer``.
-    The transfer evaluation runs after training and leaves its other metrics bit-identical."""
-    carried = {config_hash({k: v for k, v in j.config.items() if k != "transfer"}): j.config for j in ex["transfer"]}
-    for name, jobs in ex.items():
-        if task_of(name) == tasks.DEFAULT and name != "transfer":
-            for j in jobs:
-                if j.kind == "train" and "transfer" not in j.config:
-                    j.config = carried.get(config_hash(j.config), j.config)
-
-
 def task_of(experiment: str) -> str:
     """The task an experiment belongs to (the spiral's have plain names)."""
     return experiment.split("/", 1)[0] if "/" in experiment else tasks.DEFAULT
 
 
 def _task_train_jobs(task: str, spec: dict, variant_names, seeds: int, extra: dict,
-                     protocol: dict | None = None) -> list[Job]:
+                     protocol: dict | None = None, transfer: list[dict] | None = None) -> list[Job]:
     """Training jobs of ``task``: each of ``variant_names`` (a name, or a ``[name, model overrides]`` pair)."""
     module = tasks.get(task)
     proto = module.Protocol(**{**spec.get("protocol", {}), **(protocol or {})})
@@ -429,7 +442,9 @@ def _task_train_jobs(task: str, spec: dict, variant_names, seeds: int, extra: di
         base.pop("seed")
         seed_list = list(range(spec.get("seed_overrides", {}).get(v, seeds)))
         alone = cfg.adaptive or getattr(proto, "steer", 0)  # one step control per solve; STEER: each seed's end times
-        jobs += [Job("train", base, [s]) for s in seed_list] if alone else [Job("train", base, seed_list)]
+        solvers = list(transfer or []) if cfg.model == "ode" else []
+        jobs += ([Job("train", base, [s], transfer=solvers) for s in seed_list] if alone
+                 else [Job("train", base, seed_list, transfer=solvers)])
     return jobs
 
 
@@ -456,9 +471,8 @@ def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]
     ex: dict[str, list[Job]] = {}
     spec = TASK_SPEC[profile]
     s = spec["spiral"]
-    transfer = {"transfer": transfer_solvers(variant_config("euler").steps)}
     ex["transfer"] = _train_jobs({"protocol": spiral_protocol}, [(v, {}) for v in s["transfer_variants"]],
-                                 s["transfer_seeds"], {}, extra=transfer)
+                                 s["transfer_seeds"], {}, transfer=transfer_solvers(variant_config("euler").steps))
     ex["work-precision"] = [_workprecision_job("spiral", s, Protocol(**spiral_protocol).as_config())]
     ex["remedies"] = _remedy_jobs(tasks.DEFAULT, {**s, "protocol": spiral_protocol}, {})  # "none": main's runs
     for task in tasks.TASKS:
@@ -468,15 +482,15 @@ def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]
         if task == tasks.DEFAULT:
             continue
         module, t = tasks.get(task), spec[task]
-        extra = {"transfer": transfer_solvers(module.DEFAULT_STEPS)}
-        main = _task_train_jobs(task, t, applicable(task), t["seeds"], extra)
+        main = _task_train_jobs(task, t, applicable(task), t["seeds"], {})
         ex[tasks.experiment(task, "main")] = main
-        ex[tasks.experiment(task, "transfer")] = [Job(j.kind, j.config, list(j.seeds)) for j in main]
+        ex[tasks.experiment(task, "transfer")] = _task_train_jobs(task, t, applicable(task), t["seeds"], {},
+                                                                  transfer=transfer_solvers(module.DEFAULT_STEPS))
         proto = module.Protocol(**t.get("protocol", {}))
         protocol = proto.as_config()  # remedies named only when on
         ex[tasks.experiment(task, "work-precision")] = [_workprecision_job(task, t, protocol)]
         if "remedies" in t:
-            ex[tasks.experiment(task, "remedies")] = _remedy_jobs(task, t, extra)
+            ex[tasks.experiment(task, "remedies")] = _remedy_jobs(task, t, {})
         if "controls" in t:
             ex[tasks.experiment(task, "controls")] = _task_train_jobs(task, t, t["controls"], t["seeds"], {})
     return ex

@@ -89,6 +89,8 @@ SCHEMA: dict[str, dict[str, str]] = {
     "bench": {"config.steps": "int", "config.batch_size": "int", "config.rounds": "int", "config.engines": "str",
               "metrics.rows": "list[dict]",
               "metrics.matmul_gflops_128": "float"},
+    "transfer": {"config.train": "dict", "config.seed": "int", "config.members": "list[int]", "config.solver": "dict",
+                 "config.engines": "str", "metrics.solver": "str", "metrics.trained_status": "str"},
     "taskbench": {"config.task": "str", "config.rounds": "int", "config.steps": "int", "config.tol": "float",
                   "config.engines": "str", "metrics.rows": "list[dict]", "metrics.kernel_floor_us": "dict"},
 }
@@ -110,8 +112,7 @@ SAME_LENGTH = {"train": [("curves.epoch", "curves.loss", "curves.train_acc", "cu
 DIVERGED_MAY_BE_NULL = {"metrics.train_acc", "metrics.test_acc"}
 # Fields a record holds when its config asks for them: (kind, config key) -> fields, checked on ok records.
 OPTIONAL = {("train", "probe"): {**{f"metrics.probe.{r}_{s}": "float" for r in ("input", "y0", "yT") for s in ("train", "test")},
-                                 "metrics.probe.recon_rel": "float?"},
-            ("train", "transfer"): {"metrics.transfer": "list[dict]"}}
+                                 "metrics.probe.recon_rel": "float?"}}
 
 
 def _type_ok(value, spec: str) -> bool:
@@ -141,6 +142,25 @@ def _check_fields(record: dict, fields: dict[str, str], nullable: set[str] = fro
         if not _type_ok(value, spec + ("?" if dotted in nullable and not spec.endswith("?") else "")):
             shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
             raise InvalidRecord(f"field {dotted!r} should be {spec}, is {shown}")
+
+
+def _check_transfer(record: dict) -> None:
+    """A transfer record of a trained model holds its evaluations and one metric (null where the solve failed);
+    one of a model that did not train holds neither."""
+    m, solver = record["metrics"], record["config"]["solver"]
+    grid = {"steps": "int"} if "steps" in solver else {"tol": "float"}
+    _check_fields({"solver": solver}, {"solver.method": "str", **{f"solver.{k}": t for k, t in grid.items()}})
+    if set(solver) - {"method", "steps", "tol", "dtype"} or solver.get("dtype", "float64") != "float64":
+        raise InvalidRecord(f"field 'config.solver' is not a solver: {solver!r:.60}")
+    if m["trained_status"] not in ("ok", "diverged"):
+        raise InvalidRecord(f"field 'metrics.trained_status' should be ok or diverged, is {m['trained_status']!r}")
+    values = [k for k in m if k not in ("solver", "trained_status", "nfe")]
+    if m["trained_status"] == "ok":
+        _check_fields(record, {"metrics.nfe": "float?"})
+        if len(values) != 1 or not _type_ok(m[values[0]], "float?"):
+            raise InvalidRecord("a transfer record of a trained model holds one metric, a number or null")
+    elif values or "nfe" in m:
+        raise InvalidRecord("a transfer record of a model that did not train holds no metric")
 
 
 def validate(record) -> None:
@@ -178,6 +198,8 @@ def validate(record) -> None:
     for (k, key), fields in OPTIONAL.items():
         if k == kind and record["config"].get(key) and record["status"] == "ok":
             _check_fields(record, fields)
+    if kind == "transfer":
+        _check_transfer(record)
     for i, row in enumerate(record["metrics"].get("rows", []) if kind in ROWS else []):
         _check_fields({"row": row}, {f"row.{k}": t for k, t in ROWS[kind].items()})
     for group in same_length:

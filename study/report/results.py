@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from .. import store, tasks
-from ..config import LATER_DEFAULTS, Protocol
+from ..config import LATER_DEFAULTS, METHODS, Protocol
 from ..experiments import engine_free_hashes, experiment_hashes, without_engine
 
 
@@ -85,6 +85,19 @@ def attempt(what: str, fn, outcome: Outcome, log=print, view: "View | None" = No
         outcome.failed.append(msg)
     log(msg)
     return None
+
+
+def _solver_order(solver: dict) -> tuple:
+    """Transfer solvers in the order tables show them: the method registry's order, fixed grids before tolerances,
+    coarser first, the float64 reference last."""
+    names = list(METHODS)
+    index = names.index(solver["method"]) if solver["method"] in names else len(names)
+    return (solver.get("dtype") == "float64", index, solver.get("steps", 0), -solver.get("tol", 0.0))
+
+
+def _train_hash(transfer_config: dict) -> str:
+    """The hash of the training run a transfer run's model comes from."""
+    return store.config_hash({**transfer_config["train"], "seed": transfer_config["seed"]})
 
 
 @dataclass
@@ -196,14 +209,18 @@ class View:
 
     def transfer(self, experiment: str) -> pd.DataFrame:
         """Each trained model scored by each transfer solver: one row per (run, solver) with the metric's name and
-        value, the evaluations, and the trained variant, seed and task."""
+        value, the evaluations, and the trained variant, seed and task (the ``transfer`` records of the models
+        that trained; ``hash`` is the training run's)."""
         rows = []
-        for h, r in self._select(experiment, "train"):
-            for row in r["metrics"].get("transfer") or []:
-                metric = next(k for k in row if k not in ("solver", "nfe"))
-                rows.append({"hash": h, "variant": r["config"]["variant"], "seed": r["config"]["seed"],
-                             "task": tasks.name_of(r["config"]), "status": r["status"], "solver": row["solver"],
-                             "metric": metric, "value": row[metric], "nfe": row["nfe"]})
+        for _, r in sorted(self._select(experiment, "transfer"), key=lambda hr: (_train_hash(hr[1]["config"]),
+                                                                                 _solver_order(hr[1]["config"]["solver"]))):
+            c, m = r["config"], r["metrics"]
+            if r["status"] != "ok" or m["trained_status"] != "ok":
+                continue
+            metric = next(k for k in m if k not in ("solver", "nfe", "trained_status"))
+            rows.append({"hash": _train_hash(c), "variant": c["train"]["variant"], "seed": c["seed"],
+                         "task": tasks.name_of(c["train"]), "status": m["trained_status"], "solver": m["solver"],
+                         "metric": metric, "value": m[metric], "nfe": m["nfe"]})
         return pd.DataFrame(rows)
 
     def workprecision(self, experiment: str) -> pd.DataFrame:

@@ -727,7 +727,8 @@ def _short(x) -> float | None:
     return float(f"{x:.5g}") if math.isfinite(x) else None
 
 
-def _member_record(flow: Flow, h: History, s: int, P: Protocol, config: dict, env: dict, counts) -> dict:
+def _member_record(flow: Flow, h: History, s: int, P: Protocol, config: dict, env: dict, counts,
+                   transfer: list[dict] | None = None) -> dict:
     from .. import records
 
     diverged = s in h.diverged
@@ -743,8 +744,8 @@ def _member_record(flow: Flow, h: History, s: int, P: Protocol, config: dict, en
         data_ = {"box": BOX, "grid_log_density": [], "samples": []}
     else:
         metrics, data_ = member_metrics(alone, P)
-    if not diverged and config.get("transfer"):
-        metrics["transfer"] = transfer_rows(alone, P, config["transfer"])
+    if not diverged and transfer:
+        metrics["transfer"] = transfer_rows(alone, P, transfer)
     metrics.update({
         "params": flow.param_count(), "final_loss": mine["loss"][-1] if mine["loss"] else None,
         "iterations_completed": e, "nfe_forward": counts["forward"][s], "nfe_backward": counts["backward"][s],
@@ -758,7 +759,7 @@ def _member_record(flow: Flow, h: History, s: int, P: Protocol, config: dict, en
                         curves={"iteration": c["iteration"][:n_curve], **mine}, data=data_)
 
 
-def train(configs: list[dict], progress=None):
+def train(configs: list[dict], progress=None, transfer: list[dict] | None = None):
     """The records of one job (configs that differ only in their seed) and the trained flow."""
     from ..provenance import environment
 
@@ -768,7 +769,7 @@ def train(configs: list[dict], progress=None):
     flow, h = fit(cfg, P, seeds, first.get("device", "cpu"), progress)
     counts = flow.counter.snapshot(len(seeds))
     env = environment(first.get("device", "cpu"))
-    return [_member_record(flow, h, s, P, c, env, counts) for s, c in enumerate(configs)], flow
+    return [_member_record(flow, h, s, P, c, env, counts, transfer) for s, c in enumerate(configs)], flow
 
 
 def summary(record: dict) -> list[str]:

@@ -167,7 +167,7 @@ def cost(config: dict, members: int) -> float:
 
 # -- training --------------------------------------------------------------------------------------------------
 
-def train(configs: list[dict], progress=None):
+def train(configs: list[dict], progress=None, transfer: list[dict] | None = None):
     """The records of one job (``configs`` differ only in their seed) and the trained ensemble."""
     from . import spiral
 
@@ -182,8 +182,8 @@ def train(configs: list[dict], progress=None):
     lr_acc = logistic_regression(P.test_fraction, P.split_seed)
     for rec in recs:
         rec["metrics"]["logistic_regression"] = lr_acc
-    if first.get("transfer"):
-        for rec, rows in zip(recs, spiral.transfer_rows(model, seeds, P, first["transfer"], device, data_=d)):
+    if transfer:
+        for rec, rows in zip(recs, spiral.transfer_rows(model, seeds, P, transfer, device, data_=d)):
             if rec["status"] == "ok":
                 rec["metrics"]["transfer"] = rows
     return recs, model

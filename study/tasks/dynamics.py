@@ -673,7 +673,7 @@ def _member_record(flow: Flow, h: History, s: int, P: Protocol, config: dict, ow
                         curves=curves, data=data)
 
 
-def train(configs: list[dict], progress=None):
+def train(configs: list[dict], progress=None, transfer: list[dict] | None = None):
     """The records of one job (configs that differ only in their seed) and the trained flow."""
     from ..provenance import environment
 
@@ -686,8 +686,8 @@ def train(configs: list[dict], progress=None):
     counts["eval"] = [own_nfe] * len(seeds)
     env = environment(first.get("device", "cpu"))
     recs = [_member_record(flow, h, s, P, c, own, env, counts) for s, c in enumerate(configs)]
-    if first.get("transfer"):
-        for rec, rows in zip(recs, transfer_rows(flow, P, first["transfer"])):
+    if transfer:
+        for rec, rows in zip(recs, transfer_rows(flow, P, transfer)):
             if rec["status"] == "ok":
                 rec["metrics"]["transfer"] = rows
     return recs, flow

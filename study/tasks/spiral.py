@@ -172,10 +172,11 @@ def probe_members(model, seeds: Sequence[int], P: Protocol, device: str = "cpu")
     return out
 
 
-def train(configs: list[dict], progress=None):
-    """The records of one job (``configs`` differ only in their seed) and the trained ensemble."""
+def train(configs: list[dict], progress=None, transfer: list[dict] | None = None):
+    """The records of one job (``configs`` differ only in their seed) and the trained ensemble; with ``transfer``
+    solvers, each ok record's ``metrics.transfer`` holds its model's rows (:func:`transfer_rows`)."""
     first = configs[0]
-    extra = {k: first[k] for k in ("probe", "transfer") if first.get(k)}
+    extra = {k: first[k] for k in ("probe",) if first.get(k)}
     P, seeds, device = Protocol.from_dict(first), [c["seed"] for c in configs], first.get("device", "cpu")
     recs, model = train_models(ModelConfig.from_dict(first), P, seeds, device=device, progress=progress,
                                extra_config={"variant": first["variant"], **extra})
@@ -183,8 +184,8 @@ def train(configs: list[dict], progress=None):
         for rec, row in zip(recs, probe_members(model, seeds, P, device)):
             if rec["status"] == "ok" and row is not None:
                 rec["metrics"]["probe"] = row
-    if first.get("transfer"):
-        for rec, rows in zip(recs, transfer_rows(model, seeds, P, first["transfer"], device)):
+    if transfer:
+        for rec, rows in zip(recs, transfer_rows(model, seeds, P, transfer, device)):
             if rec["status"] == "ok":
                 rec["metrics"]["transfer"] = rows
     return recs, model

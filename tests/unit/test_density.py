@@ -196,9 +196,8 @@ def test_training_lowers_the_nll_and_the_record_validates_and_carries_the_floor(
 
     P = D.Protocol(**{**SMALL, "iterations": 40, "eval_every": 20, "n_test": 128})
     cfg = D.model_config("rk4")
-    extra = {"transfer": transfer_solvers(D.DEFAULT_STEPS)}
-    configs = [D.run_config("rk4", cfg, P, s, extra=extra) for s in (0, 1)]
-    recs, _ = D.train(configs)
+    configs = [D.run_config("rk4", cfg, P, s) for s in (0, 1)]
+    recs, _ = D.train(configs, transfer=transfer_solvers(D.DEFAULT_STEPS))
     for rec in recs:
         records.validate(rec)
         m = rec["metrics"]
@@ -211,7 +210,7 @@ def test_training_lowers_the_nll_and_the_record_validates_and_carries_the_floor(
         assert rows["dopri5-1e-08-f64"]["nll"] == pytest.approx(m["nll"], abs=1e-6)
         assert rows["rk4-8"]["nfe"] == 4 * D.DEFAULT_STEPS
         assert len(rec["data"]["grid_log_density"]) == P.grid ** 2 and len(rec["data"]["samples"]) == P.n_samples
-    alone, _ = D.train(configs[:1])
+    alone, _ = D.train(configs[:1], transfer=transfer_solvers(D.DEFAULT_STEPS))
     strip = lambda r: {k: v for k, v in r["metrics"].items() if k != "wall_time_s"}  # noqa: E731
     assert strip(alone[0]) == strip(recs[0])  # seed 0 beside seed 1 is seed 0 alone
     assert alone[0]["curves"] == recs[0]["curves"] and alone[0]["data"] == recs[0]["data"]

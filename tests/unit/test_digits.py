@@ -41,8 +41,8 @@ def test_the_controls_are_what_they_say():
 def test_a_digits_run_trains_on_the_hand_engine_and_makes_a_valid_record():
     cfg = D.model_config("rk4", {"steps": 4})
     P = D.Protocol(epochs=3, eval_every=1)
-    rc = [D.run_config("rk4", cfg, P, s, extra={"transfer": [{"method": "euler", "steps": 4}]}) for s in (0, 1)]
-    recs, model = D.train(rc)
+    rc = [D.run_config("rk4", cfg, P, s) for s in (0, 1)]
+    recs, model = D.train(rc, transfer=[{"method": "euler", "steps": 4}])
     for rec, c in zip(recs, rc):
         records.validate(rec)
         assert rec["config"] == c and rec["status"] == "ok"

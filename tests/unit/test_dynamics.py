@@ -166,7 +166,7 @@ def test_transfer_rows_agree_with_the_task_s_own_metrics():
 
     cfg = D.model_config("euler")
     P = D.Protocol(iterations=20, n_points=200, eval_every=10, grid=12)
-    (rec,), _ = D.train([D.run_config("euler", cfg, P, 0, extra={"transfer": transfer_solvers(1)})])
+    (rec,), _ = D.train([D.run_config("euler", cfg, P, 0)], transfer=transfer_solvers(1))
     rows = {r["solver"]: r for r in rec["metrics"]["transfer"]}
     assert rows["euler-1"]["traj_err"] == pytest.approx(rec["metrics"]["traj_err_own"], rel=1e-12)
     assert rows["dopri5-1e-08-f64"]["traj_err"] == pytest.approx(rec["metrics"]["traj_err"], abs=1e-5)

@@ -12,8 +12,10 @@ def test_plan_shares_runs_between_experiments():
                and "task" not in j.config]
     assert len(euler20) == 1
     assert euler20[0].seeds == [0, 1, 2, 3, 4]
-    # main's model carries the transfer evaluation: one trained model serves five experiments
-    assert euler20[0].config["transfer"]
+    # main's model carries the transfer evaluation (as the job's transfer runs, outside the training config):
+    # one trained model serves five experiments
+    assert "transfer" not in euler20[0].config and len(euler20[0].transfer) == 7
+    assert len(euler20[0].run_configs()) == 5 * 8
     assert set(euler20[0].experiments) == {"main", "steps", "ablations", "learning-rate", "transfer"}
     configs = [store.config_hash(c) for j in jobs for c in j.run_configs()]
     assert len(configs) == len(set(configs))  # no run planned twice
@@ -80,3 +82,29 @@ def test_diagnostics_name_the_engines_they_run(monkeypatch):
         (config,) = job.run_configs()
         runner.measure(config)
         assert used and set(used) <= set(config["engines"].split(",")), (job.kind, set(used), config["engines"])
+
+
+def test_a_new_solver_adds_transfer_runs_and_renames_none(monkeypatch):
+    """Heun's method in the method table: every planned run keeps its name; the only new runs are the transfer
+    runs of the new solver (its own variant, not registered here, would add its training runs)."""
+    from study import config, experiments
+
+    before = {store.config_hash(c): c for j in plan("full") for c in j.run_configs()}
+    heun = config.Method("heun", 2, 2, "Heun", "Heun", tableau="heun")
+    methods = {**config.METHODS, "heun": heun}
+    monkeypatch.setattr(config, "METHODS", methods)
+    monkeypatch.setattr(experiments, "FIXED_METHODS", tuple(n for n, m in methods.items() if not m.adaptive))
+    after = {store.config_hash(c): c for j in plan("full") for c in j.run_configs()}
+    assert set(before) <= set(after)
+    added = [after[h] for h in set(after) - set(before)]
+    assert added and all(c["kind"] == "transfer" and c["solver"]["method"] == "heun" for c in added)
+    # one per trained model of every transfer experiment
+    trained = {store.config_hash({**c["train"], "seed": c["seed"]}) for c in before.values() if c["kind"] == "transfer"}
+    assert len(added) == len(trained)
+
+
+def test_a_narrowed_transfer_job_keeps_the_members_its_models_were_trained_with():
+    job = next(j for j in plan("quick", ["dynamics/transfer"]) if j.transfer)
+    one = job.narrowed(job.seeds[:1])
+    assert one.members == job.members
+    assert all(c["members"] == job.members for c in one.run_configs() if c["kind"] == "transfer")

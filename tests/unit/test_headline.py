@@ -23,11 +23,27 @@ def _record(variant, seed, acc, wall, status="ok", losses=(0.7, 0.3), transfer=N
                         else None, curves=curves)
 
 
+SOLVERS = {"euler-20": {"method": "euler", "steps": 20}, "dopri5-1e-08-f64": {"method": "dopri5", "tol": 1e-8,
+                                                                            "dtype": "float64"}}
+
+
+def _transfer_records(rec):
+    """The transfer records of a training record given ``metrics.transfer`` rows (which it then loses)."""
+    from study.experiments import transfer_config
+
+    train = {k: v for k, v in rec["config"].items() if k != "seed"}
+    rows = rec["metrics"].pop("transfer", None) or []
+    return [records.make(transfer_config(train, rec["config"]["seed"], [rec["config"]["seed"]], SOLVERS[row["solver"]]),
+                         {**row, "trained_status": rec["status"]}, {}) for row in rows]
+
+
 def _view(recs):
     from study.experiments import build
 
+    recs = recs + [t for r in recs for t in _transfer_records(r)]
     by_hash = {config_hash(r["config"]): r for r in recs}
-    return View(by_hash, [], {**{n: set() for n in build("quick")}, "main": set(by_hash), "transfer": set(by_hash)})
+    train = {h for h, r in by_hash.items() if r["kind"] == "train"}
+    return View(by_hash, [], {**{n: set() for n in build("quick")}, "main": train, "transfer": set(by_hash)})
 
 
 def test_best_use_avoid_and_ode_follow_their_rules():

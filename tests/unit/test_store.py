@@ -114,8 +114,11 @@ BREAKS = {  # kind -> (dotted field, bad value, the message's words)
     "timing": [("metrics.step_time_s", None, "should be float")],
     "bench": [("metrics.rows", [{"solver": "a"}], "missing field 'row.mode'")],
     "train:dynamics": [("metrics.traj_err", "x", "should be float"), ("curves.loss", [1.0], "one length"),
-                       ("data.rollout", None, "should be list"), ("metrics.transfer", [3], "should be list[dict]"),
-                       ("config.task", "nope", "unknown task")],
+                       ("data.rollout", None, "should be list"), ("config.task", "nope", "unknown task")],
+    "transfer": [("config.solver", {"method": "euler"}, "missing field 'solver.tol'"),
+                 ("config.solver", {"method": "euler", "steps": 2, "x": 1}, "is not a solver"),
+                 ("config.members", [0.5], "should be list[int]"), ("metrics.trained_status", "maybe", "ok or diverged"),
+                 ("metrics.nfe", "x", "should be float"), ("metrics.test_acc", "x", "one metric")],
 }
 
 

@@ -110,8 +110,9 @@ def test_a_diverging_member_of_a_batch_records_what_it_would_alone(monkeypatch):
 
 
 def test_the_transfer_evaluation_leaves_training_bit_identical():
-    """main's runs of the transfer variants carry the transfer solvers (experiments._carry_transfer): the
-    evaluation runs after training, so every other metric, curve and the status equal the run without it."""
+    """A training job of a transfer variant also solves its models with the transfer solvers (the job's transfer
+    runs): the evaluation runs after training, so every other metric, curve and the status equal the run without
+    it, which is why the solver list is no part of the training config."""
     from study.config import run_config
     from study.experiments import transfer_solvers
     from study.tasks.spiral import train as train_job
@@ -119,9 +120,39 @@ def test_the_transfer_evaluation_leaves_training_bit_identical():
     base = run_config(variant_config("euler", steps=4), Protocol(epochs=2, **SMALL), 0, "cpu", {"variant": "euler"})
     configs = [{**base, "seed": s} for s in (0, 1)]
     plain, _ = train_job(configs)
-    carried, _ = train_job([{**c, "transfer": transfer_solvers(4)[:3]} for c in configs])
+    carried, _ = train_job(configs, transfer=transfer_solvers(4)[:3])
     for a, b in zip(plain, carried):
         assert "transfer" not in a["metrics"] and len(b["metrics"]["transfer"]) == 3
-        b = {**b, "config": {k: v for k, v in b["config"].items() if k != "transfer"},
-             "metrics": {k: v for k, v in b["metrics"].items() if k != "transfer"}}
+        b = {**b, "metrics": {k: v for k, v in b["metrics"].items() if k != "transfer"}}
         assert strip(a) == strip(b)
+
+
+def test_a_training_job_writes_its_transfer_runs_and_a_transfer_only_job_trains_the_same_model():
+    """The train runner's mixed job: training records without the rows, one valid transfer record per (seed,
+    solver); a job of transfer runs alone (a solver added after training) trains the same members again and
+    makes the same transfer records."""
+    from study import records as R
+    from study.config import run_config
+    from study.experiments import Job, transfer_solvers
+    from study.runners import train as runner
+
+    base = run_config(variant_config("euler", steps=4), Protocol(epochs=2, **SMALL), 0, "cpu", {"variant": "euler"})
+    base.pop("seed")
+    job = Job("train", base, [0, 1], transfer=transfer_solvers(4)[:2])
+    recs = runner.run(job.run_configs())
+    assert [r["config"] for r in recs] == job.run_configs()
+    for r in recs:
+        R.validate(r)
+        assert "transfer" not in r["metrics"]
+    transfers = [r for r in recs if r["kind"] == "transfer"]
+    assert len(transfers) == 4 and {t["metrics"]["solver"] for t in transfers} == {"euler-4", "midpoint-4"}
+    own = {r["config"]["seed"]: r for r in recs if r["kind"] == "train"}
+    for t in transfers:
+        if t["metrics"]["solver"] == "euler-4":  # the training solver: the record's own accuracy
+            assert t["metrics"]["test_acc"] == own[t["config"]["seed"]]["metrics"]["test_acc"]
+    again = runner.run([c for c in job.run_configs() if c["kind"] == "transfer"])
+    assert [strip_time(a) for a in again] == [strip_time(t) for t in transfers]
+
+
+def strip_time(rec):
+    return {k: v for k, v in rec.items() if k != "env"}

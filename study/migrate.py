@@ -1,0 +1,90 @@
+"""Store migrations: records renamed when a key leaves their config without having changed their numbers.
+
+A record's name is the hash of its config, and a config says what produced the record's numbers.  When a key
+is found never to have affected them, it leaves the config and the records move to their new names with the
+same numbers, each noting where it came from (``migration``), instead of being made again.
+
+* ``transfer`` (the solver-transfer list): it rode inside every training config that was evaluated by other
+  solvers after training, so a new solver renamed every such record.  The evaluation never affects training (a
+  test trains with and without it); its rows become ``transfer`` records, one per (trained run, solver)
+  (:func:`study.experiments.transfer_config`), and the training record keeps its name but for the list.
+
+``study migrate`` applies every migration to a store; it is idempotent, and a store that needs none is left as
+it is.  Torch-free.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import store
+
+TRANSFER = "transfer-out-of-training-config"
+_WHY = ("the transfer solver list left the training config: it never affected training; its rows became "
+        "transfer records, one per (trained run, solver)")
+
+
+def _transfer_records(rec: dict, old: str, train: dict) -> list[dict]:
+    from .config import solver_label
+    from .experiments import transfer_config
+
+    seed = rec["config"]["seed"]
+    members = (rec.get("timing") or {}).get("ensemble_seeds") or [seed]
+    rows = {row.get("solver"): row for row in (rec["metrics"].get("transfer") or [])}
+    out = []
+    for solver in rec["config"]["transfer"]:
+        config = transfer_config(train, seed, members, solver)
+        metrics = {"solver": solver_label(solver), "trained_status": rec["status"]}
+        if rec["status"] == "ok":
+            row = rows.get(metrics["solver"])
+            if row is None:  # a model with no flow of one field (ResNet, no flow) was not transferred
+                continue
+            metrics.update(row)
+        out.append({"schema": rec["schema"], "kind": "transfer", "config": config, "status": "ok", "reason": None,
+                    "env": rec["env"], "metrics": metrics, "migration": {"name": TRANSFER, "from": f"train/{old}",
+                                                                         "why": _WHY}})
+    return out
+
+
+def transfer_out_of_training(runs_dir: Path | str) -> tuple[int, int]:
+    """Move every training record whose config holds ``transfer`` to its name without it, and write its rows as
+    transfer records.  Returns ``(training records moved, transfer records written)``."""
+    runs_dir = Path(runs_dir)
+    moved = written = 0
+    train_dir = runs_dir / "train"
+    if not train_dir.is_dir():
+        return 0, 0
+    for path in sorted(train_dir.glob("*.json")):
+        try:
+            rec = store.read_placed(path)
+        except store.CorruptRecord:
+            continue  # status reports it; run-all moves it aside
+        if "transfer" not in rec["config"]:
+            continue
+        old = path.stem
+        new_config = {k: v for k, v in rec["config"].items() if k != "transfer"}
+        train = {k: v for k, v in new_config.items() if k != "seed"}
+        extra = [] if rec["status"] == "error" else _transfer_records(rec, old, train)
+        migrated = {**rec, "config": new_config, "metrics": {k: v for k, v in rec["metrics"].items() if k != "transfer"},
+                    "migration": {"name": TRANSFER, "from": f"train/{old}", "why": _WHY}}
+        for t in extra:  # transfer records first: the training record's move is the last step
+            target = store.record_path(runs_dir, "transfer", t["config"])
+            if not target.exists():
+                store.write_atomic(target, t)
+                written += 1
+        target = store.record_path(runs_dir, "train", new_config)
+        if target.exists():  # an earlier record of the same run, used by no experiment since the transfer rode on
+            # this one (same metrics, another wall time): kept beside it, out of the store's reading
+            os.replace(target, target.with_name(target.name + ".superseded"))
+        store.write_atomic(target, migrated)
+        os.unlink(path)
+        moved += 1
+    return moved, written
+
+
+MIGRATIONS = {TRANSFER: transfer_out_of_training}
+
+
+def migrate(runs_dir: Path | str) -> dict[str, tuple[int, int]]:
+    """Apply every migration to the store at ``runs_dir``: ``{name: counts}``."""
+    return {name: fn(runs_dir) for name, fn in MIGRATIONS.items()}

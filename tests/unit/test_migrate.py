@@ -1,0 +1,50 @@
+"""Store migrations move records to their new names with the same numbers, noting where they came from."""
+import json
+from pathlib import Path
+
+from study import migrate, store
+from study.experiments import plan
+
+SHIPPED = Path(__file__).resolve().parents[2] / "runs"
+
+
+def _old_format(runs_dir: Path, job) -> dict:
+    """The shipped records of ``job``'s first seed as the store held them before the transfer list left the
+    training config: one training record carrying the list and the rows.  Returns the shipped records by path."""
+    seed = job.seeds[0]
+    configs = job.seed_configs(seed)
+    shipped = {c["kind"] + "/" + store.config_hash(c): store.read_record(store.record_path(SHIPPED, c["kind"], c))
+               for c in configs}
+    train = next(r for r in shipped.values() if r["kind"] == "train")
+    rows = [{k: v for k, v in r["metrics"].items() if k != "trained_status"}
+            for r in shipped.values() if r["kind"] == "transfer"]
+    old = {**train, "config": {**train["config"], "transfer": job.transfer},
+           "metrics": {**train["metrics"], "transfer": rows}}
+    old.pop("migration", None)
+    store.write_atomic(store.record_path(runs_dir, "train", old["config"]), old)
+    return shipped
+
+
+def test_the_transfer_migration_round_trips_the_shipped_records(tmp_path):
+    job = next(j for j in plan("full", ["dynamics/transfer"]) if j.transfer and len(j.seeds) > 1)
+    shipped = _old_format(tmp_path, job)
+    assert migrate.migrate(tmp_path) == {migrate.TRANSFER: (1, len(job.transfer))}
+    assert migrate.migrate(tmp_path) == {migrate.TRANSFER: (0, 0)}  # idempotent
+    now = {f"{p.parent.name}/{p.stem}": json.loads(p.read_text()) for p in tmp_path.glob("*/*.json")}
+    assert set(now) == set(shipped)  # the same names as the shipped (migrated) store
+    for name, rec in now.items():
+        store.read_placed(tmp_path / f"{name}.json")
+        assert rec["migration"]["name"] == migrate.TRANSFER and rec["migration"]["from"].startswith("train/")
+        assert {k: v for k, v in rec.items() if k != "migration"} == {
+            k: v for k, v in shipped[name].items() if k != "migration"}
+
+
+def test_an_earlier_record_of_the_same_run_is_kept_aside(tmp_path):
+    job = next(j for j in plan("full", ["dynamics/transfer"]) if j.transfer and len(j.seeds) > 1)
+    shipped = _old_format(tmp_path, job)
+    train_name = next(n for n, r in shipped.items() if r["kind"] == "train")
+    earlier = {**shipped[train_name], "metrics": {**shipped[train_name]["metrics"], "wall_time_s": 1.0}}
+    store.write_atomic(tmp_path / f"{train_name}.json", earlier)
+    migrate.migrate(tmp_path)
+    assert json.loads((tmp_path / f"{train_name}.json.superseded").read_text())["metrics"]["wall_time_s"] == 1.0
+    assert store.read_placed(tmp_path / f"{train_name}.json")["migration"]["name"] == migrate.TRANSFER
