@@ -13,6 +13,7 @@ tidy frames:
 """
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,7 +82,7 @@ def attempt(what: str, fn, outcome: Outcome, log=print, view: "View | None" = No
         msg = f"{what}: skipped: {exc}"
         outcome.skipped.append(msg)
     except Exception as exc:  # noqa: BLE001 - reported, never swallowed silently
-        msg = f"{what}: failed: {type(exc).__name__}: {exc}"
+        msg = f"{what}: failed: {failure(exc)}"
         outcome.failed.append(msg)
     log(msg)
     return None
@@ -98,6 +99,29 @@ def _solver_order(solver: dict) -> tuple:
 def _train_hash(transfer_config: dict) -> str:
     """The hash of the training run a transfer run's model comes from."""
     return store.config_hash({**transfer_config["train"], "seed": transfer_config["seed"]})
+
+
+_PACKAGE = Path(__file__).resolve().parents[1]  # the study package's directory
+
+
+def raised_at(exc: BaseException) -> str:
+    """Where a caught ``exc`` was raised, as ``study/report/style.py:44``: the innermost frame of its traceback in
+    the study package (beneath it, pandas' or matplotlib's frames say less about what to fix), else the innermost
+    of all.  The frame that caught it, the traceback's first, counts only when it is the only one."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return "?"
+    inner = frames[1:] or frames
+    shown = next((f for f in reversed(inner) if Path(f.filename).resolve().is_relative_to(_PACKAGE)), inner[-1])
+    path = Path(shown.filename).resolve()
+    where = path.relative_to(_PACKAGE.parent).as_posix() if path.is_relative_to(_PACKAGE.parent) else shown.filename
+    return f"{where}:{shown.lineno}"
+
+
+def failure(exc: BaseException) -> str:
+    """``exc`` in one line with the place it was raised: ``KeyError: 'heun' (study/report/style.py:44)``."""
+    text = " ".join(str(exc).split())  # a message of several lines stays one line of the report's output
+    return f"{type(exc).__name__}{': ' + text if text else ''} ({raised_at(exc)})"
 
 
 @dataclass

@@ -3,18 +3,23 @@ from __future__ import annotations
 
 import io
 import math
+import zlib
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import matplotlib.scale as mscale
 import numpy as np
 
-from .. import variants
+from .. import config, variants
 
 COLUMN = 3.3  # inches: one paper column
 TEXT = 6.9  # inches: the full text width
 
-# Okabe-Ito colours (colour-blind safe), one per solver method; markers and line styles per backend.
+# Colours by solver method, markers and line styles by family (how a variant is solved and differentiated).  The
+# study's methods and families have their own, given here; one added later (a row of study.config.METHODS, a backend
+# of study.config.BACKENDS) takes the next unused entry of the EXTRA_* sequences, in the registry's order, so a new
+# method is drawn without an edit here and every existing figure keeps its look.
+# Okabe-Ito colours (colour-blind safe), one per solver method; "resnet" and "none" are the models without a solver.
 METHOD_COLOURS = {
     "euler": "#0072B2",
     "rk4": "#E69F00",
@@ -28,6 +33,66 @@ BACKEND_MARKERS = {"hand": "o", "torchdiffeq": "s", "torchdiffeq-adjoint": "^", 
                    "hand-adjoint": "P", "hand-checkpoint": "X", "none": "d"}
 BACKEND_LINES = {"hand": "-", "torchdiffeq": "--", "torchdiffeq-adjoint": ":", "seminorm": "-.", "resnet": "-",
                  "hand-adjoint": (0, (3, 1, 1, 1, 1, 1)), "hand-checkpoint": (0, (5, 1)), "none": "-"}
+# For methods without a colour above: Okabe-Ito's unused sky blue, then Paul Tol's muted scheme (colour-blind safe),
+# then Okabe-Ito's yellow (faint on white: last).  Past the end the sequence repeats.
+EXTRA_COLOURS = ("#56B4E9", "#332288", "#117733", "#882255", "#44AA99", "#AA4499", "#999933", "#88CCEE", "#CC6677",
+                 "#DDCC77", "#F0E442")
+EXTRA_MARKERS = ("<", ">", "p", "h", "*", "H", "8")
+EXTRA_LINES = ((0, (1, 1)), (0, (5, 1, 1, 1)), (0, (7, 2)), (0, (2, 2, 6, 2)), (0, (4, 1, 1, 1, 1, 1, 1, 1)))
+
+
+def _pick(name: str, given: dict, registered, extra: tuple):
+    """``given[name]``; else the entry of ``extra`` (less those ``given`` uses) at ``name``'s place among the
+    ``registered`` names without one; a name not registered either gets one by a hash of its name (stable across
+    runs, unlike ``hash``).  Never a KeyError: a figure draws every method and family the registry knows."""
+    if name in given:
+        return given[name]
+    free = [x for x in extra if x not in given.values()] or list(extra)
+    new = [n for n in dict.fromkeys(registered) if n not in given]
+    i = new.index(name) if name in new else len(new) + zlib.crc32(name.encode())
+    return free[i % len(free)]
+
+
+def _methods() -> list[str]:
+    """Every name a variant's :attr:`~study.variants.Variant.method` can be: the method table's, in its order,
+    and the models without a solver."""
+    return [*config.METHODS, *(m for m in config.MODELS if m != "ode")]
+
+
+def _families() -> list[str]:
+    """Every name a variant's :attr:`~study.variants.Variant.family` can be, in the registry's order."""
+    return [*config.BACKENDS, "seminorm", *(m for m in config.MODELS if m != "ode")]
+
+
+def method_colour(method: str) -> str:
+    """The colour of a solver method (or of ``resnet``, ``none``): its own, or the next unused one of
+    :data:`EXTRA_COLOURS` in :data:`study.config.METHODS`'s order."""
+    return _pick(method, METHOD_COLOURS, _methods(), EXTRA_COLOURS)
+
+
+def family_marker(family: str) -> str:
+    """The marker of a family (``hand``, ``torchdiffeq``, ..., :attr:`~study.variants.Variant.family`)."""
+    return _pick(family, BACKEND_MARKERS, _families(), EXTRA_MARKERS)
+
+
+def family_line(family: str):
+    """The line style of a family."""
+    return _pick(family, BACKEND_LINES, _families(), EXTRA_LINES)
+
+
+def method_label(method: str) -> str:
+    """A method's display name from the method table (``rk4-38`` -> ``RK4 3/8``); other names as they are."""
+    m = config.METHODS.get(method)
+    return m.label if m is not None else method
+
+
+def method_macro(method: str) -> str:
+    """A method's stem in macro names, from the method table (``rk4-38`` -> ``RKtte``)."""
+    m = config.METHODS.get(method)
+    if m is None:
+        raise ValueError(f"method {method!r} is not in the study's method table (study.config.METHODS)")
+    return m.macro
+
 
 def ordered(names) -> list[str]:
     """The registered variants among ``names``, in the registry's order (every figure's and table's order)."""
@@ -37,16 +102,17 @@ def ordered(names) -> list[str]:
 
 def colour(variant: str) -> str:
     """The colour of a variant's solver method (the ResNet has its own)."""
-    return METHOD_COLOURS[variants.get(variant).method]
+    return method_colour(variants.get(variant).method)
 
 
 def marker(variant: str) -> str:
     """The marker of how a variant is solved and differentiated (hand, torchdiffeq, adjoint, ...)."""
-    return BACKEND_MARKERS[variants.get(variant).family]
+    return family_marker(variants.get(variant).family)
 
 
-def line(variant: str) -> str:
-    return BACKEND_LINES[variants.get(variant).family]
+def line(variant: str):
+    """The line style of how a variant is solved and differentiated."""
+    return family_line(variants.get(variant).family)
 
 
 def label(variant: str) -> str:

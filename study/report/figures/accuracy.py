@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ... import data
+from ... import data, variants
 from .. import style
 from ..reported import ARTICLE
 from ..results import View
@@ -25,7 +25,7 @@ def fig_data(view: View, out: Path):
     fig, ax = plt.subplots(figsize=(style.COLUMN, style.COLUMN))
     ax.contourf(gx, gy, post, levels=[0, 0.5, 1], colors=["#cfe3f2", "#f7dcc0"], alpha=0.8)
     ax.contour(gx, gy, post, levels=[0.5], colors="k", linewidths=0.8)
-    for c, col, mk in ((0, style.METHOD_COLOURS["euler"], "o"), (1, style.METHOD_COLOURS["rk4-38"], "s")):
+    for c, col, mk in ((0, style.method_colour("euler"), "o"), (1, style.method_colour("rk4-38"), "s")):
         pts = sp.x_train[sp.y_train == c]
         ax.scatter(pts[:, 0], pts[:, 1], s=4, c=col, marker=mk, linewidths=0, label=f"class {c}")
     ax.set(xlabel="$x_1$", ylabel="$x_2$", aspect="equal", xlim=(-1.4, 1.4), ylim=(-1.4, 1.4),
@@ -74,7 +74,10 @@ def fig_main(view: View, out: Path):
     shapes = {"hand": "hand backprop", "torchdiffeq": "torchdiffeq backprop", "torchdiffeq-adjoint": "tdq adjoint",
               "seminorm": "tdq adjoint, seminorm", "hand-adjoint": "hand adjoint", "hand-checkpoint": "checkpointed",
               "resnet": "ResNet", "none": "no flow"}
-    shape_handles = [Line2D([], [], ls="", marker=style.BACKEND_MARKERS[k], color="0.3", label=t) for k, t in shapes.items()]
+    for v in order:  # a family added to the registry later is named by its backend
+        shapes.setdefault(variants.get(v).family, variants.get(v).family)
+    shape_handles = [Line2D([], [], ls="", marker=style.family_marker(k), color="0.3", label=t)
+                     for k, t in shapes.items()]
     first = ax.legend(handles=handles, loc="lower center", ncol=6, bbox_to_anchor=(0.5, 1.06), fontsize=6.5,
                       handletextpad=0.3, columnspacing=1.0)
     ax.add_artist(first)

@@ -85,17 +85,15 @@ def fig_convergence(view: View, out: Path):
     """Global error against step size on y' = cos(t) y, with fitted slopes (the empirical order)."""
     df = _need(view.convergence(), "convergence")
     plt = _plt()
-    from ...config import METHODS
-
     fig, ax = plt.subplots(figsize=(style.COLUMN, 3.4), layout="constrained")
     for solver, d in df.groupby("solver"):
         backend = solver.split("-", 1)[0]
         meth = d["tableau"].iloc[0]
-        col = style.METHOD_COLOURS[meth]
+        col = style.method_colour(meth)
         mk = "o" if backend == "hand" else "s"
         ls = "-" if backend == "hand" else "--"
         ax.plot(d["h"], d["error"], color=col, marker=mk, ls=ls, mfc="none" if backend == "tdq" else col,
-                label=f"{METHODS[meth].label} ({backend}): slope {d['slope'].iloc[0]:.2f}")
+                label=f"{style.method_label(meth)} ({backend}): slope {d['slope'].iloc[0]:.2f}")
     ax.set(xscale="log", yscale="log", xlabel="step size h", ylabel="max |error| at t = 2",
            title="y' = cos(t) y, float64 (tdq: open squares on hand)")
     fig.legend(fontsize=5.5, loc="outside lower center", ncol=2)

@@ -46,7 +46,7 @@ def fig_trajectories(view: View, out: Path):
 
     tr = _need(view.trajectories(), "trajectories")
     fig, axes, variants = _variant_row(tr)
-    cols = {0: style.METHOD_COLOURS["euler"], 1: style.METHOD_COLOURS["rk4-38"]}
+    cols = {0: style.method_colour("euler"), 1: style.method_colour("rk4-38")}
     for ax, v in zip(axes, variants):
         d = tr[tr["variant"] == v]
         scols = [c for c in d.columns if c.startswith("s") and c[1:].isdigit()]

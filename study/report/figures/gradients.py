@@ -7,9 +7,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ... import variants
 from .. import style
 from ..results import View
 from .common import _need, _plt
+
+
+def _method_label(variant: str) -> str:
+    """The display name of a variant's solver method (``adjoint-rk4`` -> ``RK4 3/8``); other names as they are."""
+    return style.method_label(variants.get(variant).method) if variant in variants.VARIANTS else variant
 
 
 def fig_gradients(view: View, out: Path):
@@ -19,13 +25,12 @@ def fig_gradients(view: View, out: Path):
     df = _need(view.gradients(), "gradients")
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(style.TEXT, 2.6), layout="constrained")
-    names = {"adjoint-euler": "Euler", "adjoint-rk4": "RK4 3/8"}
     for m, d in df[df["steps"].notna()].groupby("method"):
         g = d.groupby("steps")[["rel_err_vs_direct", "rel_err_vs_reference", "direct_rel_err_vs_reference"]].mean()
         axes[0].plot(g.index, g["rel_err_vs_direct"], marker=style.marker(m), color=style.colour(m), ls=style.line(m),
-                     label=f"{names.get(m, m)}: adjoint vs direct")
+                     label=f"{_method_label(m)}: adjoint vs direct")
         axes[0].plot(g.index, g["direct_rel_err_vs_reference"], marker=".", color=style.colour(m), ls="-", alpha=0.6,
-                     label=f"{names.get(m, m)}: direct vs exact")
+                     label=f"{_method_label(m)}: direct vs exact")
     steps = sorted(df["steps"].dropna().astype(int).unique())
     axes[0].set(xscale="log", yscale="log", xlabel="steps N", ylabel="relative gradient error",
                 title="fixed steps (weights: Euler, 100 epochs)")
@@ -113,11 +118,11 @@ def _adjoint_over_training(ax, g: pd.DataFrame, trained: list[str], epochs) -> N
 def _adjoint_against_steps(ax, g: pd.DataFrame, final) -> None:
     """Fixed steps, float64, Euler-trained weights at the end of training: both errors against N."""
     fx = g[(g["epoch"] == final) & g["steps"].notna() & (g["dtype"] == "float64") & (g["train_variant"] == "euler")]
-    for method, col in (("euler", "#0072B2"), ("rk4-38", "#D55E00")):
+    for method in ("euler", "rk4-38"):
         d = fx[fx["method"] == method]
         if d.empty:
             continue
-        name = {"euler": "Euler", "rk4-38": "RK4 3/8"}[method]
+        col, name = style.method_colour(method), style.method_label(method)
         a, b = _adj_median(d, "steps", "adjoint_vs_exact"), _adj_median(d, "steps", "discrete_vs_exact")
         ax.plot(a.index, a.values, marker="o", ms=3, color=col, label=f"{name}: adjoint")
         ax.plot(b.index, b.values, marker="s", ms=3, ls="--", color=col, label=f"{name}: direct")

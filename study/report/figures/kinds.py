@@ -87,7 +87,7 @@ def _wp_panel(ax, d: pd.DataFrame, what: str, title: str) -> None:
         if g.empty:
             continue
         cost = g["nfe"] + (g["nfe_backward"].fillna(0) if what == "gradient" else 0)
-        ax.plot(cost, g["error"], color=style.METHOD_COLOURS[method], ls=backends.get(backend, "-"), marker="o",
+        ax.plot(cost, g["error"], color=style.method_colour(method), ls=backends.get(backend, "-"), marker="o",
                 ms=2.5, label=f"{method} ({backend})")
     ax.set_xscale("log")
     ax.set_yscale("log")

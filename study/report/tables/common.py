@@ -3,15 +3,32 @@ numbers as LaTeX writes them."""
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
 
 from ... import variants
+from ..style import method_macro
+
+# A backend's stem in macro names (``hand``: direct backpropagation through the hand engine's solve); a backend added
+# to study.config.BACKENDS later is spelled from its name (``hand-foo`` -> ``HandFoo``).
+BACKEND_MACROS = {"hand": "Direct", "hand-checkpoint": "Ckpt", "hand-adjoint": "Adj", "torchdiffeq": "Tdq",
+                  "torchdiffeq-adjoint": "TdqAdj"}
 
 
 def _macro(variant: str) -> str:
     return variants.get(variant).macro
+
+
+def _backend_macro(backend: str) -> str:
+    return BACKEND_MACROS.get(backend) or "".join(p.title() for p in re.split(r"[^A-Za-z]+", backend))
+
+
+def _solver_macro(backend: str, method: str) -> str:
+    """A solver's stem in macro names: its backend's (none for the hand engine's direct solve) and its method's
+    from the method table (``torchdiffeq``, ``rk4-38`` -> ``TdqRKtte``)."""
+    return ("" if backend == "hand" else _backend_macro(backend)) + method_macro(method)
 
 
 def _ms(values, scale=100.0, digits=1) -> tuple[float, float, str]:

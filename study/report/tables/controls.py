@@ -58,7 +58,8 @@ def controls_numbers(view: View, N: Numbers) -> str:
     N.add("CtlFlowGainMlp", med("euler", "mlp", 6) - med("no-flow", "mlp", 6))
     N.add("CtlFlowGainLin", med("euler", "linear", 6) - med("no-flow", "linear", 6))
     N.add("ControlSeeds", int(df.groupby(["variant", "head", "lift_dim"]).size().max()), "{:d}")
-    for v, word in (("euler", "Euler"), ("rk4", "RKfour"), ("rk4-38", "RKtte"), ("adjoint-euler", "AdjEuler")):
+    for v in ("euler", "rk4", "rk4-38", "adjoint-euler"):
+        word = _macro(v)
         d = df[(df["variant"] == v) & (df["head"] == "mlp") & (df["lift_dim"] == 6) & (df["status"] == "ok")]
         r = d["probe.recon_rel"].to_numpy(float) if "probe.recon_rel" in d else np.array([])
         r = r[np.isfinite(r)]

@@ -27,10 +27,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ... import tasks
+from ... import tasks, variants
 from ..numbers import Numbers
 from ..results import MissingRuns, View
 from ..stats import t_interval
+from ..style import method_label
 from .common import _table
 
 GROWTH = 1.5
@@ -140,7 +141,7 @@ def _adjoint(view: View, task: str) -> tuple[str, str]:
     ckpt = g[g["backend"] == "hand-checkpoint"]["error"].min()
     holds = adj > WRONG and ckpt < RIGHT
     trained = str(df["train_variant"].iloc[0]) if "train_variant" in df else "?"
-    label = {"euler": "Euler", "rk4": "RK4"}.get(trained, trained)
+    label = method_label(variants.get(trained).method) if trained in variants.VARIANTS else trained
     return (HOLDS if holds else FAILS), f"best error {adj:.1e} (adjoint), {ckpt:.1e} (checkpointed); {label}-trained field"
 
 

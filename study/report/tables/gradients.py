@@ -8,7 +8,7 @@ from ... import variants
 from ..numbers import Numbers
 from ..results import MissingRuns, View
 from ..style import label, ordered
-from .common import _macro, _num, _table
+from .common import _macro, _num, _table, method_macro
 
 
 def gradient_numbers(view: View, N: Numbers) -> None:
@@ -46,7 +46,7 @@ def adjoint_numbers(view: View, N: Numbers) -> str:
             mask = (g["method"] == method) & (g["dtype"] == dtype)
             mask &= (g["steps"] == steps) if steps else (g["tol"] == tol)
             a_ex, a_di, d_ex = med(mask, "adjoint_vs_exact"), med(mask, "adjoint_vs_discrete"), med(mask, "discrete_vs_exact")
-            word = ({"euler": "Euler", "rk4-38": "RKtte", "dopri5": "Dopri"}[method]
+            word = (method_macro(method)
                     + ({20: "Twenty", 320: "ThreeTwenty"}[steps] if steps else {1e-3: "TolThree", 1e-10: "TolTen"}[tol])
                     + {"float32": "Single", "float64": "Double"}[dtype])
             N.add(f"Adj{m}{word}VsExact", a_ex, "{:.2g}")

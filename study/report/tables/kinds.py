@@ -2,25 +2,30 @@
 ``Tr<Task><Variant><Solver>``) and the work-precision orders and best gradient errors (``Wp<Task>...``)."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
 from ... import variants
+from ...config import METHODS
 from ..figures.kinds import TRANSFER, WORK_PRECISION, metric_words, transfer_matrix
 from ..numbers import Numbers
 from ..results import MissingRuns, View
-from .common import _macro, _num, _table
+from .common import _backend_macro, _macro, _num, _table, method_macro
 
 
 def _solver_word(solver: str) -> str:
-    """A transfer solver's name as macro letters: ``euler-1`` -> ``Euler``, ``dopri5-1e-06`` -> ``DopriTolSix``,
-    the float64 reference ``dopri5-1e-08-f64`` -> ``Ref``."""
+    """A transfer solver's name (:func:`study.config.solver_label`) as macro letters, its method's from the method
+    table: ``euler-1`` -> ``Euler``, ``dopri5-1e-06`` -> ``DopriTolSix``, the float64 reference
+    ``dopri5-1e-08-f64`` -> ``Ref``."""
     if solver.endswith("-f64"):
         return "Ref"
-    method, grid = solver.rsplit("-", 1) if not solver.startswith("dopri5-") else ("dopri5", solver[7:])
-    if method == "dopri5":
-        return "DopriTol" + {"1e-03": "Three", "1e-06": "Six"}.get(grid, "Other")
-    return {"euler": "Euler", "midpoint": "Midpoint", "rk4": "RKfour", "rk4-38": "RKtte"}[method]
+    adaptive = re.fullmatch(r"(.+)-(\d+e[-+]\d+)", solver)  # method-tolerance; else method-steps
+    if adaptive:
+        method, tol = adaptive.groups()
+        return method_macro(method) + "Tol" + {"1e-03": "Three", "1e-06": "Six"}.get(tol, "Other")
+    return method_macro(solver.rsplit("-", 1)[0])
 
 
 def transfer_numbers(view: View, N: Numbers) -> str:
@@ -55,26 +60,23 @@ def _slope(g: pd.DataFrame) -> float | None:
 
 
 def workprecision_numbers(view: View, N: Numbers) -> None:
-    """The observed order of each hand fixed-step method (the slope of error against NFE) on each task's trained
-    field, and the smallest gradient error each gradient method reaches."""
+    """The observed order of each hand fixed-step method of the method table (the slope of error against NFE) on
+    each task's trained field, and the smallest gradient error each gradient method reaches."""
     for task, experiment in WORK_PRECISION.items():
         df = view.workprecision(experiment)
         if df.empty:
             raise MissingRuns(experiment)
         trained = df[df["field"] == "trained"]
         prefix = "Wp" + task.capitalize()
-        for method, word in (("euler", "Euler"), ("midpoint", "Midpoint"), ("rk4", "RKfour"), ("rk4-38", "RKtte")):
-            g = trained[(trained["what"] == "solution") & (trained["backend"] == "hand") & (trained["method"] == method)]
-            N.add(prefix + word + "Order", _slope(g), "{:.2f}")
+        solutions = trained[(trained["what"] == "solution") & (trained["backend"] == "hand")]
+        for method in (m for m in METHODS.values() if m.tableau is not None and not m.adaptive):
+            N.add(prefix + method.macro + "Order", _slope(solutions[solutions["method"] == method.name]), "{:.2f}")
         errors = [r.get("trained") for r in view.workprecision_reference_errors(experiment)]
         worst = max((e for e in errors if e is not None), default=None)
         N.add(prefix + "RefGradError", None if worst is None else _sci(worst))
         grads = trained[trained["what"] == "gradient"]
         for (backend, method), g in grads.groupby(["backend", "method"]):
-            word = {"hand": "Direct", "hand-checkpoint": "Ckpt", "hand-adjoint": "Adj", "torchdiffeq": "Tdq",
-                    "torchdiffeq-adjoint": "TdqAdj"}[backend] + {"euler": "Euler", "rk4": "RKfour", "rk4-38": "RKtte",
-                                                                "dopri5": "Dopri"}[method]
-            N.add(prefix + word + "BestGrad", g["error"].min(), "{:.1e}")
+            N.add(prefix + _backend_macro(backend) + method_macro(method) + "BestGrad", g["error"].min(), "{:.1e}")
 
 
 def _sci(x: float) -> str:

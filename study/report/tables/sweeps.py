@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 
-from ...config import METHODS
+from ... import variants
 from ..numbers import Numbers, spell
 from ..results import MissingRuns, View
-from ..style import label
+from ..style import label, method_label
 from .common import _macro, _ms, _num, _table
 
 
@@ -23,7 +23,7 @@ def sweep_numbers(view: View, N: Numbers) -> tuple[str, str]:
         nfe = (ok["nfe_forward"] + ok["nfe_backward"]).mean()
         te_m, _, te = _ms(ok["test_acc"])
         tr_m, _, tr = _ms(ok["train_acc"])
-        rows.append([METHODS[v].label, str(n), _num(nfe), f"${tr}$", f"${te}$"])
+        rows.append([method_label(variants.get(v).method), str(n), _num(nfe), f"${tr}$", f"${te}$"])
         best.setdefault(v, []).append((n, nfe, te_m, tr_m))
     for v, pts in best.items():
         m = _macro(v)

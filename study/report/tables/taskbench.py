@@ -6,14 +6,11 @@ from ... import tasks
 from ...config import DIRECT_BACKENDS
 from ..numbers import Numbers
 from ..results import MissingRuns, View
-from .common import _table
+from .common import _solver_macro, _table
 
 EXPERIMENTS = tuple(tasks.experiment(t, "task-bench") for t in tasks.TASKS)
 SHOWN = ("hand-euler", "hand-rk4-38", "hand-dopri5", "hand-adjoint-dopri5", "checkpoint-dopri5")
 TASK_MACROS = {"spiral": "Spiral", "dynamics": "Dynamics", "density": "Density", "digits": "Digits"}
-SOLVER_MACROS = {"hand-euler": "Euler", "hand-rk4-38": "RKtte", "hand-dopri5": "Dopri", "hand-adjoint-dopri5": "AdjDopri",
-                 "checkpoint-dopri5": "CkptDopri", "tdq-euler": "TdqEuler", "tdq-rk4": "TdqRKtte",
-                 "tdq-dopri5": "TdqDopri", "tdq-adjoint-dopri5": "TdqAdjDopri"}
 
 
 def taskbench_numbers(view: View, N: Numbers) -> str:
@@ -28,7 +25,7 @@ def taskbench_numbers(view: View, N: Numbers) -> str:
         N.add(f"Tb{t}FloorTrainUs", m["kernel_floor_us"]["train"], "{:.0f}")
         N.add(f"Tb{t}Batch", m["batch"], "{:d}")
         for r in m["rows"]:
-            key = f"Tb{t}{SOLVER_MACROS[r['solver']]}{r['mode'].title()}"
+            key = f"Tb{t}{_solver_macro(r['backend'], r['method'])}{r['mode'].title()}"
             N.add(key + "Us", r["median_us"], "{:.0f}")
             N.add(key + "Floor", r["ratio_to_floor"], "{:.2f}")
             if r["ratio_to_tdq"] is not None:
