@@ -207,7 +207,11 @@ def scheduler(address: str | None) -> str | None:
         return None
     from urllib.parse import urlsplit
 
-    parts = urlsplit(address)
+    try:
+        parts = urlsplit(address)
+    except ValueError:  # an unbalanced IPv6 bracket: 'tcp://[::1', 'tcp://]'
+        raise UserError(f"--scheduler needs an address like tcp://host:8786 (IPv6: tcp://[::1]:8786), "
+                        f"got {shown(address)}") from None
     if parts.scheme not in ("tcp", "tls", "inproc", "ucx", "ws", "wss") or not parts.netloc:
         raise UserError(f"--scheduler needs an address like tcp://host:8786, got {shown(address)}")
     try:
