@@ -112,6 +112,7 @@ def device(name: str) -> str:
 
 def output_dir(option: str, path: Path) -> Path:
     """A directory we may create and write into (nothing is created here; the CLI rejects empty paths)."""
+    dangling(option, path)
     if path.exists() or path.is_symlink():
         if not path.is_dir():
             raise UserError(f"{option} {shown(str(path))} is a file, not a directory")
@@ -126,10 +127,22 @@ def output_dir(option: str, path: Path) -> Path:
     return path
 
 
+def dangling(option: str, path: Path) -> None:
+    """A UserError if ``path`` is a symbolic link to nothing (it is neither a file nor a missing directory)."""
+    if path.is_symlink() and not path.exists():
+        try:
+            target = os.readlink(path)
+        except OSError:  # pragma: no cover - removed meanwhile
+            target = "?"
+        raise UserError(f"{option} {shown(str(path))} is a dangling symbolic link (to {shown(target)}, "
+                        "which does not exist)")
+
+
 def run_store(option: str, path: Path) -> Path:
     """An existing run store to read: a directory that is empty or holds the store's entries."""
     from . import runners, store
 
+    dangling(option, path)
     if not path.exists():
         raise UserError(f"runs directory {shown(str(path))} does not exist; run 'study run-all' first")
     if not path.is_dir():

@@ -4,7 +4,7 @@ import pytest
 from tests.helpers import study
 
 LONG = "x" * 100_000
-BAD = [  # (arguments; FILE, STORE and EMPTY are paths in the test's directory), words the one line must hold
+BAD = [  # (arguments; FILE, STORE, EMPTY and DANGLING are paths in the test's directory), words the one line must hold
     (["run", "nope"], "unknown variant 'nope'; choose one of: euler, rk4"),
     (["run", LONG], "unknown variant 'xxxxxxxx"),
     (["run", "euler", "--epochs", "0"], "--epochs must be an integer from 1 to 100,000"),
@@ -55,6 +55,10 @@ BAD = [  # (arguments; FILE, STORE and EMPTY are paths in the test's directory),
     (["status", "--runs-dir", "FILE"], "is a file, not a runs directory"),
     (["status", "--runs-dir", "/proc"], "'/proc' is not a run store"),
     (["status", "--profile", "huge"], "unknown profile 'huge'"),
+    (["run", "euler", "--runs-dir", "DANGLING"], "--runs-dir 'DANGLING' is a dangling symbolic link"),
+    (["run-all", "--runs-dir", "DANGLING"], "--runs-dir 'DANGLING' is a dangling symbolic link (to 'nowhere'"),
+    (["status", "--runs-dir", "DANGLING"], "--runs-dir 'DANGLING' is a dangling symbolic link"),
+    (["figures", "--runs-dir", "STORE", "--out", "DANGLING"], "--out 'DANGLING' is a dangling symbolic link"),
     (["figures", "--runs-dir", "STORE", "--out", "FILE"], "--out 'FILE' is a file, not a directory"),
     (["figures", "--runs-dir", "STORE", "--tables-out", "FILE"], "--tables-out 'FILE' is a file, not a directory"),
     (["figures", "--runs-dir", "FILE"], "is a file, not a runs directory"),
@@ -142,6 +146,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, words, tmp_path):
     (tmp_path / "FILE").write_text("")
     (tmp_path / "STORE" / "train").mkdir(parents=True)
     (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "DANGLING").symlink_to("nowhere")  # a symbolic link to nothing
     before = tree(tmp_path)
     r = study(*args, cwd=tmp_path, timeout=120)
     lines = r.stderr.strip().splitlines()
