@@ -253,13 +253,15 @@ def links(runs_dir: Path | str) -> list[Path]:
 
 
 def check_usable(runs_dir: Path | str) -> None:
-    """:class:`StoreError` if the store holds symbolic links: records written through them would land
-    outside it, and records behind them would be invisible to ``status``."""
+    """:class:`StoreError` if the store holds symbolic links (records written through them would land
+    outside it, and records behind them would be invisible to ``status``) or an execution log that is not a
+    regular file."""
     found = links(runs_dir) if Path(runs_dir).is_dir() else []
     if found:
         where = ", ".join(f"{p} -> {os.readlink(p)}" for p in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
         raise StoreError(f"the runs directory holds symbolic links ({where}); the store never follows links: "
                          "move them away or point --runs-dir at the real directory")
+    check_log(runs_dir)
 
 
 def scan(runs_dir: Path | str):
@@ -281,11 +283,39 @@ def scan(runs_dir: Path | str):
                     yield path, None, str(exc)
 
 
-def append_log(runs_dir: Path | str, entry: dict) -> None:
-    """Append ``entry`` as one JSON line to the store's execution log."""
+def _not_a_log(path: Path, what: str) -> StoreError:
+    return StoreError(f"{path} is {what}, not the store's execution log (a regular file): move it away")
+
+
+def check_log(runs_dir: Path | str) -> None:
+    """:class:`StoreError` if the store's execution log exists but is not a regular file (a FIFO would block
+    ``run-all``'s append forever, a link would be written through)."""
     path = Path(runs_dir) / EXECUTION_LOG
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise _not_a_log(path, "a symbolic link")
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_a_log(path, "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file")
+
+
+def append_log(runs_dir: Path | str, entry: dict) -> None:
+    """Append ``entry`` as one JSON line to the store's execution log; :class:`StoreError`, never a wait, if
+    the log is not a regular file."""
+    path = Path(runs_dir) / EXECUTION_LOG
+    check_log(runs_dir)
+    try:  # O_NONBLOCK: a FIFO put there after the check fails at once (no reader) or is refused below
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):
+            check_log(runs_dir)
+            raise _not_a_log(path, "not a regular file") from None
+        raise
     with os.fdopen(fd, "a") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise _not_a_log(path, "not a regular file")
         fh.write(json.dumps(entry) + "\n")
 
 

@@ -154,3 +154,18 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, words, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("study: error:") and words in lines[0], r.stderr[-2000:]
     assert len(lines[0]) < 600 and "Traceback" not in r.stderr and r.stdout == ""
     assert tree(tmp_path) == before  # not even an empty directory
+
+
+def test_run_all_refuses_an_execution_log_that_is_a_fifo_before_running_anything(tmp_path):
+    """Appending to a FIFO waits for a reader forever: run-all refuses it up front, in one line."""
+    import os
+
+    runs = tmp_path / "runs"
+    (runs / "train").mkdir(parents=True)
+    os.mkfifo(runs / "run-all.log.jsonl")
+    before = tree(tmp_path)
+    r = study("run-all", "--profile", "quick", "--experiments", "gradients", "--runs-dir", str(runs), "--workers", "1",
+              cwd=tmp_path, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "run-all.log.jsonl is a FIFO" in lines[0], r.stderr[-2000:]
+    assert r.stdout == "" and tree(tmp_path) == before
