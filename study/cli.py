@@ -187,7 +187,7 @@ def run(variant, task_name, seed, epochs, iterations, noise, density, steps, run
     remedies = checks.remedies(task, VARIANTS[variant], {"kinetic": kinetic, "jacobian": jacobian, "steer": steer,
                                                          "weight_decay": weight_decay})
     checks.threads(threads)
-    checks.output_dir("--runs-dir", runs_dir)
+    _store_usable(runs_dir)
     device = checks.device(device)
     cfg = task.model_config(variant)
     if steps is not None and cfg.model == "none":
@@ -213,6 +213,16 @@ def run(variant, task_name, seed, epochs, iterations, noise, density, steps, run
     for line in task.summary(rec):
         click.echo(line)
     click.echo(f"  record: {path}")
+
+
+def _store_usable(runs_dir: Path) -> None:
+    """``--runs-dir`` can be written and, if it exists, the store can be used (no links in it, as run-all
+    checks): refused before a run spends its time, not when its record is written."""
+    from . import store
+
+    checks.output_dir("--runs-dir", runs_dir)
+    if runs_dir.is_dir():
+        store.check_usable(runs_dir)
 
 
 def _train_one(task, variant, cfg, proto, seeds, seed, device, runs_dir):
@@ -264,7 +274,7 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store, task_name):
     checks.int_in("--batch", batch, 1, checks.BATCH_MAX, "the training set")
     checks.int_in("--rounds", rounds, 1, checks.BENCH_ROUNDS_MAX)
     if not no_store:
-        checks.output_dir("--runs-dir", runs_dir)
+        _store_usable(runs_dir)
     device = checks.device(device)
     import torch
 
@@ -319,7 +329,7 @@ def _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store):
     checks.int_in("--steps", steps, 1, checks.BENCH_STEPS_MAX)
     checks.int_in("--rounds", rounds, 1, checks.BENCH_ROUNDS_MAX)
     if not no_store:
-        checks.output_dir("--runs-dir", runs_dir)
+        _store_usable(runs_dir)
     if device != "cpu":
         raise UserError(f"--task benches run on the CPU (the tasks' problems are small), not {checks.shown(device)}")
     config = taskbench_config(task.NAME, rounds, steps)
@@ -361,9 +371,7 @@ def run_all(profile, experiments, task_list, runs_dir, workers, scheduler, force
     started = time.time()
     names = checks.experiments(profile, experiments, checks.task_names(task_list))
     workers = checks.workers(workers)
-    checks.output_dir("--runs-dir", runs_dir)
-    if runs_dir.is_dir():
-        store.check_usable(runs_dir)
+    _store_usable(runs_dir)
     checks.scheduler(scheduler)
     jobs = plan(profile, names)
     total = sum(len(j.seeds) for j in jobs)

@@ -77,3 +77,27 @@ def test_gpu_check_script_runs_its_code_paths_on_cpu(tmp_path):
     kernels = out["bench"]["kernel_floor_us"]  # per evaluation: the training step's kernels include the forward's
     assert 0 < kernels["forward"] < kernels["train"]
     assert all(r["kernel_floor_us"] > 0 for r in out["bench"]["rows"])
+
+
+def _not_trained(*args, **kw):
+    raise AssertionError("trained before checking the store")
+
+
+@pytest.mark.parametrize("command", [["run", "euler", "--epochs", "1"], ["bench", "--rounds", "1"],
+                                     ["bench", "--task", "density", "--rounds", "1"]])
+def test_a_store_whose_single_directory_is_a_link_is_refused_before_any_work(command, tmp_path, monkeypatch, capsys):
+    """`study run` and `study bench` write into RUNS_DIR/single/: a link there is refused up front, as run-all
+    refuses one, not after the training or the measurement when the record is written."""
+    from study import cli
+
+    runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
+    runs.mkdir()
+    elsewhere.mkdir()
+    (runs / "single").symlink_to(elsewhere, target_is_directory=True)
+    monkeypatch.setattr(cli, "_train_one", _not_trained)
+    monkeypatch.setattr(cli, "_with_rounds_bar", _not_trained)
+    with pytest.raises(SystemExit) as info:
+        cli.main([*command, "--runs-dir", str(runs)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "symbolic links" in err[0] and "single" in err[0], err
+    assert list(elsewhere.iterdir()) == []
