@@ -38,6 +38,12 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def number(value: float) -> float:
+    """A float option's value as a config stores it: a float, and -0.0 as 0.0 (JSON writes them apart, so the
+    two would name two runs of one config)."""
+    return float(value) + 0.0  # -0.0 + 0.0 is +0.0
+
+
 def int_in(name: str, value, lo: int, hi: int, why: str = "") -> int | None:
     """``value`` (None passes) if ``lo <= value <= hi``, else a UserError naming the range."""
     if value is None:
@@ -61,7 +67,7 @@ def learning_rate(value: float | None) -> float | None:
     lo, hi = LR_RANGE
     if not (math.isfinite(value) and lo <= value <= hi):
         raise UserError(f"--lr must be a number from {lo:g} to {hi:g}, got {value}")
-    return value
+    return number(value)
 
 
 def batch_seeds(text: str | None, seed_: int) -> list[int]:
@@ -93,7 +99,7 @@ def sigma(value: float) -> float:
     lo, hi = SIGMA_RANGE
     if not (math.isfinite(value) and lo <= value <= hi):
         raise UserError(f"--sigma must be a noise standard deviation from {lo:g} to {hi:g}, got {value!r}")
-    return value
+    return number(value)
 
 
 def device(name: str) -> str:
@@ -256,7 +262,7 @@ def noise(value: float | None) -> float | None:
         return None
     if not (math.isfinite(value) and 0 <= value <= NOISE_MAX):
         raise UserError(f"--noise must be a number from 0 to {NOISE_MAX:g}, got {value}")
-    return value
+    return number(value)
 
 
 def density(value: str | None) -> str | None:
@@ -301,5 +307,5 @@ def remedies(task, variant, given: dict) -> dict:
             raise UserError(f"{option} must be a number from 0 to {hi:g}, got {value}")
         if field in ON_A_FLOW and variant.model_config.model != "ode":
             raise UserError(f"{option} acts on a flow's solve: {variant.name} has none")
-        out[field] = float(value)
+        out[field] = number(value)
     return out

@@ -175,11 +175,11 @@ def run(variant, task_name, seed, epochs, iterations, noise, density, steps, run
         raise UserError(f"{variant} does not apply to task {task.NAME}: {why}; those that do: "
                         f"{', '.join(applicable(task.NAME))}")
     checks.seed(seed)
-    checks.learning_rate(lr)
+    lr = checks.learning_rate(lr)
     seeds = checks.batch_seeds(batch_with, seed)
     checks.int_in("--epochs", epochs, 1, checks.EPOCHS_MAX)
     checks.int_in("--iterations", iterations, 1, checks.EPOCHS_MAX)
-    checks.noise(noise)
+    noise = checks.noise(noise)
     checks.int_in("--steps", steps, 1, checks.STEPS_MAX)
     checks.density(density)
     given = {"--epochs": epochs, "--iterations": iterations, "--noise": noise, "--lr": lr, "--density": density}

@@ -1,6 +1,7 @@
 """The command line: records from `study run`, the registry and data commands, the GPU check script
 (bad input: test_bad_input.py)."""
 import json
+import math
 import subprocess
 import sys
 
@@ -101,3 +102,53 @@ def test_a_store_whose_single_directory_is_a_link_is_refused_before_any_work(com
     err = capsys.readouterr().err.strip().splitlines()
     assert info.value.code == 2 and len(err) == 1 and "symbolic links" in err[0] and "single" in err[0], err
     assert list(elsewhere.iterdir()) == []
+
+
+class _Configured(Exception):
+    """Raised in place of training: carries the config `study run` would train and store."""
+
+
+def _config_of(monkeypatch, *args) -> dict:
+    """The config (as stored and hashed) that `study run ARGS` trains, without training it."""
+    from study import cli
+
+    def capture(task, variant, cfg, proto, seeds, seed, device, runs_dir):
+        raise _Configured(task.run_config(variant, cfg, proto, seed, device))
+
+    monkeypatch.setattr(cli, "_train_one", capture)
+    with pytest.raises(_Configured) as info:
+        cli.main(["run", *args])
+    return info.value.args[0]
+
+
+def _negative_zeros(obj) -> list:
+    if isinstance(obj, dict):
+        return [z for v in obj.values() for z in _negative_zeros(v)]
+    if isinstance(obj, (list, tuple)):
+        return [z for v in obj for z in _negative_zeros(v)]
+    return [obj] if isinstance(obj, float) and obj == 0 and math.copysign(1.0, obj) < 0 else []
+
+
+@pytest.mark.parametrize("task,option", [("dynamics", "--noise"), ("spiral", "--kinetic"), ("spiral", "--jacobian"),
+                                         ("spiral", "--steer"), ("density", "--weight-decay"),
+                                         ("dynamics", "--kinetic")])
+def test_minus_zero_names_the_same_run_as_zero(task, option, tmp_path, monkeypatch):
+    """`--noise -0.0` is `--noise 0`: one config, one record (JSON writes -0.0 apart, which renamed the run)."""
+    from study import store
+
+    common = ["euler", "--task", task, "--runs-dir", str(tmp_path)]
+    minus, plus = _config_of(monkeypatch, *common, option, "-0.0"), _config_of(monkeypatch, *common, option, "0")
+    assert minus == plus and not _negative_zeros(minus)
+    assert store.record_path(tmp_path, store.SINGLE, minus) == store.record_path(tmp_path, store.SINGLE, plus)
+
+
+def test_every_float_option_is_normalised():
+    """The checks return each float option as a config stores it: a float, never -0.0."""
+    from study import checks, tasks
+    from study.variants import VARIANTS
+
+    remedies = checks.remedies(tasks.get("spiral"), VARIANTS["euler"],
+                               {"kinetic": -0.0, "jacobian": 0, "steer": -0.0, "weight_decay": -0.0})
+    for value in (checks.noise(-0.0), checks.noise(0), *remedies.values()):
+        assert isinstance(value, float) and math.copysign(1.0, value) == 1.0
+    assert isinstance(checks.learning_rate(1), float) and isinstance(checks.sigma(1), float)
