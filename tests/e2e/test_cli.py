@@ -152,3 +152,19 @@ def test_every_float_option_is_normalised():
     for value in (checks.noise(-0.0), checks.noise(0), *remedies.values()):
         assert isinstance(value, float) and math.copysign(1.0, value) == 1.0
     assert isinstance(checks.learning_rate(1), float) and isinstance(checks.sigma(1), float)
+
+
+def test_the_command_that_completes_an_experiment_pastes_into_a_shell(tmp_path):
+    """A runs directory with a space or a quote in its name is one argument of the printed command."""
+    import shlex
+
+    runs = tmp_path / "the runs of Bob's"
+    (runs / "train").mkdir(parents=True)
+    r = study("tables", "--profile", "quick", "--runs-dir", str(runs), "--out", str(tmp_path / "out"))
+    assert r.returncode == 3, r.stderr
+    commands = [line.split("; complete it with: ", 1)[1] for line in r.stdout.splitlines() if "complete it with" in line]
+    assert commands
+    for command in commands:
+        args = shlex.split(command)
+        assert args[:3] == ["study", "run-all", "--experiments"] and args[-2:] == ["--runs-dir", str(runs)], command
+        assert args[4:6] == ["--profile", "quick"]
