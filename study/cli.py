@@ -17,6 +17,7 @@ from . import checks
 from .checks import UserError
 
 RUNS = Path("runs")
+CORRUPT = 3  # study status: the store holds corrupt entries
 
 
 def _fail(msg: str, code: int = 2):
@@ -442,6 +443,10 @@ def status(profile, runs_dir, cost):
 
     Per experiment of the profile; a run that several experiments share counts in each of them.  Stale runs
     (counted among the missing) have a record made by an older version of the code that computes them.
+
+    Exit code 0; 3 when the store holds corrupt entries (records, links or lines of the run-all log, each
+    listed on stderr as 'corrupt: ...'; run-all moves corrupt records aside and redoes their runs); 2 for bad
+    input.
     """
     from . import results
 
@@ -466,6 +471,8 @@ def status(profile, runs_dir, cost):
         click.echo(f"the profile from scratch on 2 workers: about {hours:.1f} h (training {train / 60:.0f} "
                    f"worker-minutes, the runs that do not train {rest / 60:.0f}, of which {alone / 60:.0f} run alone; "
                    "log entries too old to say what they reran count in full, so this may err long)")
+    if view.problems:
+        sys.exit(CORRUPT)
 
 
 def _echo_costs(df, first) -> None:

@@ -168,3 +168,20 @@ def test_the_command_that_completes_an_experiment_pastes_into_a_shell(tmp_path):
         args = shlex.split(command)
         assert args[:3] == ["study", "run-all", "--experiments"] and args[-2:] == ["--runs-dir", str(runs)], command
         assert args[4:6] == ["--profile", "quick"]
+
+
+def test_status_exits_3_while_it_lists_corrupt_records(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "train").mkdir(parents=True)
+    r = study("status", "--profile", "quick", "--runs-dir", str(runs))
+    assert r.returncode == 0 and r.stderr == "", r.stderr  # an empty store: nothing wrong
+    torn = runs / "train" / "0123456789abcdef.json"
+    torn.write_text('{"schema": 1, "kind": "tr')
+    r = study("status", "--profile", "quick", "--runs-dir", str(runs))
+    (line,) = r.stderr.splitlines()
+    assert r.returncode == 3 and line.startswith(f"corrupt: {torn}: not valid JSON"), r.stderr
+    assert r.stdout.startswith("experiment")  # the table is printed all the same
+    torn.unlink()
+    (runs / "run-all.log.jsonl").write_text("{not json\n")
+    r = study("status", "--profile", "quick", "--runs-dir", str(runs))
+    assert r.returncode == 3 and "not a JSON object" in r.stderr
