@@ -502,14 +502,49 @@ def _echo_costs(df, first) -> None:
         click.echo(f"  {task:<12}{part.runs.sum():>6} runs {minutes:>8.0f} worker-minutes {minutes / 120:>6.1f} h")
 
 
-def _report_setup(profile, runs_dir, outs):
+def _report_checks(profile, runs_dir, outs) -> None:
+    """The options of figures and tables, checked before matplotlib is imported (whose warnings about its
+    configuration would otherwise come before the one line of a bad option)."""
     checks.experiments(profile, None)
     checks.run_store("--runs-dir", runs_dir)
     for option, d in outs:
         checks.output_dir(option, d)
+
+
+def _writable_or_creatable(path: Path) -> bool:
+    """Whether ``path`` is a writable directory, or its nearest existing ancestor one that it could be made in."""
+    for p in (path, *path.parents):
+        if os.path.lexists(p):
+            return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+    return False
+
+
+def _matplotlib() -> None:
+    """Import matplotlib for files only (the Agg backend, whatever display this machine has).  Where its
+    default configuration or cache directory cannot be written (an unwritable or missing HOME), it gets a
+    temporary one in MPLCONFIGDIR, removed at exit, rather than warning about it on every command."""
+    if not os.environ.get("MPLCONFIGDIR"):
+        try:
+            home = Path.home()
+        except RuntimeError:  # no home directory at all
+            home = None
+        bases = [os.environ.get("XDG_CONFIG_HOME") or (home and home / ".config"),
+                 os.environ.get("XDG_CACHE_HOME") or (home and home / ".cache")]
+        if not all(b and _writable_or_creatable(Path(b) / "matplotlib") for b in bases):
+            import atexit
+            import shutil
+            import tempfile
+
+            tmp = tempfile.mkdtemp(prefix="study-matplotlib-")
+            atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+            os.environ["MPLCONFIGDIR"] = tmp
     import matplotlib
 
-    matplotlib.use("Agg")  # files only, whatever display this machine has
+    matplotlib.use("Agg")
+
+
+def _report_view(profile, runs_dir):
+    """The store's view for figures and tables; its corrupt entries, ignored, one line each."""
     from . import results
 
     view = results.load(runs_dir, profile)
@@ -537,6 +572,9 @@ def _report_exit(outcomes) -> None:
 @click.option("--list", "list_only", is_flag=True, help="List the figures' names and exit.")
 def figures(profile, runs_dir, out, tables_out, only, partial, list_only):
     """Every figure, the paper's tables and numbers."""
+    if not list_only:
+        _report_checks(profile, runs_dir, [("--out", out), ("--tables-out", tables_out)])
+    _matplotlib()
     from .report import figures as figs
     from .report import tables
 
@@ -550,7 +588,7 @@ def figures(profile, runs_dir, out, tables_out, only, partial, list_only):
         if bad or not chosen:
             raise UserError(f"unknown figure(s) {', '.join(checks.shown(b) for b in bad) or '(none named)'}; "
                             f"'study figures --list' names the {len(figs.FIGURES)} figures")
-    view = _report_setup(profile, runs_dir, [("--out", out), ("--tables-out", tables_out)])
+    view = _report_view(profile, runs_dir)
     fig = figs.draw_all(view, out, chosen, log=click.echo, partial=partial)
     tab = tables.write_all(view, tables_out, log=click.echo, partial=partial)
     _report_exit([fig, tab])
@@ -563,9 +601,11 @@ def figures(profile, runs_dir, out, tables_out, only, partial, list_only):
 @click.option("--partial", is_flag=True, help="Write tables from incomplete experiments too, marked as partial.")
 def tables_cmd(profile, runs_dir, out, partial):
     """The LaTeX tables and numbers.tex only."""
+    _report_checks(profile, runs_dir, [("--out", out)])
+    _matplotlib()
     from .report import tables
 
-    view = _report_setup(profile, runs_dir, [("--out", out)])
+    view = _report_view(profile, runs_dir)
     _report_exit([tables.write_all(view, out, log=click.echo, partial=partial)])
 
 

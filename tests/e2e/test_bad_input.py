@@ -169,3 +169,30 @@ def test_run_all_refuses_an_execution_log_that_is_a_fifo_before_running_anything
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(lines) == 1 and "run-all.log.jsonl is a FIFO" in lines[0], r.stderr[-2000:]
     assert r.stdout == "" and tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("args", [["figures", "--runs-dir", "NOTASTORE"], ["tables", "--runs-dir", "NOTASTORE"],
+                                  ["figures", "--runs-dir", "STORE", "--only", "nope"]])
+def test_an_unwritable_home_adds_no_matplotlib_warning_to_the_one_line(args, tmp_path):
+    """With HOME where nothing can be made (under a file, so even root cannot) and no MPLCONFIGDIR, matplotlib
+    would warn about its configuration directory before the command's own error: the options are checked before
+    it is imported, and it gets a temporary configuration directory (removed at exit)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ENV
+
+    (tmp_path / "FILE").write_text("")
+    (tmp_path / "NOTASTORE").mkdir()
+    (tmp_path / "NOTASTORE" / "notes.txt").write_text("")
+    (tmp_path / "STORE" / "train").mkdir(parents=True)
+    env = {k: v for k, v in ENV.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env["HOME"] = str(tmp_path / "FILE" / "home")
+    (tmp_path / "TMP").mkdir()
+    env["TMPDIR"] = str(tmp_path / "TMP")  # matplotlib's temporary directory goes here, and must be gone after
+    before = tree(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, cwd=tmp_path,
+                       env=env, timeout=120)
+    lines = (r.stdout + r.stderr).strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("study: error:"), r.stdout + r.stderr
+    assert tree(tmp_path) == before
