@@ -38,6 +38,12 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
+def number(value: float) -> float:
+    """A float option's value as a config stores it: a float, and -0.0 as 0.0 (JSON writes them apart, so the
+    two would name two runs of one config)."""
+    return float(value) + 0.0  # -0.0 + 0.0 is +0.0
+
+
 def int_in(name: str, value, lo: int, hi: int, why: str = "") -> int | None:
     """``value`` (None passes) if ``lo <= value <= hi``, else a UserError naming the range."""
     if value is None:
@@ -61,7 +67,7 @@ def learning_rate(value: float | None) -> float | None:
     lo, hi = LR_RANGE
     if not (math.isfinite(value) and lo <= value <= hi):
         raise UserError(f"--lr must be a number from {lo:g} to {hi:g}, got {value}")
-    return value
+    return number(value)
 
 
 def batch_seeds(text: str | None, seed_: int) -> list[int]:
@@ -93,7 +99,7 @@ def sigma(value: float) -> float:
     lo, hi = SIGMA_RANGE
     if not (math.isfinite(value) and lo <= value <= hi):
         raise UserError(f"--sigma must be a noise standard deviation from {lo:g} to {hi:g}, got {value!r}")
-    return value
+    return number(value)
 
 
 def device(name: str) -> str:
@@ -112,6 +118,7 @@ def device(name: str) -> str:
 
 def output_dir(option: str, path: Path) -> Path:
     """A directory we may create and write into (nothing is created here; the CLI rejects empty paths)."""
+    dangling(option, path)
     if path.exists() or path.is_symlink():
         if not path.is_dir():
             raise UserError(f"{option} {shown(str(path))} is a file, not a directory")
@@ -126,10 +133,22 @@ def output_dir(option: str, path: Path) -> Path:
     return path
 
 
+def dangling(option: str, path: Path) -> None:
+    """A UserError if ``path`` is a symbolic link to nothing (it is neither a file nor a missing directory)."""
+    if path.is_symlink() and not path.exists():
+        try:
+            target = os.readlink(path)
+        except OSError:  # pragma: no cover - removed meanwhile
+            target = "?"
+        raise UserError(f"{option} {shown(str(path))} is a dangling symbolic link (to {shown(target)}, "
+                        "which does not exist)")
+
+
 def run_store(option: str, path: Path) -> Path:
     """An existing run store to read: a directory that is empty or holds the store's entries."""
     from . import records, store
 
+    dangling(option, path)
     if not path.exists():
         raise UserError(f"runs directory {shown(str(path))} does not exist; run 'study run-all' first")
     if not path.is_dir():
@@ -207,7 +226,11 @@ def scheduler(address: str | None) -> str | None:
         return None
     from urllib.parse import urlsplit
 
-    parts = urlsplit(address)
+    try:
+        parts = urlsplit(address)
+    except ValueError:  # an unbalanced IPv6 bracket: 'tcp://[::1', 'tcp://]'
+        raise UserError(f"--scheduler needs an address like tcp://host:8786 (IPv6: tcp://[::1]:8786), "
+                        f"got {shown(address)}") from None
     if parts.scheme not in ("tcp", "tls", "inproc", "ucx", "ws", "wss") or not parts.netloc:
         raise UserError(f"--scheduler needs an address like tcp://host:8786, got {shown(address)}")
     try:
@@ -239,7 +262,7 @@ def noise(value: float | None) -> float | None:
         return None
     if not (math.isfinite(value) and 0 <= value <= NOISE_MAX):
         raise UserError(f"--noise must be a number from 0 to {NOISE_MAX:g}, got {value}")
-    return value
+    return number(value)
 
 
 def density(value: str | None) -> str | None:
@@ -284,5 +307,5 @@ def remedies(task, variant, given: dict) -> dict:
             raise UserError(f"{option} must be a number from 0 to {hi:g}, got {value}")
         if field in ON_A_FLOW and variant.model_config.model != "ode":
             raise UserError(f"{option} acts on a flow's solve: {variant.name} has none")
-        out[field] = float(value)
+        out[field] = number(value)
     return out

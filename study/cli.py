@@ -17,6 +17,7 @@ from . import checks
 from .checks import UserError
 
 RUNS = Path("runs")
+CORRUPT = 3  # study status: the store holds corrupt entries
 
 
 def _fail(msg: str, code: int = 2):
@@ -175,11 +176,11 @@ def run(variant, task_name, seed, epochs, iterations, noise, density, steps, run
         raise UserError(f"{variant} does not apply to task {task.NAME}: {why}; those that do: "
                         f"{', '.join(applicable(task.NAME))}")
     checks.seed(seed)
-    checks.learning_rate(lr)
+    lr = checks.learning_rate(lr)
     seeds = checks.batch_seeds(batch_with, seed)
     checks.int_in("--epochs", epochs, 1, checks.EPOCHS_MAX)
     checks.int_in("--iterations", iterations, 1, checks.EPOCHS_MAX)
-    checks.noise(noise)
+    noise = checks.noise(noise)
     checks.int_in("--steps", steps, 1, checks.STEPS_MAX)
     checks.density(density)
     given = {"--epochs": epochs, "--iterations": iterations, "--noise": noise, "--lr": lr, "--density": density}
@@ -187,7 +188,7 @@ def run(variant, task_name, seed, epochs, iterations, noise, density, steps, run
     remedies = checks.remedies(task, VARIANTS[variant], {"kinetic": kinetic, "jacobian": jacobian, "steer": steer,
                                                          "weight_decay": weight_decay})
     checks.threads(threads)
-    checks.output_dir("--runs-dir", runs_dir)
+    _store_usable(runs_dir)
     device = checks.device(device)
     cfg = task.model_config(variant)
     if steps is not None and cfg.model == "none":
@@ -213,6 +214,16 @@ def run(variant, task_name, seed, epochs, iterations, noise, density, steps, run
     for line in task.summary(rec):
         click.echo(line)
     click.echo(f"  record: {path}")
+
+
+def _store_usable(runs_dir: Path) -> None:
+    """``--runs-dir`` can be written and, if it exists, the store can be used (no links in it, as run-all
+    checks): refused before a run spends its time, not when its record is written."""
+    from . import store
+
+    checks.output_dir("--runs-dir", runs_dir)
+    if runs_dir.is_dir():
+        store.check_usable(runs_dir)
 
 
 def _train_one(task, variant, cfg, proto, seeds, seed, device, runs_dir):
@@ -264,7 +275,7 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store, task_name):
     checks.int_in("--batch", batch, 1, checks.BATCH_MAX, "the training set")
     checks.int_in("--rounds", rounds, 1, checks.BENCH_ROUNDS_MAX)
     if not no_store:
-        checks.output_dir("--runs-dir", runs_dir)
+        _store_usable(runs_dir)
     device = checks.device(device)
     import torch
 
@@ -319,7 +330,7 @@ def _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store):
     checks.int_in("--steps", steps, 1, checks.BENCH_STEPS_MAX)
     checks.int_in("--rounds", rounds, 1, checks.BENCH_ROUNDS_MAX)
     if not no_store:
-        checks.output_dir("--runs-dir", runs_dir)
+        _store_usable(runs_dir)
     if device != "cpu":
         raise UserError(f"--task benches run on the CPU (the tasks' problems are small), not {checks.shown(device)}")
     config = taskbench_config(task.NAME, rounds, steps)
@@ -390,9 +401,7 @@ def run_all(profile, experiments, task_list, runs_dir, workers, scheduler, force
     started = time.time()
     names = checks.experiments(profile, experiments, checks.task_names(task_list))
     workers = checks.workers(workers)
-    checks.output_dir("--runs-dir", runs_dir)
-    if runs_dir.is_dir():
-        store.check_usable(runs_dir)
+    _store_usable(runs_dir)
     checks.scheduler(scheduler)
     if runs_dir.is_dir():
         _migrate(runs_dir)
@@ -466,6 +475,10 @@ def status(profile, runs_dir, cost):
 
     Per experiment of the profile; a run that several experiments share counts in each of them.  Stale runs
     (counted among the missing) have a record made by an older version of the code that computes them.
+
+    Exit code 0; 3 when the store holds corrupt entries (records, links or lines of the run-all log, each
+    listed on stderr as 'corrupt: ...'; run-all moves corrupt records aside and redoes their runs); 2 for bad
+    input.
     """
     from . import results
 
@@ -490,6 +503,8 @@ def status(profile, runs_dir, cost):
         click.echo(f"the profile from scratch on 2 workers: about {hours:.1f} h (training {train / 60:.0f} "
                    f"worker-minutes, the runs that do not train {rest / 60:.0f}, of which {alone / 60:.0f} run alone; "
                    "log entries too old to say what they reran count in full, so this may err long)")
+    if view.problems:
+        sys.exit(CORRUPT)
 
 
 def _echo_costs(df, first) -> None:
@@ -519,14 +534,49 @@ def _echo_costs(df, first) -> None:
         click.echo(f"  {task:<12}{part.runs.sum():>6} runs {minutes:>8.0f} worker-minutes {minutes / 120:>6.1f} h")
 
 
-def _report_setup(profile, runs_dir, outs):
+def _report_checks(profile, runs_dir, outs) -> None:
+    """The options of figures and tables, checked before matplotlib is imported (whose warnings about its
+    configuration would otherwise come before the one line of a bad option)."""
     checks.experiments(profile, None)
     checks.run_store("--runs-dir", runs_dir)
     for option, d in outs:
         checks.output_dir(option, d)
+
+
+def _writable_or_creatable(path: Path) -> bool:
+    """Whether ``path`` is a writable directory, or its nearest existing ancestor one that it could be made in."""
+    for p in (path, *path.parents):
+        if os.path.lexists(p):
+            return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
+    return False
+
+
+def _matplotlib() -> None:
+    """Import matplotlib for files only (the Agg backend, whatever display this machine has).  Where its
+    default configuration or cache directory cannot be written (an unwritable or missing HOME), it gets a
+    temporary one in MPLCONFIGDIR, removed at exit, rather than warning about it on every command."""
+    if not os.environ.get("MPLCONFIGDIR"):
+        try:
+            home = Path.home()
+        except RuntimeError:  # no home directory at all
+            home = None
+        bases = [os.environ.get("XDG_CONFIG_HOME") or (home and home / ".config"),
+                 os.environ.get("XDG_CACHE_HOME") or (home and home / ".cache")]
+        if not all(b and _writable_or_creatable(Path(b) / "matplotlib") for b in bases):
+            import atexit
+            import shutil
+            import tempfile
+
+            tmp = tempfile.mkdtemp(prefix="study-matplotlib-")
+            atexit.register(shutil.rmtree, tmp, ignore_errors=True)
+            os.environ["MPLCONFIGDIR"] = tmp
     import matplotlib
 
-    matplotlib.use("Agg")  # files only, whatever display this machine has
+    matplotlib.use("Agg")
+
+
+def _report_view(profile, runs_dir):
+    """The store's view for figures and tables; its corrupt entries, ignored, one line each."""
     from . import results
 
     view = results.load(runs_dir, profile)
@@ -554,6 +604,9 @@ def _report_exit(outcomes) -> None:
 @click.option("--list", "list_only", is_flag=True, help="List the figures' names and exit.")
 def figures(profile, runs_dir, out, tables_out, only, partial, list_only):
     """Every figure, the paper's tables and numbers."""
+    if not list_only:
+        _report_checks(profile, runs_dir, [("--out", out), ("--tables-out", tables_out)])
+    _matplotlib()
     from .report import figures as figs
     from .report import tables
 
@@ -567,7 +620,7 @@ def figures(profile, runs_dir, out, tables_out, only, partial, list_only):
         if bad or not chosen:
             raise UserError(f"unknown figure(s) {', '.join(checks.shown(b) for b in bad) or '(none named)'}; "
                             f"'study figures --list' names the {len(figs.FIGURES)} figures")
-    view = _report_setup(profile, runs_dir, [("--out", out), ("--tables-out", tables_out)])
+    view = _report_view(profile, runs_dir)
     fig = figs.draw_all(view, out, chosen, log=click.echo, partial=partial)
     tab = tables.write_all(view, tables_out, log=click.echo, partial=partial)
     _report_exit([fig, tab])
@@ -580,9 +633,11 @@ def figures(profile, runs_dir, out, tables_out, only, partial, list_only):
 @click.option("--partial", is_flag=True, help="Write tables from incomplete experiments too, marked as partial.")
 def tables_cmd(profile, runs_dir, out, partial):
     """The LaTeX tables and numbers.tex only."""
+    _report_checks(profile, runs_dir, [("--out", out)])
+    _matplotlib()
     from .report import tables
 
-    view = _report_setup(profile, runs_dir, [("--out", out)])
+    view = _report_view(profile, runs_dir)
     _report_exit([tables.write_all(view, out, log=click.echo, partial=partial)])
 
 

@@ -307,6 +307,8 @@ def log_invocation(runs_dir: Path, profile, names, workers, scheduler, summary: 
         store.append_log(runs_dir, entry)
     except OSError as exc:
         return f"could not append to {Path(runs_dir) / store.EXECUTION_LOG}: {exc.strerror or exc}"
+    except store.StoreError as exc:  # it became a FIFO or a link while the runs ran: the runs are stored
+        return f"could not append to the execution log: {exc}"
     return None
 
 

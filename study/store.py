@@ -84,12 +84,16 @@ def _umask() -> int:
     return mask
 
 
-def write_text_atomic(path: Path | str, text: str | bytes, links: bool = True) -> Path:
-    """Write ``text`` to ``path`` atomically (temp file, fsync, rename): readers see the old file or the new one.
-    ``links``: whether the directory may be a symbolic link (figures may; the store's directories may not)."""
-    path = Path(path)
-    _directory(path.parent, links)
-    data = text.encode() if isinstance(text, str) else text
+def _named(exc: BaseException, path: Path) -> BaseException:
+    """An OSError as one naming the file we could not write (others unchanged)."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return OSError(exc.errno, f"cannot write: {exc.strerror}", str(path))
+    return exc
+
+
+def _temp_copy(path: Path, data: bytes) -> str:
+    """``data`` in a new temporary file beside ``path``, flushed and fsynced; its name.  Nothing is left if
+    that fails (a full disk): the error names ``path``."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_umask())  # as open() would create it (mkstemp makes it private)
@@ -97,24 +101,60 @@ def write_text_atomic(path: Path | str, text: str | bytes, links: bool = True) -
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)  # replaces a link at `path` itself; never follows it
     except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(exc, OSError) and exc.errno is not None:  # name the file we could not write
-            raise OSError(exc.errno, f"cannot write: {exc.strerror}", str(path)) from None
+        named = _named(exc, path)
+        if named is exc:  # Ctrl-C and the like, as they came
+            raise
+        raise named from None
+    return tmp
+
+
+def write_files_atomic(files: list[tuple[Path | str, str | bytes]], links: bool = True) -> list[Path]:
+    """Write each ``(path, text)`` atomically, and all of them or none: every file goes to a temporary file
+    first, and only when all are written (a full disk fails here) are they renamed over their paths, so a
+    failed write leaves every previous file, never one new file beside an old one (a figure's PDF and PNG).
+    ``links``: whether the directories may be symbolic links (figures' may; the store's may not)."""
+    files = [(Path(p), t.encode() if isinstance(t, str) else t) for p, t in files]
+    for path, _ in files:
+        _directory(path.parent, links)
+    temps: list[str] = []
+    try:
+        for path, data in files:
+            temps.append(_temp_copy(path, data))
+        for i, ((path, _), tmp) in enumerate(zip(files, temps)):
+            try:
+                os.replace(tmp, path)  # replaces a link at `path` itself; never follows it
+            except OSError as exc:
+                raise _named(exc, path) from None
+            temps[i] = ""  # renamed: nothing to remove
+    except BaseException:
+        for tmp in temps:
+            if tmp:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:
+                    pass
         raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
+    for d in dict.fromkeys(path.parent for path, _ in files):  # make the renames themselves durable
         try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-    return path
+            dfd = os.open(d, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass
+    return [path for path, _ in files]
+
+
+def write_text_atomic(path: Path | str, text: str | bytes, links: bool = True) -> Path:
+    """Write ``text`` to ``path`` atomically (temp file, fsync, rename): readers see the old file or the new one.
+    ``links``: whether the directory may be a symbolic link (figures may; the store's directories may not)."""
+    return write_files_atomic([(path, text)], links)[0]
 
 
 def write_atomic(path: Path | str, record: dict) -> Path:
@@ -253,13 +293,15 @@ def links(runs_dir: Path | str) -> list[Path]:
 
 
 def check_usable(runs_dir: Path | str) -> None:
-    """:class:`StoreError` if the store holds symbolic links: records written through them would land
-    outside it, and records behind them would be invisible to ``status``."""
+    """:class:`StoreError` if the store holds symbolic links (records written through them would land
+    outside it, and records behind them would be invisible to ``status``) or an execution log that is not a
+    regular file."""
     found = links(runs_dir) if Path(runs_dir).is_dir() else []
     if found:
         where = ", ".join(f"{p} -> {os.readlink(p)}" for p in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
         raise StoreError(f"the runs directory holds symbolic links ({where}); the store never follows links: "
                          "move them away or point --runs-dir at the real directory")
+    check_log(runs_dir)
 
 
 def scan(runs_dir: Path | str):
@@ -281,11 +323,39 @@ def scan(runs_dir: Path | str):
                     yield path, None, str(exc)
 
 
-def append_log(runs_dir: Path | str, entry: dict) -> None:
-    """Append ``entry`` as one JSON line to the store's execution log."""
+def _not_a_log(path: Path, what: str) -> StoreError:
+    return StoreError(f"{path} is {what}, not the store's execution log (a regular file): move it away")
+
+
+def check_log(runs_dir: Path | str) -> None:
+    """:class:`StoreError` if the store's execution log exists but is not a regular file (a FIFO would block
+    ``run-all``'s append forever, a link would be written through)."""
     path = Path(runs_dir) / EXECUTION_LOG
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise _not_a_log(path, "a symbolic link")
+    if not stat.S_ISREG(st.st_mode):
+        raise _not_a_log(path, "a FIFO" if stat.S_ISFIFO(st.st_mode) else "not a regular file")
+
+
+def append_log(runs_dir: Path | str, entry: dict) -> None:
+    """Append ``entry`` as one JSON line to the store's execution log; :class:`StoreError`, never a wait, if
+    the log is not a regular file."""
+    path = Path(runs_dir) / EXECUTION_LOG
+    check_log(runs_dir)
+    try:  # O_NONBLOCK: a FIFO put there after the check fails at once (no reader) or is refused below
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO):
+            check_log(runs_dir)
+            raise _not_a_log(path, "not a regular file") from None
+        raise
     with os.fdopen(fd, "a") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise _not_a_log(path, "not a regular file")
         fh.write(json.dumps(entry) + "\n")
 
 

@@ -13,6 +13,7 @@ tidy frames:
 """
 from __future__ import annotations
 
+import shlex
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,7 +49,7 @@ class MissingRuns(LookupError):
 
     def __init__(self, experiment: str, done: int = 0, planned: int | None = None, command: str | None = None):
         have = f"has {done} of {planned} runs" if planned is not None else "has no runs"
-        command = command or f"study run-all --experiments {experiment}"
+        command = command or f"study run-all --experiments {shlex.quote(experiment)}"
         super().__init__(f"experiment '{experiment}' {have}; complete it with: {command}")
         self.experiment = experiment
 
@@ -150,13 +151,14 @@ class View:
         return planned > 0 and done == planned
 
     def command(self, experiments: list[str]) -> str:
-        """The exact ``run-all`` command that completes ``experiments`` in this view's store and profile."""
-        cmd = f"study run-all --experiments {','.join(experiments)}"
+        """The exact ``run-all`` command that completes ``experiments`` in this view's store and profile, quoted
+        for a POSIX shell (a runs directory with a space or a quote pastes as one argument)."""
+        args = ["study", "run-all", "--experiments", ",".join(experiments)]
         if self.profile != "full":
-            cmd += f" --profile {self.profile}"
+            args += ["--profile", self.profile]
         if Path(self.runs_dir) != Path("runs"):
-            cmd += f" --runs-dir {self.runs_dir}"
-        return cmd
+            args += ["--runs-dir", str(self.runs_dir)]
+        return " ".join(shlex.quote(a) for a in args)
 
     def missing(self, experiment: str) -> MissingRuns:
         done, planned = self.progress(experiment)

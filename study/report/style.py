@@ -163,17 +163,19 @@ def apply() -> None:
 
 
 def save(fig, out_dir: Path, name: str) -> list[Path]:
-    """Vector PDF and PNG preview, byte-identical for identical input (no dates, fixed metadata), each
-    written atomically: an interrupted or failed save leaves the previous file, never a truncated one."""
-    from ..store import write_text_atomic
+    """Vector PDF and PNG preview, byte-identical for identical input (no dates, fixed metadata), written
+    together atomically: both are drawn and written to temporary files before either replaces its previous
+    file, so an interrupted or failed save (a full disk) leaves the previous pair, never a truncated file or a
+    new PDF beside an old PNG."""
+    from ..store import write_files_atomic
 
-    out = []
+    files = []
     try:
         for ext, metadata in (("pdf", {"CreationDate": None, "ModDate": None, "Producer": None, "Creator": None}),
                               ("png", {"Software": None})):
             buf = io.BytesIO()
             fig.savefig(buf, format=ext, metadata=metadata, bbox_inches="tight")
-            out.append(write_text_atomic(out_dir / f"{name}.{ext}", buf.getvalue()))
+            files.append((out_dir / f"{name}.{ext}", buf.getvalue()))
     finally:
         plt.close(fig)
-    return out
+    return write_files_atomic(files)

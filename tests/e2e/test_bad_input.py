@@ -4,7 +4,7 @@ import pytest
 from tests.helpers import study
 
 LONG = "x" * 100_000
-BAD = [  # (arguments; FILE, STORE and EMPTY are paths in the test's directory), words the one line must hold
+BAD = [  # (arguments; FILE, STORE, EMPTY and DANGLING are paths in the test's directory), words the one line must hold
     (["run", "nope"], "unknown variant 'nope'; choose one of: euler, rk4"),
     (["run", LONG], "unknown variant 'xxxxxxxx"),
     (["run", "euler", "--epochs", "0"], "--epochs must be an integer from 1 to 100,000"),
@@ -47,12 +47,18 @@ BAD = [  # (arguments; FILE, STORE and EMPTY are paths in the test's directory),
     (["run-all", "--scheduler", "foo://127.0.0.1:1"], "--scheduler needs an address like tcp://host:8786"),
     (["run-all", "--scheduler", "127.0.0.1:8786"], "--scheduler needs an address like tcp://host:8786"),
     (["run-all", "--scheduler", "tcp://127.0.0.1:1"], "cannot reach the Dask scheduler"),
+    (["run-all", "--scheduler", "tcp://[::1"], "--scheduler needs an address like tcp://host:8786"),
+    (["run-all", "--scheduler", "tcp://]"], "--scheduler needs an address like tcp://host:8786"),
     (["run-all", "--runs-dir", "FILE"], "is a file, not a directory"),
     (["run-all", "--runs-dir", ""], "must name a directory"),
     (["status", "--runs-dir", "missing"], "does not exist; run 'study run-all' first"),
     (["status", "--runs-dir", "FILE"], "is a file, not a runs directory"),
     (["status", "--runs-dir", "/proc"], "'/proc' is not a run store"),
     (["status", "--profile", "huge"], "unknown profile 'huge'"),
+    (["run", "euler", "--runs-dir", "DANGLING"], "--runs-dir 'DANGLING' is a dangling symbolic link"),
+    (["run-all", "--runs-dir", "DANGLING"], "--runs-dir 'DANGLING' is a dangling symbolic link (to 'nowhere'"),
+    (["status", "--runs-dir", "DANGLING"], "--runs-dir 'DANGLING' is a dangling symbolic link"),
+    (["figures", "--runs-dir", "STORE", "--out", "DANGLING"], "--out 'DANGLING' is a dangling symbolic link"),
     (["figures", "--runs-dir", "STORE", "--out", "FILE"], "--out 'FILE' is a file, not a directory"),
     (["figures", "--runs-dir", "STORE", "--tables-out", "FILE"], "--tables-out 'FILE' is a file, not a directory"),
     (["figures", "--runs-dir", "FILE"], "is a file, not a runs directory"),
@@ -140,6 +146,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, words, tmp_path):
     (tmp_path / "FILE").write_text("")
     (tmp_path / "STORE" / "train").mkdir(parents=True)
     (tmp_path / "EMPTY").mkdir()
+    (tmp_path / "DANGLING").symlink_to("nowhere")  # a symbolic link to nothing
     before = tree(tmp_path)
     r = study(*args, cwd=tmp_path, timeout=120)
     lines = r.stderr.strip().splitlines()
@@ -147,3 +154,45 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(args, words, tmp_path):
     assert len(lines) == 1 and lines[0].startswith("study: error:") and words in lines[0], r.stderr[-2000:]
     assert len(lines[0]) < 600 and "Traceback" not in r.stderr and r.stdout == ""
     assert tree(tmp_path) == before  # not even an empty directory
+
+
+def test_run_all_refuses_an_execution_log_that_is_a_fifo_before_running_anything(tmp_path):
+    """Appending to a FIFO waits for a reader forever: run-all refuses it up front, in one line."""
+    import os
+
+    runs = tmp_path / "runs"
+    (runs / "train").mkdir(parents=True)
+    os.mkfifo(runs / "run-all.log.jsonl")
+    before = tree(tmp_path)
+    r = study("run-all", "--profile", "quick", "--experiments", "gradients", "--runs-dir", str(runs), "--workers", "1",
+              cwd=tmp_path, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "run-all.log.jsonl is a FIFO" in lines[0], r.stderr[-2000:]
+    assert r.stdout == "" and tree(tmp_path) == before
+
+
+@pytest.mark.parametrize("args", [["figures", "--runs-dir", "NOTASTORE"], ["tables", "--runs-dir", "NOTASTORE"],
+                                  ["figures", "--runs-dir", "STORE", "--only", "nope"]])
+def test_an_unwritable_home_adds_no_matplotlib_warning_to_the_one_line(args, tmp_path):
+    """With HOME where nothing can be made (under a file, so even root cannot) and no MPLCONFIGDIR, matplotlib
+    would warn about its configuration directory before the command's own error: the options are checked before
+    it is imported, and it gets a temporary configuration directory (removed at exit)."""
+    import subprocess
+    import sys
+
+    from tests.helpers import ENV
+
+    (tmp_path / "FILE").write_text("")
+    (tmp_path / "NOTASTORE").mkdir()
+    (tmp_path / "NOTASTORE" / "notes.txt").write_text("")
+    (tmp_path / "STORE" / "train").mkdir(parents=True)
+    env = {k: v for k, v in ENV.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    env["HOME"] = str(tmp_path / "FILE" / "home")
+    (tmp_path / "TMP").mkdir()
+    env["TMPDIR"] = str(tmp_path / "TMP")  # matplotlib's temporary directory goes here, and must be gone after
+    before = tree(tmp_path)
+    r = subprocess.run([sys.executable, "-m", "study", *args], capture_output=True, text=True, cwd=tmp_path,
+                       env=env, timeout=120)
+    lines = (r.stdout + r.stderr).strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("study: error:"), r.stdout + r.stderr
+    assert tree(tmp_path) == before

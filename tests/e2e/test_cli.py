@@ -1,6 +1,7 @@
 """The command line: records from `study run`, the registry and data commands, the GPU check script
 (bad input: test_bad_input.py)."""
 import json
+import math
 import subprocess
 import sys
 
@@ -77,3 +78,110 @@ def test_gpu_check_script_runs_its_code_paths_on_cpu(tmp_path):
     kernels = out["bench"]["kernel_floor_us"]  # per evaluation: the training step's kernels include the forward's
     assert 0 < kernels["forward"] < kernels["train"]
     assert all(r["kernel_floor_us"] > 0 for r in out["bench"]["rows"])
+
+
+def _not_trained(*args, **kw):
+    raise AssertionError("trained before checking the store")
+
+
+@pytest.mark.parametrize("command", [["run", "euler", "--epochs", "1"], ["bench", "--rounds", "1"],
+                                     ["bench", "--task", "density", "--rounds", "1"]])
+def test_a_store_whose_single_directory_is_a_link_is_refused_before_any_work(command, tmp_path, monkeypatch, capsys):
+    """`study run` and `study bench` write into RUNS_DIR/single/: a link there is refused up front, as run-all
+    refuses one, not after the training or the measurement when the record is written."""
+    from study import cli
+
+    runs, elsewhere = tmp_path / "runs", tmp_path / "elsewhere"
+    runs.mkdir()
+    elsewhere.mkdir()
+    (runs / "single").symlink_to(elsewhere, target_is_directory=True)
+    monkeypatch.setattr(cli, "_train_one", _not_trained)
+    monkeypatch.setattr(cli, "_with_rounds_bar", _not_trained)
+    with pytest.raises(SystemExit) as info:
+        cli.main([*command, "--runs-dir", str(runs)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "symbolic links" in err[0] and "single" in err[0], err
+    assert list(elsewhere.iterdir()) == []
+
+
+class _Configured(Exception):
+    """Raised in place of training: carries the config `study run` would train and store."""
+
+
+def _config_of(monkeypatch, *args) -> dict:
+    """The config (as stored and hashed) that `study run ARGS` trains, without training it."""
+    from study import cli
+
+    def capture(task, variant, cfg, proto, seeds, seed, device, runs_dir):
+        raise _Configured(task.run_config(variant, cfg, proto, seed, device))
+
+    monkeypatch.setattr(cli, "_train_one", capture)
+    with pytest.raises(_Configured) as info:
+        cli.main(["run", *args])
+    return info.value.args[0]
+
+
+def _negative_zeros(obj) -> list:
+    if isinstance(obj, dict):
+        return [z for v in obj.values() for z in _negative_zeros(v)]
+    if isinstance(obj, (list, tuple)):
+        return [z for v in obj for z in _negative_zeros(v)]
+    return [obj] if isinstance(obj, float) and obj == 0 and math.copysign(1.0, obj) < 0 else []
+
+
+@pytest.mark.parametrize("task,option", [("dynamics", "--noise"), ("spiral", "--kinetic"), ("spiral", "--jacobian"),
+                                         ("spiral", "--steer"), ("density", "--weight-decay"),
+                                         ("dynamics", "--kinetic")])
+def test_minus_zero_names_the_same_run_as_zero(task, option, tmp_path, monkeypatch):
+    """`--noise -0.0` is `--noise 0`: one config, one record (JSON writes -0.0 apart, which renamed the run)."""
+    from study import store
+
+    common = ["euler", "--task", task, "--runs-dir", str(tmp_path)]
+    minus, plus = _config_of(monkeypatch, *common, option, "-0.0"), _config_of(monkeypatch, *common, option, "0")
+    assert minus == plus and not _negative_zeros(minus)
+    assert store.record_path(tmp_path, store.SINGLE, minus) == store.record_path(tmp_path, store.SINGLE, plus)
+
+
+def test_every_float_option_is_normalised():
+    """The checks return each float option as a config stores it: a float, never -0.0."""
+    from study import checks, tasks
+    from study.variants import VARIANTS
+
+    remedies = checks.remedies(tasks.get("spiral"), VARIANTS["euler"],
+                               {"kinetic": -0.0, "jacobian": 0, "steer": -0.0, "weight_decay": -0.0})
+    for value in (checks.noise(-0.0), checks.noise(0), *remedies.values()):
+        assert isinstance(value, float) and math.copysign(1.0, value) == 1.0
+    assert isinstance(checks.learning_rate(1), float) and isinstance(checks.sigma(1), float)
+
+
+def test_the_command_that_completes_an_experiment_pastes_into_a_shell(tmp_path):
+    """A runs directory with a space or a quote in its name is one argument of the printed command."""
+    import shlex
+
+    runs = tmp_path / "the runs of Bob's"
+    (runs / "train").mkdir(parents=True)
+    r = study("tables", "--profile", "quick", "--runs-dir", str(runs), "--out", str(tmp_path / "out"))
+    assert r.returncode == 3, r.stderr
+    commands = [line.split("; complete it with: ", 1)[1] for line in r.stdout.splitlines() if "complete it with" in line]
+    assert commands
+    for command in commands:
+        args = shlex.split(command)
+        assert args[:3] == ["study", "run-all", "--experiments"] and args[-2:] == ["--runs-dir", str(runs)], command
+        assert args[4:6] == ["--profile", "quick"]
+
+
+def test_status_exits_3_while_it_lists_corrupt_records(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "train").mkdir(parents=True)
+    r = study("status", "--profile", "quick", "--runs-dir", str(runs))
+    assert r.returncode == 0 and r.stderr == "", r.stderr  # an empty store: nothing wrong
+    torn = runs / "train" / "0123456789abcdef.json"
+    torn.write_text('{"schema": 1, "kind": "tr')
+    r = study("status", "--profile", "quick", "--runs-dir", str(runs))
+    (line,) = r.stderr.splitlines()
+    assert r.returncode == 3 and line.startswith(f"corrupt: {torn}: not valid JSON"), r.stderr
+    assert r.stdout.startswith("experiment")  # the table is printed all the same
+    torn.unlink()
+    (runs / "run-all.log.jsonl").write_text("{not json\n")
+    r = study("status", "--profile", "quick", "--runs-dir", str(runs))
+    assert r.returncode == 3 and "not a JSON object" in r.stderr

@@ -244,3 +244,44 @@ def test_a_kind_directory_another_worker_makes_at_the_same_moment_is_used(tmp_pa
     monkeypatch.setattr(os, "lstat", lstat)
     store._directory(target)
     assert raced and target.is_dir()
+
+
+@pytest.fixture
+def no_blocking():
+    """Fail a test that blocks (on a FIFO, say) for 10 s instead of letting it hang the suite."""
+    import signal
+
+    def expired(signum, frame):
+        raise TimeoutError("blocked for 10 s")
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(10)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+def test_an_execution_log_that_is_a_fifo_is_refused_never_waited_on(tmp_path, no_blocking):
+    """Opening a FIFO for writing waits for a reader: run-all would hang forever after its runs were done."""
+    os.mkfifo(tmp_path / store.EXECUTION_LOG)
+    with pytest.raises(store.StoreError, match="run-all.log.jsonl is a FIFO, not the store's execution log"):
+        store.check_usable(tmp_path)  # run-all's check before it runs anything
+    with pytest.raises(store.StoreError, match="is a FIFO"):
+        store.append_log(tmp_path, {"profile": "quick"})
+    problem = executor.log_invocation(tmp_path, "quick", None, 1, None, executor.Summary(done=1))
+    assert problem and "is a FIFO" in problem  # one appearing while the runs ran: a warning, the runs are stored
+    assert store.read_log(tmp_path) == ([], [])
+
+
+def test_an_execution_log_that_is_a_directory_or_a_link_is_refused(tmp_path):
+    (tmp_path / store.EXECUTION_LOG).mkdir()
+    with pytest.raises(store.StoreError, match="is not a regular file"):
+        store.append_log(tmp_path, {"profile": "quick"})
+    (tmp_path / store.EXECUTION_LOG).rmdir()
+    (tmp_path / store.EXECUTION_LOG).symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(store.StoreError, match="is a symbolic link"):
+        store.append_log(tmp_path, {"profile": "quick"})
+    assert not (tmp_path / "elsewhere").exists()
+    (tmp_path / store.EXECUTION_LOG).unlink()
+    store.append_log(tmp_path, {"profile": "quick"})
+    assert store.read_log(tmp_path) == ([{"profile": "quick"}], [])
