@@ -146,8 +146,8 @@ class _ExactLogTransform(mscale.LogTransform):
 class ExactLogScale(mscale.LogScale):
     """Matplotlib's log scale with a CPU-independent logarithm (registered as "log" by :func:`apply`)."""
 
-    def __init__(self, *axis, base=10, subs=None, nonpositive="clip"):  # matplotlib < 3.11 passes the axis
-        super().__init__(*axis, base=base, subs=subs, nonpositive=nonpositive)
+    def __init__(self, *args, base=10, subs=None, nonpositive="clip"):  # matplotlib < 3.11 passes the axis
+        super().__init__(*args, base=base, subs=subs, nonpositive=nonpositive)
         self._transform = _ExactLogTransform(base, nonpositive)
 
 
