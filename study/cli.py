@@ -409,8 +409,9 @@ def run_all(profile, experiments, task_list, runs_dir, workers, scheduler, force
     total = sum(len(j.run_configs()) for j in jobs)
     pre = executor.Summary()
     force_since = started if force else None
-    todo_runs = (sum(len(j.run_configs()) for j in executor.pending(jobs, runs_dir, force_since, pre))
-                 if runs_dir.is_dir() else total)
+    if runs_dir.is_dir():
+        executor.pending(jobs, runs_dir, force_since, pre)
+    todo_runs = pre.missing if runs_dir.is_dir() else total
     for q in pre.quarantined:
         _echo_err(f"corrupt record moved aside and rerun: {q}")
     click.echo(f"run-all: profile {profile}, {len(jobs)} jobs, {total} runs, {total - todo_runs} already done, "
@@ -448,7 +449,7 @@ def _run_all_progress(bar, todo_runs: int):
     done = [0]
 
     def log(event, job, res):
-        n = len(job.run_configs()) if res is None else len(res["done"]) + len(res["skipped"]) + len(res["unwritten"])
+        n = len(job.run_configs()) if res is None else len(res["done"]) + len(res["unwritten"])  # what it ran
         done[0] += n
         desc = job.describe()
         statuses = sorted({s for _, s in res["done"]} | ({"unwritten"} if res["unwritten"] else set())) if res else ["worker failed"]

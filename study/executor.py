@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import records, runners, store
+from . import records, runners, store, tasks
 from .experiments import Job
 
 
@@ -61,7 +61,7 @@ def _kept(path: Path, record: dict, force_since: float | None) -> bool:
 def is_result(path: Path, force_since: float | None = None) -> bool:
     """Whether ``path`` holds a valid, well-placed record to keep (see :func:`_kept`)."""
     try:
-        return _kept(path, store.read_placed(path), force_since)
+        return _kept(path, store.read_placed(path, tasks.record_schema), force_since)
     except (store.CorruptRecord, OSError):
         return False
 
@@ -149,6 +149,7 @@ class Summary:
     experiment_seconds: dict = field(default_factory=dict)
     alone_kinds: set = field(default_factory=set)  # kinds whose jobs ran alone
     interrupted: bool = False  # stopped by Ctrl-C or SIGTERM; the finished runs are stored
+    missing: int = 0  # runs without a record to keep, as :func:`pending` found them
 
 
 def pending(jobs: list[Job], runs_dir: Path, force_since: float | None, summary: Summary) -> list[Job]:
@@ -167,7 +168,7 @@ def pending(jobs: list[Job], runs_dir: Path, force_since: float | None, summary:
                 path = store.record_path(runs_dir, cfg["kind"], cfg)
                 if os.path.lexists(path):
                     try:
-                        if _kept(path, store.read_placed(path), force_since):
+                        if _kept(path, store.read_placed(path, tasks.record_schema), force_since):
                             kept += 1
                             continue
                     except store.CorruptRecord as exc:
@@ -175,6 +176,7 @@ def pending(jobs: list[Job], runs_dir: Path, force_since: float | None, summary:
                         store.quarantine(path)
             if kept < len(job.seed_configs(seed)):
                 missing.append(seed)  # its kept runs are skipped, and counted, by the job that runs it
+                summary.missing += len(job.seed_configs(seed)) - kept
             else:
                 summary.skipped += kept
         if missing:
@@ -314,7 +316,7 @@ def log_invocation(runs_dir: Path, profile, names, workers, scheduler, summary: 
 
 def failure_detail(path: str) -> str:
     try:
-        rec = store.read_record(path)
+        rec = store.read_record(path, tasks.record_schema)
         return rec.get("reason") or "error"
     except store.CorruptRecord as exc:
         return str(exc)

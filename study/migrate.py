@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import store
+from . import store, tasks
 
 TRANSFER = "transfer-out-of-training-config"
 _WHY = ("the transfer solver list left the training config: it never affected training; its rows became "
@@ -56,7 +56,7 @@ def transfer_out_of_training(runs_dir: Path | str) -> tuple[int, int]:
         return 0, 0
     for path in sorted(train_dir.glob("*.json")):
         try:
-            rec = store.read_placed(path)
+            rec = store.read_placed(path, tasks.record_schema)
         except store.CorruptRecord:
             continue  # status reports it; run-all moves it aside
         if "transfer" not in rec["config"]:

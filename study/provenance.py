@@ -27,6 +27,19 @@ def git_commit() -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str | None:
+    """The processor's model name (Linux: /proc/cpuinfo), or what the platform says."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith(("model name", "Model", "cpu model")) and ":" in line:
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
 def environment(device: str) -> dict:
     """What a record needs to say about where it ran."""
     import numpy
@@ -51,6 +64,8 @@ def environment(device: str) -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpu": cpu_model(),  # timings and the last bits of float results depend on it
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),  # the vector kernels torch chose (AVX2, AVX512)
         "torch_threads": torch.get_num_threads(),
         "device": device,
     }

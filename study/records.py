@@ -163,9 +163,23 @@ def _check_transfer(record: dict) -> None:
         raise InvalidRecord("a transfer record of a model that did not train holds no metric")
 
 
-def validate(record) -> None:
+def validate(record, schemas=None) -> None:
     """Raise :class:`InvalidRecord` naming what is wrong with ``record``: its envelope, and for ``ok`` and
-    ``diverged`` records every field its kind's figures and tables read (:data:`SCHEMA`)."""
+    ``diverged`` records every field its kind's figures and tables read (:data:`SCHEMA`, or what ``schemas(record)``
+    returns for it: ``(fields, same-length groups)``, None for the kind's own; the store names no task, so its
+    callers pass the tasks' schemas) and every number's domain (:func:`domain`).  Whatever goes wrong while
+    checking, a record that cannot be checked is invalid: no other exception leaves this function."""
+    try:
+        _validate(record, schemas)
+    except InvalidRecord:
+        raise
+    except KeyError as exc:  # a schema's look-up: an unknown task
+        raise InvalidRecord(str(exc.args[0]) if exc.args else "unknown schema") from None
+    except Exception as exc:  # noqa: BLE001 - an edited field can break any check; it makes the record invalid
+        raise InvalidRecord(f"cannot be checked ({type(exc).__name__}: {exc})") from None
+
+
+def _validate(record, schemas) -> None:
     if not isinstance(record, dict):
         raise InvalidRecord("not a JSON object")
     for key, typ in REQUIRED.items():
@@ -185,15 +199,11 @@ def validate(record) -> None:
     if record["status"] == "error":
         return
     schema, same_length = SCHEMA[kind], SAME_LENGTH.get(kind, [])
-    task = record["config"].get("task")
-    if kind == "train" and task is not None:  # a task's own training records (the first task's configs name none)
-        from . import tasks
-
-        try:
-            module = tasks.get(task)
-        except KeyError as exc:
-            raise InvalidRecord(str(exc.args[0])) from None
-        schema, same_length = module.SCHEMA, module.SAME_LENGTH
+    own = schemas(record) if schemas is not None else None  # a task's training records: the caller's schema
+    if own is not None:
+        schema, same_length = own
+    elif schemas is None and kind == "train" and "task" in record["config"]:  # no schema passed for it: its
+        schema, same_length = {}, []  # envelope and its numbers' domains are all that can be checked
     _check_fields(record, schema, DIVERGED_MAY_BE_NULL if record["status"] == "diverged" else set())
     for (k, key), fields in OPTIONAL.items():
         if k == kind and record["config"].get(key) and record["status"] == "ok":
@@ -206,3 +216,42 @@ def validate(record) -> None:
         lengths = {len(_get(record, f)) for f in group}
         if len(lengths) > 1:
             raise InvalidRecord(f"fields {', '.join(group)} should have one length, have {sorted(lengths)}")
+    for section in ("metrics", "curves"):
+        _check_domains(section, record.get(section))
+
+
+# The domain of every number a record's metrics and curves hold, by its field's name (the last key of its path):
+# what no run can produce, whatever its task.  A value outside it makes the record invalid (corrupt), so that
+# no table prints it and run-all makes the run again.
+NLL_BOUND = 1e6  # nats: any likelihood, loss or entropy beyond it is no measurement
+_COUNTS = {"params", "epoch", "iteration", "test_epoch", "repeats", "rounds", "members", "batch", "steps", "order",
+           "activation_bytes", "step_time_samples", "reference_nfe"}
+_LIKELIHOODS = {"nll", "nll_own", "nll_bias", "gap", "entropy", "loss", "final_loss", "val_nll"}
+
+
+def domain(path: str) -> tuple[float, float] | None:
+    """``(low, high)`` for the number at dotted ``path`` (list entries named by their list), or None: any."""
+    parts = path.split(".")
+    name = parts[-1]
+    if name.endswith("_acc") or name == "logistic_regression" or ("probe" in parts and name.endswith(("_train", "_test"))):
+        return 0.0, 1.0  # accuracies
+    if name in _LIKELIHOODS:
+        return -NLL_BOUND, NLL_BOUND
+    if (name in _COUNTS or name.startswith("nfe") or name.endswith(("_steps", "_completed", "_nfe"))
+            or "time" in name or name.endswith(("_s", "_us", "_err", "error", "_rel", "_se", "spread"))
+            or name.startswith(("mass", "sv_", "cond", "ratio")) or "_vs_" in name or name in ("h", "tol")):
+        return 0.0, math.inf  # counts, times, errors, masses, singular values, ratios
+    return None
+
+
+def _check_domains(path: str, value) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_domains(f"{path}.{k}", v)
+    elif isinstance(value, list):
+        for v in value:
+            _check_domains(path, v)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        bounds = domain(path)
+        if bounds is not None and not bounds[0] <= value <= bounds[1]:
+            raise InvalidRecord(f"field {path!r} is {value!r:.40}, outside its domain [{bounds[0]:g}, {bounds[1]:g}]")

@@ -167,8 +167,9 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
-def read_record(path: Path | str) -> dict:
-    """Read and validate one record; :class:`CorruptRecord` if it is not one."""
+def read_record(path: Path | str, schemas=None) -> dict:
+    """Read and validate one record (``schemas``: see :func:`study.records.validate`); :class:`CorruptRecord` if it
+    is not one."""
     path = Path(path)
     try:
         st = os.lstat(path)
@@ -198,17 +199,17 @@ def read_record(path: Path | str) -> dict:
     except ValueError as exc:
         raise CorruptRecord(str(exc)) from None
     try:
-        records.validate(rec)
+        records.validate(rec, schemas)
     except records.InvalidRecord as exc:
         raise CorruptRecord(str(exc)) from None
     return rec
 
 
-def read_placed(path: Path | str) -> dict:
+def read_placed(path: Path | str, schemas=None) -> dict:
     """:func:`read_record`, and the record must be where its config puts it: a record under another
     config's file name, or in another kind's directory, is *foreign* (a :class:`CorruptRecord`)."""
     path = Path(path)
-    rec = read_record(path)
+    rec = read_record(path, schemas)
     h = config_hash(rec["config"])
     if path.stem != h:
         raise CorruptRecord(f"foreign record: its config hashes to {h}, not to its file name")
@@ -304,7 +305,7 @@ def check_usable(runs_dir: Path | str) -> None:
     check_log(runs_dir)
 
 
-def scan(runs_dir: Path | str):
+def scan(runs_dir: Path | str, schemas=None):
     """Yield ``(path, record or None, problem or None)`` for every ``*.json`` entry under ``runs_dir``,
     links included (as problems), without following any link."""
     root = Path(runs_dir)
@@ -318,7 +319,7 @@ def scan(runs_dir: Path | str):
                     yield path, None, f"a symbolic link (-> {os.readlink(path)}): the store never follows links"
             elif name.endswith(".json"):
                 try:
-                    yield path, read_placed(path), None
+                    yield path, read_placed(path, schemas), None
                 except CorruptRecord as exc:
                     yield path, None, str(exc)
 

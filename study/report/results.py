@@ -450,7 +450,7 @@ def load(runs_dir: Path | str = "runs", profile: str = "full") -> View:
     """Scan and validate the store; experiment membership is that of ``profile``."""
     records, problems = {}, []
     if Path(runs_dir).exists():
-        for path, rec, problem in store.scan(runs_dir):
+        for path, rec, problem in store.scan(runs_dir, tasks.record_schema):
             if problem:
                 problems.append((str(path), problem))
             elif path.parent.name == rec["kind"]:  # runs/<kind>/<hash>.json; `study run`'s single/ is not the store

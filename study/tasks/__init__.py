@@ -69,6 +69,19 @@ def get(name: str) -> ModuleType:
     return module
 
 
+def record_schema(record: dict) -> tuple[dict, list] | None:
+    """The schema a task's training record is validated against (:func:`study.records.validate`'s ``schemas``):
+    ``(fields, same-length groups)``, None for every other record (its kind's own schema).  A KeyError names an
+    unknown task, or a task whose records have no schema of their own (the first task's configs name none)."""
+    task = record["config"].get("task") if record.get("kind") == "train" else None
+    if task is None:
+        return None
+    module = get(task)
+    if not hasattr(module, "SCHEMA"):
+        raise KeyError(f"config.task {task!r}: that task's records carry no task name (the field was edited)")
+    return module.SCHEMA, module.SAME_LENGTH
+
+
 def of(config: dict) -> ModuleType:
     """The task of a run's config (configs of the first task name none)."""
     return get(config.get("task", DEFAULT))

@@ -9,7 +9,7 @@ and backend), with this task's data.  Its controls, on the same split: the model
 lift and linear head, a rank-32 linear classifier), the ResNet, a multinomial logistic regression on the pixels
 (scikit-learn; :func:`logistic_regression`, in every record as ``metrics.logistic_regression``) and, in the
 ``digits/controls`` experiment, an MLP with the ODE-Net's parameter count (the model without a flow and with a
-ReLU head of :func:`matched_head_hidden` units).  Needs the ``sklearn`` extra.
+ReLU head of :func:`matched_head_hidden` units).  Needs scikit-learn (a core dependency).
 """
 from __future__ import annotations
 
@@ -74,7 +74,7 @@ def _need_sklearn():
     try:
         import sklearn  # noqa: F401
     except ImportError:
-        raise RuntimeError("the digits task needs scikit-learn: pip install -e '.[sklearn]'") from None
+        raise RuntimeError("the digits task needs scikit-learn, a dependency of the package: pip install scikit-learn") from None
 
 
 @lru_cache(maxsize=4)

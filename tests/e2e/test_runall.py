@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from study import executor, store
+from study import executor, store, tasks
 from study.experiments import Job
 from study.results import load
 from study.variants import VARIANTS
@@ -19,7 +19,7 @@ from tests.helpers import strip as comparable
 
 def records(runs_dir):
     out = {}
-    for path, rec, problem in store.scan(runs_dir):
+    for path, rec, problem in store.scan(runs_dir, tasks.record_schema):
         assert problem is None, (path, problem)
         out[str(path.relative_to(runs_dir))] = rec
     return out
@@ -159,6 +159,36 @@ def test_corrupt_and_foreign_records_are_reported_and_redone(tmp_path, reference
     assert r.returncode == 0 and "corrupt record moved aside and rerun" in r.stderr
     assert comparable(store.read_record(victim)) == comparable(store.read_record(reference / victim.relative_to(d)))
     assert victim.with_name(victim.name + ".corrupt").exists()
+
+
+def test_an_edited_or_absurd_record_is_corrupt_to_every_reader_and_redone(tmp_path, quick_store):
+    """config.task "spiral" on another task's record (it raised AttributeError from every reader) and a digits
+    accuracy of 7.5 (it was published as 750.0): status names both and exits 3, figures draw without them, run-all
+    moves them aside, says so and makes the runs again."""
+    d = tmp_path / "runs"
+    subprocess.run(["cp", "-r", str(quick_store[0]), str(d)], check=True)
+    by_task = {}
+    for p in sorted((d / "train").glob("*.json")):
+        by_task.setdefault(json.loads(p.read_text())["config"].get("task"), p)
+    renamed, absurd = by_task["dynamics"], by_task["digits"]
+    rec = json.loads(renamed.read_text())
+    rec["config"]["task"] = "spiral"  # edited in place
+    new = renamed
+    new.write_text(json.dumps(rec))
+    rec = json.loads(absurd.read_text())
+    rec["metrics"]["test_acc"] = 7.5
+    absurd.write_text(json.dumps(rec))
+    r = study("status", "--profile", "quick", "--runs-dir", str(d))
+    assert r.returncode == 3 and "Traceback" not in r.stderr, r.stderr
+    assert f"corrupt: {new}: config.task 'spiral'" in r.stderr
+    assert f"corrupt: {absurd}: field 'metrics.test_acc' is 7.5, outside its domain [0, 1]" in r.stderr
+    r = study("figures", "--profile", "quick", "--runs-dir", str(d), "--out", str(tmp_path / "f"),
+              "--tables-out", str(tmp_path / "t"), "--partial")
+    assert "Traceback" not in r.stderr and "750.0" not in (tmp_path / "t" / "digits.tex").read_text()
+    r = study("run-all", "--profile", "quick", "--tasks", "dynamics,digits", "--runs-dir", str(d))
+    assert r.returncode == 0 and r.stderr.count("corrupt record moved aside and rerun") == 2, r.stderr
+    assert new.with_name(new.name + ".corrupt").exists() and absurd.with_name(absurd.name + ".corrupt").exists()
+    assert store.read_record(absurd, tasks.record_schema)["metrics"]["test_acc"] <= 1
 
 
 def _job(variant, seeds, **over):

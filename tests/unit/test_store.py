@@ -17,9 +17,11 @@ SHIPPED = ROOT / "runs"
 def shipped(kind: str) -> dict:
     """One shipped record of ``kind`` (a known-good record to break); ``train:TASK`` is a training record of that
     task (``train`` alone: the spiral's)."""
+    from study import tasks
+
     kind, _, task = kind.partition(":")
     for path in sorted((SHIPPED / kind).glob("*.json")):
-        rec = store.read_record(path)
+        rec = store.read_record(path, tasks.record_schema)
         if rec["config"].get("task", "spiral") == (task or "spiral"):
             return rec
     raise LookupError(f"no shipped {kind} record of task {task or 'spiral'}")
@@ -124,8 +126,10 @@ BREAKS = {  # kind -> (dotted field, bad value, the message's words)
 
 @pytest.mark.parametrize("kind,field,value,words", [(k, *b) for k, bs in BREAKS.items() for b in bs])
 def test_every_kind_is_validated_field_by_field(kind, field, value, words):
+    from study import tasks
+
     rec = shipped(kind)
-    records.validate(rec)  # the shipped record is valid
+    records.validate(rec, tasks.record_schema)  # the shipped record is valid
     broken = copy.deepcopy(rec)
     *parents, last = field.split(".")
     target = broken
@@ -133,7 +137,7 @@ def test_every_kind_is_validated_field_by_field(kind, field, value, words):
         target = target[p]
     target[last] = value
     with pytest.raises(records.InvalidRecord, match=words.replace("[", r"\[").replace("]", r"\]")):
-        records.validate(broken)
+        records.validate(broken, tasks.record_schema)
 
 
 def test_envelope_validation():
@@ -285,3 +289,58 @@ def test_an_execution_log_that_is_a_directory_or_a_link_is_refused(tmp_path):
     (tmp_path / store.EXECUTION_LOG).unlink()
     store.append_log(tmp_path, {"profile": "quick"})
     assert store.read_log(tmp_path) == ([{"profile": "quick"}], [])
+
+
+# Values no run can produce: each makes its record invalid (named by status, moved aside and redone by run-all).
+ABSURD = [("train:digits", "metrics.test_acc", 7.5), ("train", "metrics.train_acc", -0.1),
+          ("train:density", "metrics.nll", -1e300), ("train:density", "metrics.gap", 2e6),
+          ("train:density", "metrics.mass", -1.0), ("train:dynamics", "metrics.nfe_forward", -3),
+          ("train:dynamics", "metrics.wall_time_s", -1.0), ("train:dynamics", "metrics.traj_err", -0.5),
+          ("train", "curves.train_acc", "last:1.5"), ("transfer", "metrics.nfe", -1),
+          ("timing", "metrics.step_time_s", -1e-3), ("workprecision", "metrics.rows", [{"error": -1.0}])]
+
+
+@pytest.mark.parametrize("kind,field,value", ABSURD)
+def test_a_value_outside_its_domain_makes_the_record_invalid(kind, field, value):
+    from study import tasks
+
+    broken = copy.deepcopy(shipped(kind))
+    *parents, last = field.split(".")
+    target = broken
+    for p in parents:
+        target = target[p]
+    if last == "rows":  # one row's field
+        value = [{**target[last][0], **value[0]}]
+    elif isinstance(value, str):  # a curve's last point
+        value = target[last][:-1] + [float(value.split(":")[1])]
+    target[last] = value
+    with pytest.raises(records.InvalidRecord, match="outside its domain"):
+        records.validate(broken, tasks.record_schema)
+
+
+@pytest.mark.parametrize("task", ["dynamics", "density", "digits"])
+def test_a_record_that_names_another_task_is_invalid_and_no_exception_escapes(task):
+    """One edited field (config.task: "spiral" on another task's record) used to raise AttributeError from every
+    reader; whatever the edit, validation says the record is invalid."""
+    from study import tasks
+
+    rec = copy.deepcopy(shipped(f"train:{task}"))
+    for value in ("spiral", "nope", 3, None, ["x"]):
+        rec["config"]["task"] = value
+        with pytest.raises(records.InvalidRecord):
+            records.validate(rec, tasks.record_schema)
+    with pytest.raises(records.InvalidRecord, match="cannot be checked"):
+        records.validate(shipped("train"), lambda r: 1 / 0)  # a schema that breaks
+
+
+def test_the_store_and_the_engine_import_no_task_and_no_runner():
+    import subprocess
+    import sys
+
+    from tests.helpers import ENV
+
+    code = ("import sys, study.store, study.records, study.provenance, study.engine.models, "
+            "study.engine.train, study.engine.stepper, study.engine.hand_solve, study.engine.hand_ode; "
+            "bad = [m for m in sys.modules if m.startswith(('study.tasks', 'study.runners'))]; assert not bad, bad")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr
