@@ -47,10 +47,10 @@ def environment(device: str) -> dict:
 
     from . import __version__
 
-    try:
-        import torchdiffeq
+    try:  # its version without importing it (a quarter of a second a run that does not solve with it)
+        from importlib.metadata import version
 
-        tdq = torchdiffeq.__version__
+        tdq = version("torchdiffeq")
     except Exception:  # pragma: no cover - torchdiffeq is a core dependency
         tdq = None
     env = {

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from .. import data
+from . import optim
 from ..config import ModelConfig, Protocol
 from .instrument import activation_bytes
 from .loss import member_losses
@@ -274,9 +275,9 @@ def fit(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], device
     d = Data.of(seeds, protocol, device) if data_ is None else data_
     model = Classifier(model_cfg, seeds).to(device)
     if protocol.weight_decay:  # decoupled weight decay
-        opt = torch.optim.AdamW(model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay, fused=True)
+        opt = optim.AdamW(model.parameters(), lr=protocol.lr, weight_decay=protocol.weight_decay, fused=True)
     else:
-        opt = torch.optim.Adam(model.parameters(), lr=protocol.lr, fused=True)  # one kernel for all parameters
+        opt = optim.Adam(model.parameters(), lr=protocol.lr, fused=True)  # one kernel for all parameters
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=protocol.epochs)
     model.counter.reset()
     h = History(model, seeds, snapshot_epochs=frozenset(snapshots))

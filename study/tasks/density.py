@@ -597,8 +597,10 @@ def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None
         raise ValueError(f"{cfg.backend} has one step-size controller per solve: train its seeds one at a time")
     flow = Flow(cfg, seeds, P.hidden, device)
     batches = _Batches(data(P, "train"), seeds, P, flow.params[0])
-    opt = (torch.optim.AdamW(flow.params, lr=P.lr, weight_decay=P.weight_decay) if P.weight_decay > 0
-           else torch.optim.Adam(flow.params, lr=P.lr))
+    from ..engine import optim
+
+    opt = (optim.AdamW(flow.params, lr=P.lr, weight_decay=P.weight_decay) if P.weight_decay > 0
+           else optim.Adam(flow.params, lr=P.lr))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.iterations)
     h = History(len(seeds), CURVES)
     val = data(P, "val")

@@ -468,13 +468,13 @@ def _iterate(flow: Flow, opt, obs, gens, t_rel, P: Protocol):
 
 def _optimizer(params, P: Protocol):
     """RMSprop (constant, as the demo) or Adam; with weight decay, RMSprop's own or AdamW's decoupled one."""
-    import torch
+    from ..engine import optim
 
     if P.optimizer == "rmsprop":
-        return torch.optim.RMSprop(params, lr=P.lr, weight_decay=P.weight_decay)
+        return optim.RMSprop(params, lr=P.lr, weight_decay=P.weight_decay)
     if P.weight_decay > 0:
-        return torch.optim.AdamW(params, lr=P.lr, weight_decay=P.weight_decay)
-    return torch.optim.Adam(params, lr=P.lr)
+        return optim.AdamW(params, lr=P.lr, weight_decay=P.weight_decay)
+    return optim.Adam(params, lr=P.lr)
 
 
 def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None):
