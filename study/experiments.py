@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from .config import ENGINES, FIXED_METHODS, Protocol, engine_label, run_config
+from .config import ENGINES, FIXED_METHODS, METHODS, Protocol, engine_label, run_config
 from .store import config_hash
 from . import tasks, variants
 from .variants import variant_config
@@ -175,8 +175,14 @@ TRANSFER_TOLERANCES = [1e-3, 1e-6]  # dopri5 at the training tolerance and tight
 TRANSFER_REFERENCE = {"method": "dopri5", "tol": 1e-8, "dtype": "float64"}
 WP_REFERENCE_TOL = 1e-12
 WP_REFERENCE_STEPS = 2048  # the reference gradient's RK4 grid (a profile's "wp" may set its own)
-WP_SOLVERS = [("hand", m) for m in ("euler", "midpoint", "rk4", "rk4-38", "dopri5")] + [
-    ("torchdiffeq", m) for m in ("euler", "midpoint", "rk4-38", "dopri5")]
+def wp_solvers() -> list[tuple[str, str]]:
+    """The solutions work-precision measures: every method of the method table, on the hand engine where it has a
+    tableau and through torchdiffeq where it has a name there (a new method adds its own records)."""
+    return ([("hand", n) for n, m in METHODS.items() if m.tableau is not None]
+            + [("torchdiffeq", n) for n, m in METHODS.items() if m.torchdiffeq is not None])
+
+
+# The gradient methods it measures, chosen (each gradient method on the methods that say something new about it).
 WP_GRADIENTS = [("hand", "euler"), ("hand-adjoint", "euler")] + [
     (b, m) for m in ("rk4", "dopri5") for b in ("hand", "hand-checkpoint", "hand-adjoint")] + [
     (b, m) for m in ("rk4-38", "dopri5") for b in ("torchdiffeq", "torchdiffeq-adjoint")]
@@ -201,7 +207,11 @@ MEMORY_SOLVERS = [  # (label, variant, overrides) measured against the number of
     ("hand-adjoint-euler", "hand-adjoint-euler", {}),  # the hand engine's continuous adjoint: constant in N
     ("checkpoint-euler", "checkpoint-euler", {}),  # the checkpointed adjoint: one state per step
 ]
-CONVERGENCE_SOLVERS = ["hand-euler", "hand-midpoint", "hand-rk4", "hand-rk4-38", "tdq-euler", "tdq-midpoint", "tdq-rk4"]
+def convergence_solvers() -> list[str]:
+    """Every fixed-step method of the method table on the hand engine, then through torchdiffeq (by its name)."""
+    fixed = [m for m in METHODS.values() if not m.adaptive]
+    return [f"hand-{m.name}" for m in fixed if m.tableau is not None] + [f"tdq-{m.torchdiffeq}" for m in fixed
+                                                                        if m.torchdiffeq is not None]
 
 
 @dataclass
@@ -222,6 +232,7 @@ class Job:
     experiments: list[str] = field(default_factory=list)
     transfer: list[dict] = field(default_factory=list)
     members: list | None = None
+    parts: list[dict] = field(default_factory=list)  # one run per part: ``{**config, "measure": part}``
 
     def __post_init__(self):
         if self.members is None:
@@ -230,6 +241,8 @@ class Job:
     def seed_configs(self, seed) -> list[dict]:
         """The configs of one seed's runs: its training (or other) run, then its transfer runs."""
         base = self.config if seed is None else {**self.config, "seed": seed}
+        if self.parts:  # a job that measures several things at once, one record each (work-precision)
+            return [{**base, "measure": part} for part in self.parts]
         return [base] + [transfer_config(self.config, seed, self.members, s) for s in self.transfer]
 
     def run_configs(self) -> list[dict]:
@@ -237,7 +250,7 @@ class Job:
 
     def narrowed(self, seeds: list) -> "Job":
         """The same job for some of its seeds."""
-        return Job(self.kind, self.config, list(seeds), self.experiments, self.transfer, self.members)
+        return Job(self.kind, self.config, list(seeds), self.experiments, self.transfer, self.members, self.parts)
 
     def describe(self) -> str:
         """One line for progress and failure messages: kind, what, what differs from the variant, seeds."""
@@ -324,7 +337,7 @@ def build(profile: str) -> dict[str, list[Job]]:
         spec, [(v, {}) for v in spec["lr_variants"]], spec["lr_seeds"], {"lr": lr}, spec["lr_seed_overrides"])]
     ex["memory"] = _memory_jobs(spec)
     ex["convergence"] = [Job("convergence", {"kind": "convergence", "solver": s, "steps": spec["convergence_steps"],
-                                             "problem": "cos", "t1": 2.0}, [None]) for s in CONVERGENCE_SOLVERS]
+                                             "problem": "cos", "t1": 2.0}, [None]) for s in convergence_solvers()]
     proto = Protocol(**{**spec["protocol"], "epochs": spec["gradient_epochs"]}).as_config()
     ex["gradients"] = [Job("gradients", {"kind": "gradients", "train_variant": "euler", "protocol": proto,
                                          "engines": engines_of(("euler", *GRADIENTS_MEASURED)),
@@ -395,12 +408,14 @@ def plan(profile: str, experiments: list[str] | None = None) -> list[Job]:
             batched = job.kind == "train" and len(job.seeds) > 1
             key = config_hash(job.config) if batched else config_hash({"c": job.config, "s": job.seeds})
             if key not in merged:
-                merged[key] = Job(job.kind, job.config, list(job.seeds), [name], list(job.transfer), list(job.members))
+                merged[key] = Job(job.kind, job.config, list(job.seeds), [name], list(job.transfer), list(job.members),
+                                  list(job.parts))
                 continue
             have = merged[key]
             have.seeds = sorted(set(have.seeds) | set(job.seeds))
             have.members = sorted(set(have.members) | set(job.members))
             have.transfer = have.transfer + [s for s in job.transfer if s not in have.transfer]
+            have.parts = have.parts + [p for p in job.parts if p not in have.parts]
             if name not in have.experiments:
                 have.experiments.append(name)
     return list(merged.values())
@@ -460,10 +475,10 @@ def _workprecision_job(task: str, spec: dict, protocol) -> Job:
     config = {"kind": "workprecision", **tasks.task_fields(task, module.VERSION), "seed": 0, "protocol": protocol,
               "reference_steps": WP_REFERENCE_STEPS, **wp, "reference_tol": WP_REFERENCE_TOL,
               "reference_gradient": "torchdiffeq-rk4-38",
-              "solvers": [list(s) for s in WP_SOLVERS],
-              "gradient_methods": [list(g) for g in WP_GRADIENTS],
               "engines": ",".join(engine_label(n) for n in FIELD_ENGINES)}
-    return Job("workprecision", config, [None])
+    parts = ([{"what": "solution", "backend": b, "method": m} for b, m in wp_solvers()]
+             + [{"what": "gradient", "backend": b, "method": m} for b, m in WP_GRADIENTS])
+    return Job("workprecision", config, [None], parts=parts)
 
 
 def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]]:

@@ -82,7 +82,65 @@ def transfer_out_of_training(runs_dir: Path | str) -> tuple[int, int]:
     return moved, written
 
 
-MIGRATIONS = {TRANSFER: transfer_out_of_training}
+def workprecision_by_part(runs_dir: Path | str) -> tuple[int, int]:
+    """Split every work-precision record whose config lists its solvers and gradient methods into one record per
+    measured part (``measure``: a solution's or a gradient method's backend and method), each with that part's
+    rows of every field.  Returns ``(records split, records written)``."""
+    runs_dir = Path(runs_dir)
+    split = written = 0
+    for path in sorted((runs_dir / "workprecision").glob("*.json")) if (runs_dir / "workprecision").is_dir() else []:
+        try:
+            store.read_record(path)
+            continue  # today's layout
+        except store.CorruptRecord:  # the old layout has no measure: not a valid record today
+            rec = _old_workprecision(path)
+        if rec is None:
+            continue
+        base = {k: v for k, v in rec["config"].items() if k not in ("solvers", "gradient_methods")}
+        parts = ([{"what": "solution", "backend": b, "method": m} for b, m in rec["config"]["solvers"]]
+                 + [{"what": "gradient", "backend": b, "method": m} for b, m in rec["config"]["gradient_methods"]])
+        for part in parts:
+            mine = [r for r in rec["metrics"].get("rows", []) if (r["what"], r["backend"], r["method"])
+                    == (part["what"], part["backend"], part["method"])]
+            new = {**rec, "config": {**base, "measure": part}, "metrics": {**rec["metrics"], "rows": mine},
+                   "migration": {"name": WORKPRECISION, "from": f"workprecision/{path.stem}", "why": _WHY_WP}}
+            target = store.record_path(runs_dir, "workprecision", new["config"])
+            if not target.exists():
+                store.write_atomic(target, new)
+                written += 1
+        os.unlink(path)
+        split += 1
+    return split, written
+
+
+def _old_workprecision(path: Path) -> dict | None:
+    """A work-precision record in the layout before :data:`WORKPRECISION` (its solvers listed), else None."""
+    import json
+
+    try:
+        rec = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(rec, dict) and isinstance(rec.get("config"), dict) and "measure" not in rec["config"]
+          and isinstance(rec["config"].get("solvers"), list) and isinstance(rec["config"].get("gradient_methods"), list)
+          and rec.get("status") == "ok" and isinstance(rec.get("metrics"), dict))
+    if not ok or path.stem != store.config_hash(rec["config"]):
+        return None  # anything else is left to the store's checks (corrupt, moved aside by run-all)
+    probe = {**rec, "config": {**{k: v for k, v in rec["config"].items() if k not in ("solvers", "gradient_methods")},
+                               "measure": {"what": "solution", "backend": "hand", "method": "euler"}}}
+    try:
+        from . import records
+
+        records.validate(probe)
+    except records.InvalidRecord:
+        return None
+    return rec
+
+
+WORKPRECISION = "workprecision-by-part"
+_WHY_WP = ("a work-precision record listed every solver and gradient method it measured, so a new method renamed "
+           "it; it became one record per measured part, same rows")
+MIGRATIONS = {TRANSFER: transfer_out_of_training, WORKPRECISION: workprecision_by_part}
 
 
 def migrate(runs_dir: Path | str) -> dict[str, tuple[int, int]]:

@@ -97,6 +97,18 @@ def _solver_order(solver: dict) -> tuple:
     return (solver.get("dtype") == "float64", index, solver.get("steps", 0), -solver.get("tol", 0.0))
 
 
+_GRADIENT_ORDER = ("hand", "hand-checkpoint", "hand-adjoint", "torchdiffeq", "torchdiffeq-adjoint")
+
+
+def _part_order(measure: dict) -> tuple:
+    """Work-precision parts in the order tables and legends show them: solutions before gradients, the hand engine
+    before torchdiffeq, then the method table's order, then the gradient methods' (direct, checkpointed, adjoint)."""
+    names, backend = list(METHODS), str(measure.get("backend"))
+    return (measure.get("what") != "solution", not backend.startswith("hand"),
+            names.index(measure["method"]) if measure.get("method") in names else len(names),
+            _GRADIENT_ORDER.index(backend) if backend in _GRADIENT_ORDER else len(_GRADIENT_ORDER), backend)
+
+
 def _train_hash(transfer_config: dict) -> str:
     """The hash of the training run a transfer run's model comes from."""
     return store.config_hash({**transfer_config["train"], "seed": transfer_config["seed"]})
@@ -250,13 +262,18 @@ class View:
         return pd.DataFrame(rows)
 
     def workprecision(self, experiment: str) -> pd.DataFrame:
-        """The work-precision rows: one per (field, solution or gradient, backend, method, steps or tolerance)."""
+        """The work-precision rows: one per (field, solution or gradient, backend, method, steps or tolerance), each
+        field's rows together, its parts in :func:`_part_order`."""
         rows = []
         for h, r in self._select(experiment, "workprecision"):
-            for row in r["metrics"]["rows"]:
-                rows.append({"hash": h, "task": tasks.name_of(r["config"]), "train_variant": r["config"]["train_variant"],
-                             "steps": None, "tol": None, "nfe_backward": None, **row})
-        return pd.DataFrame(rows)
+            fields = r["config"]["fields"]
+            for i, row in enumerate(r["metrics"]["rows"]):
+                key = (fields.index(row["field"]) if row.get("field") in fields else len(fields),
+                       *_part_order(r["config"]["measure"]), i)
+                rows.append((key, {"hash": h, "task": tasks.name_of(r["config"]),
+                                   "train_variant": r["config"]["train_variant"], "steps": None, "tol": None,
+                                   "nfe_backward": None, **row}))
+        return pd.DataFrame([row for _, row in sorted(rows, key=lambda kr: kr[0])])
 
     def workprecision_reference_errors(self, experiment: str) -> list[dict]:
         """Each work-precision record's reference gradient error estimate per field (``{field: error}``)."""

@@ -31,7 +31,7 @@ KIND = "workprecision"
 REFERENCE_STEPS = 2048  # the reference gradient's RK4 grid
 SEGMENT_STEPS = 64  # the reference's solve is checkpointed per this many steps: memory for one segment's graph
 ALONE = True  # it times solves
-BATCHED = False
+BATCHED = True  # the parts of one job, measured on one model and its references
 
 
 @dataclass
@@ -214,31 +214,44 @@ def _grids(config: dict, method: str) -> list[dict]:
     return [{"steps": n} for n in config["steps"]]
 
 
+def part_rows(p: Problem, config: dict, part: dict, ref_y1, exact) -> list[dict]:
+    """The rows of one measured part (``{"what", "backend", "method"}``): a solution's or a gradient method's, at
+    every step count or tolerance of the sweep."""
+    row = solution_row if part["what"] == "solution" else gradient_row
+    target = ref_y1 if part["what"] == "solution" else exact
+    return [row(p, part["backend"], part["method"], g, target, config["repeats"]) for g in _grids(config, part["method"])]
+
+
 def measure(p: Problem, config: dict) -> tuple[list[dict], float | None]:
-    """Every solution and gradient row of one problem, and the reference gradient's own error estimate."""
+    """Every row of one problem for ``config``'s ``solvers`` and ``gradient_methods`` (``(backend, method)``
+    pairs), and the reference gradient's own error estimate."""
     ref_y1, exact, ref_error = reference(p, config["reference_tol"], config.get("reference_steps", REFERENCE_STEPS))
-    rows, r = [], config["repeats"]
-    for backend, method in config["solvers"]:
-        rows += [solution_row(p, backend, method, g, ref_y1, r) for g in _grids(config, method)]
-    for backend, method in config["gradient_methods"]:
-        rows += [gradient_row(p, backend, method, g, exact, r) for g in _grids(config, method)]
-    return rows, ref_error
+    parts = ([{"what": "solution", "backend": b, "method": m} for b, m in config["solvers"]]
+             + [{"what": "gradient", "backend": b, "method": m} for b, m in config["gradient_methods"]])
+    return [row for part in parts for row in part_rows(p, config, part, ref_y1, exact)], ref_error
 
 
 def run(configs: list[dict]) -> list[dict]:
+    """One job's records, one per measured part: the parts of one job share its model, its problems and their
+    references, which are made once."""
     import torch
 
     from ..provenance import environment
 
-    out = []
-    for config in configs:  # an exception is stored as an error record by the executor
-        torch.set_num_threads(1)
-        task = tasks.of(config)
-        models = task.workprecision_models(config)  # field name -> (model, the status of its training)
-        rows, ref_errors = [], {}
-        for which, (model, _) in models.items():
-            measured, ref_errors[which] = measure(task.problem(model, config), config)
-            rows += [{"field": which, **row} for row in measured]
-        metrics = {"rows": rows, "trained_status": models["trained"][1], "reference_gradient_error": ref_errors}
-        out.append(records.make(config, metrics, environment("cpu")))
-    return out
+    base = {k: v for k, v in configs[0].items() if k != "measure"}
+    if any({k: v for k, v in c.items() if k != "measure"} != base or not isinstance(c.get("measure"), dict)
+           for c in configs):
+        raise ValueError("a work-precision job's runs must differ only in what they measure")
+    torch.set_num_threads(1)
+    task = tasks.of(base)
+    models = task.workprecision_models(base)  # field name -> (model, the status of its training)
+    rows: list[list[dict]] = [[] for _ in configs]
+    ref_errors = {}
+    for which, (model, _) in models.items():
+        p = task.problem(model, base)
+        ref_y1, exact, ref_errors[which] = reference(p, base["reference_tol"], base.get("reference_steps", REFERENCE_STEPS))
+        for i, config in enumerate(configs):
+            rows[i] += [{"field": which, **row} for row in part_rows(p, base, config["measure"], ref_y1, exact)]
+    env = environment("cpu")
+    return [records.make(config, {"rows": mine, "trained_status": models["trained"][1],
+                                  "reference_gradient_error": ref_errors}, env) for config, mine in zip(configs, rows)]

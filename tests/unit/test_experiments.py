@@ -93,14 +93,20 @@ def test_a_new_solver_adds_transfer_runs_and_renames_none(monkeypatch):
     heun = config.Method("heun", 2, 2, "Heun", "Heun", tableau="heun")
     methods = {**config.METHODS, "heun": heun}
     monkeypatch.setattr(config, "METHODS", methods)
+    monkeypatch.setattr(experiments, "METHODS", methods)
     monkeypatch.setattr(experiments, "FIXED_METHODS", tuple(n for n, m in methods.items() if not m.adaptive))
     after = {store.config_hash(c): c for j in plan("full") for c in j.run_configs()}
-    assert set(before) <= set(after)
+    assert set(before) <= set(after)  # nothing renamed
     added = [after[h] for h in set(after) - set(before)]
-    assert added and all(c["kind"] == "transfer" and c["solver"]["method"] == "heun" for c in added)
-    # one per trained model of every transfer experiment
+    transfer = [c for c in added if c["kind"] == "transfer"]
+    # a transfer run per trained model of every transfer experiment, work-precision's hand solution on every task,
+    # and its convergence on the linear test problem: nothing else
     trained = {store.config_hash({**c["train"], "seed": c["seed"]}) for c in before.values() if c["kind"] == "transfer"}
-    assert len(added) == len(trained)
+    assert len(transfer) == len(trained) and all(c["solver"]["method"] == "heun" for c in transfer)
+    wp = [c for c in added if c["kind"] == "workprecision"]
+    assert len(wp) == 4 and all(c["measure"] == {"what": "solution", "backend": "hand", "method": "heun"} for c in wp)
+    assert [c["solver"] for c in added if c["kind"] == "convergence"] == ["hand-heun"]
+    assert len(added) == len(transfer) + len(wp) + 1
 
 
 def test_a_narrowed_transfer_job_keeps_the_members_its_models_were_trained_with():

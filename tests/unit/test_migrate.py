@@ -28,8 +28,8 @@ def _old_format(runs_dir: Path, job) -> dict:
 def test_the_transfer_migration_round_trips_the_shipped_records(tmp_path):
     job = next(j for j in plan("full", ["dynamics/transfer"]) if j.transfer and len(j.seeds) > 1)
     shipped = _old_format(tmp_path, job)
-    assert migrate.migrate(tmp_path) == {migrate.TRANSFER: (1, len(job.transfer))}
-    assert migrate.migrate(tmp_path) == {migrate.TRANSFER: (0, 0)}  # idempotent
+    assert migrate.migrate(tmp_path)[migrate.TRANSFER] == (1, len(job.transfer))
+    assert migrate.migrate(tmp_path)[migrate.TRANSFER] == (0, 0)  # idempotent
     now = {f"{p.parent.name}/{p.stem}": json.loads(p.read_text()) for p in tmp_path.glob("*/*.json")}
     assert set(now) == set(shipped)  # the same names as the shipped (migrated) store
     for name, rec in now.items():
@@ -48,3 +48,26 @@ def test_an_earlier_record_of_the_same_run_is_kept_aside(tmp_path):
     migrate.migrate(tmp_path)
     assert json.loads((tmp_path / f"{train_name}.json.superseded").read_text())["metrics"]["wall_time_s"] == 1.0
     assert store.read_placed(tmp_path / f"{train_name}.json")["migration"]["name"] == migrate.TRANSFER
+
+
+def test_the_workprecision_migration_round_trips_the_shipped_records(tmp_path):
+    """The shipped records of one task's work-precision, joined into the record the store held before (its solvers
+    and gradient methods listed), split again to exactly the shipped records."""
+    job = next(j for j in plan("full", ["dynamics/work-precision"]))
+    configs = job.run_configs()
+    shipped = {store.config_hash(c): store.read_record(store.record_path(SHIPPED, "workprecision", c)) for c in configs}
+    first = shipped[store.config_hash(configs[0])]
+    base = {k: v for k, v in configs[0].items() if k != "measure"}
+    parts = [c["measure"] for c in configs]
+    old_config = {**base, "solvers": [[p["backend"], p["method"]] for p in parts if p["what"] == "solution"],
+                  "gradient_methods": [[p["backend"], p["method"]] for p in parts if p["what"] == "gradient"]}
+    rows = [r for field in base["fields"] for c in configs
+            for r in shipped[store.config_hash(c)]["metrics"]["rows"] if r["field"] == field]
+    old = {k: v for k, v in first.items() if k != "migration"}
+    old = {**old, "config": old_config, "metrics": {**first["metrics"], "rows": rows}}
+    store.write_atomic(store.record_path(tmp_path, "workprecision", old_config), old)
+    assert migrate.migrate(tmp_path)[migrate.WORKPRECISION] == (1, len(configs))
+    assert migrate.migrate(tmp_path)[migrate.WORKPRECISION] == (0, 0)
+    for h, rec in shipped.items():
+        mine = json.loads((tmp_path / "workprecision" / f"{h}.json").read_text())
+        assert {k: v for k, v in mine.items() if k != "migration"} == {k: v for k, v in rec.items() if k != "migration"}
