@@ -51,56 +51,18 @@ def cost(config: dict, members: int) -> float:
     return 5e5
 
 
-class _Count:
-    """A counter with the engine's interface (``counts`` by phase, steps)."""
+def _Count():
+    """A counter with the engine's interface (:class:`study.engine.solve.Count`; imported with torch, when used)."""
+    from ..engine.solve import Count
 
-    def __init__(self):
-        self.phase, self.counts, self.accepted, self.rejected, self.failures = "forward", {"forward": 0, "backward": 0,
-                                                                                         "eval": 0}, 0, 0, {}
-
-    def add_members(self, evaluations, accepted=None, rejected=None):
-        self.counts[self.phase] += int(evaluations.max())
-
-
-def _tdq_rhs(p: Problem, params, counter):
-    from ..engine.field import evaluate
-
-    def f(t, y):
-        counter.counts[counter.phase] += 1
-        return evaluate(p.field, y, float(t.detach()) if hasattr(t, "detach") else float(t), p.field.fold(params))
-
-    return f
+    return Count()
 
 
 def _solve(p: Problem, params, backend: str, method: str, grid: dict, counter):
-    """The end state of one solve of ``p`` (differentiable where ``params`` require grad)."""
-    import torch
+    """The end state of one solve of ``p`` (differentiable where ``params`` require grad), by the one solve entry."""
+    from ..engine.solve import How, solve
 
-    from ..config import METHODS
-    from ..engine import hand_ode
-    from ..engine.stepper import Control
-
-    adaptive = METHODS[method].adaptive
-    if backend.startswith("hand"):
-        control = Control(grid["tol"], grid["tol"], 100_000) if adaptive else None
-        spec = hand_ode.Solve(method, grid.get("steps", 1), control, False, p.t0, p.t1)
-        solve = {"hand": hand_ode.direct, "hand-checkpoint": hand_ode.checkpointed, "hand-adjoint": hand_ode.adjoint}
-        return solve[backend](p.y0, tuple(params), spec, counter, p.field)
-    import torchdiffeq
-
-    kw: dict = {"method": METHODS[method].torchdiffeq}
-    if adaptive:
-        kw.update(rtol=grid["tol"], atol=grid["tol"], options={"max_num_steps": 100_000})
-    else:
-        n = grid["steps"]
-        kw["options"] = {"grid_constructor": lambda f, y0, t: torch.linspace(float(t[0]), float(t[-1]), n + 1,
-                                                                             dtype=t.dtype)}
-    tt = torch.tensor([p.t0, p.t1], dtype=torch.float64)
-    f = _tdq_rhs(p, params, counter)
-    if backend == "torchdiffeq-adjoint":
-        present = tuple(x for x in params if x is not None)
-        return torchdiffeq.odeint_adjoint(f, p.y0, tt, adjoint_params=present, **kw)[-1]
-    return torchdiffeq.odeint(f, p.y0, tt, **kw)[-1]
+    return solve(p.field, params, p.y0, p.t0, p.t1, How.of_backend(backend, method, grid), counter)
 
 
 def _leaves(raw) -> list:
