@@ -133,6 +133,35 @@ def output_dir(option: str, path: Path) -> Path:
     return path
 
 
+def store_dir(option: str, path: Path, new_store: bool = False) -> Path:
+    """A directory a run store may be written into: a new or empty one, or one that already holds a store's entries
+    (``new_store``: any directory).  A slip like ``--runs-dir ~`` or ``/`` is refused before anything is written or
+    walked.  Writability is probed by making (and removing) a directory in it: permission bits say nothing on a
+    pseudo file system such as /proc."""
+    from . import records, store
+
+    output_dir(option, path)
+    if not path.is_dir():
+        return path
+    try:
+        with os.scandir(path) as it:
+            entries = sorted(e.name for _, e in zip(range(10_000), it))
+    except OSError as exc:
+        raise UserError(f"{option} {shown(str(path))} cannot be read: {exc.strerror or exc}") from None
+    known = set(records.SCHEMA) | {store.SINGLE, store.EXECUTION_LOG}
+    if entries and not set(entries) & known and not new_store:
+        raise UserError(f"{option} {shown(str(path))} is not a run store and not empty (it holds {shown(entries[0])}"
+                        f"{f' and {len(entries) - 1} more' if len(entries) > 1 else ''}): a store is made in a new or "
+                        "empty directory, or pass --new-store to make one there")
+    import tempfile
+
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".study-probe-", dir=path))
+    except OSError as exc:
+        raise UserError(f"{option} {shown(str(path))} cannot be written: {exc.strerror or exc}") from None
+    return path
+
+
 def dangling(option: str, path: Path) -> None:
     """A UserError if ``path`` is a symbolic link to nothing (it is neither a file nor a missing directory)."""
     if path.is_symlink() and not path.exists():

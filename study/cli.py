@@ -43,6 +43,11 @@ def _path(ctx, param, value):
     return Path(value)
 
 
+def _new_store_option(f):
+    return click.option("--new-store", is_flag=True,
+                        help="Make the run store in a directory that holds other files (refused without it).")(f)
+
+
 def _runs_option(f):
     return click.option("--runs-dir", default=str(RUNS), show_default=True, callback=_path, help="The run store.")(f)
 
@@ -154,8 +159,9 @@ def tasks_cmd():
 @click.option("--batch-with", default=None, metavar="SEEDS",
               help="Comma-separated seeds (including --seed) to train as one batched model, as run-all does: "
                    "reproduces a record whose timing.ensemble_seeds lists them.")
+@_new_store_option
 def run(variant, task_name, seed, epochs, iterations, noise, density, steps, runs_dir, device, threads, lr, kinetic,
-        jacobian, steer, weight_decay, batch_with):
+        jacobian, steer, weight_decay, batch_with, new_store):
     """Train one run of VARIANT on a task.
 
     The record goes to RUNS_DIR/single/, apart from the experiments' records.
@@ -188,7 +194,7 @@ def run(variant, task_name, seed, epochs, iterations, noise, density, steps, run
     remedies = checks.remedies(task, VARIANTS[variant], {"kinetic": kinetic, "jacobian": jacobian, "steer": steer,
                                                          "weight_decay": weight_decay})
     checks.threads(threads)
-    _store_usable(runs_dir)
+    _store_usable(runs_dir, new_store)
     device = checks.device(device)
     cfg = task.model_config(variant)
     if steps is not None and cfg.model == "none":
@@ -216,12 +222,13 @@ def run(variant, task_name, seed, epochs, iterations, noise, density, steps, run
     click.echo(f"  record: {path}")
 
 
-def _store_usable(runs_dir: Path) -> None:
-    """``--runs-dir`` can be written and, if it exists, the store can be used (no links in it, as run-all
-    checks): refused before a run spends its time, not when its record is written."""
+def _store_usable(runs_dir: Path, new_store: bool = False) -> None:
+    """``--runs-dir`` can be written, holds a store or nothing (or ``--new-store``) and, if it exists, the store can
+    be used (no links in it, as run-all checks): refused before a run spends its time, not when its record is
+    written."""
     from . import store
 
-    checks.output_dir("--runs-dir", runs_dir)
+    checks.store_dir("--runs-dir", runs_dir, new_store)
     if runs_dir.is_dir():
         store.check_usable(runs_dir)
 
@@ -391,7 +398,8 @@ def migrate_cmd(runs_dir):
 @click.option("--workers", type=int, default=None, help="Local worker processes, at most one per core (default: one per core).")
 @click.option("--scheduler", default=None, help="Address of a Dask scheduler (tcp://host:port) to run on instead.")
 @click.option("--force", is_flag=True, help="Rerun the runs recorded before this invocation started.")
-def run_all(profile, experiments, task_list, runs_dir, workers, scheduler, force):
+@_new_store_option
+def run_all(profile, experiments, task_list, runs_dir, workers, scheduler, force, new_store):
     """Run every experiment of a profile (resumable)."""
     import time
 
@@ -401,7 +409,7 @@ def run_all(profile, experiments, task_list, runs_dir, workers, scheduler, force
     started = time.time()
     names = checks.experiments(profile, experiments, checks.task_names(task_list))
     workers = checks.workers(workers)
-    _store_usable(runs_dir)
+    _store_usable(runs_dir, new_store)
     checks.scheduler(scheduler)
     if runs_dir.is_dir():
         _migrate(runs_dir)

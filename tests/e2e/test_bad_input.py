@@ -22,6 +22,13 @@ BAD = [  # (arguments; FILE, STORE, EMPTY and DANGLING are paths in the test's d
     (["run", "euler", "--runs-dir", ""], "must name a directory, not an empty string"),
     (["run", "euler", "--runs-dir", "FILE"], "is a file, not a directory"),
     (["run", "euler", "--runs-dir", "FILE/runs"], "cannot be created"),
+    (["run", "euler", "--runs-dir", "."], "is not a run store and not empty"),  # a slip like --runs-dir ~
+    (["run", "euler", "--runs-dir", "/"], "is not a run store and not empty"),
+    (["run-all", "--profile", "quick", "--runs-dir", "."], "is not a run store and not empty"),
+    (["run-all", "--profile", "quick", "--runs-dir", "/"], "is not a run store and not empty"),  # walked nothing
+    (["run-all", "--profile", "quick", "--runs-dir", "/proc"], "is not a run store and not empty"),
+    (["run-all", "--profile", "quick", "--runs-dir", "/proc", "--new-store"], "cannot be written"),
+    (["bench", "--runs-dir", "."], "is not a run store and not empty"),
     (["run", "euler", "--frobnicate"], "No such option"),
     (["run"], "Missing argument 'VARIANT'"),
     (["run", "euler", "--lr", "5"], "--lr must be a number from 1e-06 to 1"),

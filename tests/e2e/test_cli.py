@@ -185,3 +185,17 @@ def test_status_exits_3_while_it_lists_corrupt_records(tmp_path):
     (runs / "run-all.log.jsonl").write_text("{not json\n")
     r = study("status", "--profile", "quick", "--runs-dir", str(runs))
     assert r.returncode == 3 and "not a JSON object" in r.stderr
+
+
+def test_new_store_makes_a_store_in_a_directory_of_other_files(tmp_path):
+    """Without --new-store a directory of unrelated files is refused (a slip like --runs-dir ~ would scatter a
+    store through it); with it, the store is made there and later commands take it as a store."""
+    (tmp_path / "notes.txt").write_text("mine")
+    r = study("run", "euler", "--epochs", "1", "--runs-dir", str(tmp_path), timeout=300)
+    assert r.returncode == 2 and "is not a run store and not empty" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+    r = study("run", "euler", "--epochs", "1", "--runs-dir", str(tmp_path), "--new-store", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "single").glob("*.json"))) == 1
+    r = study("run", "euler", "--epochs", "1", "--seed", "1", "--runs-dir", str(tmp_path), timeout=300)
+    assert r.returncode == 0, r.stderr  # a store now
