@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 SEED_MAX = 2**32 - 1  # seed * 7919 + 17 must stay a 64-bit integer (the initialisation's generator seed)
-EPOCHS_MAX = 100_000  # the article trains 500
 STEPS_MAX = 10_000  # 10,000 RK4 steps keep about 5 GiB of activations at batch 128
 BENCH_STEPS_MAX = 1_000
 BENCH_ROUNDS_MAX = 1_000
@@ -57,17 +56,7 @@ def seed(value: int, name: str = "--seed") -> int:
     return int_in(name, value, 0, SEED_MAX)
 
 
-LR_RANGE = (1e-6, 1.0)
 BATCH_SEEDS_MAX = 64
-
-
-def learning_rate(value: float | None) -> float | None:
-    if value is None:
-        return None
-    lo, hi = LR_RANGE
-    if not (math.isfinite(value) and lo <= value <= hi):
-        raise UserError(f"--lr must be a number from {lo:g} to {hi:g}, got {value}")
-    return number(value)
 
 
 def batch_seeds(text: str | None, seed_: int) -> list[int]:
@@ -283,33 +272,35 @@ def task(name: str):
     return tasks.get(name)
 
 
-NOISE_MAX = 1.0  # the trajectory's radius is 2 at most
 
 
-def noise(value: float | None) -> float | None:
-    if value is None:
-        return None
-    if not (math.isfinite(value) and 0 <= value <= NOISE_MAX):
-        raise UserError(f"--noise must be a number from 0 to {NOISE_MAX:g}, got {value}")
-    return number(value)
+PROTOCOL_PREFIX = "protocol_"  # the command line's parameter name of a task's protocol option
 
 
-def density(value: str | None) -> str | None:
-    """``--density``: one of the density task's data densities."""
-    if value is None:
-        return None
-    from .tasks.density import DENSITIES
+def protocol_options(given: dict) -> dict:
+    """The protocol options given to ``study run`` (``{protocol_FIELD: value or None}``), each checked against the
+    bounds of the tasks' option of that name (:class:`study.tasks.Option`): ``{flag: value}``."""
+    from . import tasks
 
-    if value not in DENSITIES:
-        raise UserError(f"unknown density {shown(value)}; choose one of: {', '.join(DENSITIES)}")
-    return value
+    by_field = {o.field: o for o, _ in tasks.options().values()}
+    out = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        opt = by_field[name.removeprefix(PROTOCOL_PREFIX)]
+        try:
+            out[opt.flag] = opt.check(value)
+        except ValueError as exc:
+            raise UserError(str(exc)) from None
+    return out
 
 
 def options_apply(task, given: dict) -> None:
     """Refuse an option that does not apply to ``task`` (its ``OPTIONS`` say which do)."""
-    bad = [k for k in given if k not in task.OPTIONS]
+    flags = [o.flag for o in task.OPTIONS]
+    bad = [k for k in given if k not in flags]
     if bad:
-        raise UserError(f"{', '.join(bad)} does not apply to task {task.NAME}; its options: {', '.join(task.OPTIONS)}")
+        raise UserError(f"{', '.join(bad)} does not apply to task {task.NAME}; its options: {', '.join(flags)}")
 
 
 REMEDY_MAX = {"kinetic": 100.0, "jacobian": 100.0, "weight_decay": 10.0}  # beyond these a penalty is the objective

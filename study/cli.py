@@ -43,6 +43,18 @@ def _path(ctx, param, value):
     return Path(value)
 
 
+def _task_options(f):
+    """study run's protocol options: every task's (:class:`study.tasks.Option`), each with the tasks that take it,
+    its bounds and its meaning; the value is checked by :func:`study.checks.protocol_options`."""
+    from . import tasks
+
+    for flag, (opt, names) in reversed(list(tasks.options().items())):
+        kind = {"int": int, "float": float, "choice": str}[opt.kind]
+        f = click.option(flag, checks.PROTOCOL_PREFIX + opt.field, type=kind, default=None,
+                         help=f"{', '.join(names)}: {opt.help}, {opt.bounds()} (default: the task's protocol's).")(f)
+    return f
+
+
 def _new_store_option(f):
     return click.option("--new-store", is_flag=True,
                         help="Make the run store in a directory that holds other files (refused without it).")(f)
@@ -128,26 +140,23 @@ def tasks_cmd():
             primary = "  [primary]" if m.name == t.PRIMARY else ""
             click.echo(f"  metric {m.name:<14} {m.label} ({m.direction}{', ' + m.unit if m.unit else ''}){primary}")
         click.echo(f"  reference: {t.REFERENCE.label}: {t.REFERENCE.description}")
-        click.echo(f"  variants: {len(applicable(name))} of {len(__import__('study.variants').variants.VARIANTS)}"
-                   f"; options of study run: {', '.join(t.OPTIONS)}")
+        click.echo(f"  variants: {len(applicable(name))} of {len(__import__('study.variants').variants.VARIANTS)}")
+        defaults = t.Protocol()
+        for o in t.OPTIONS:
+            click.echo(f"  study run --task {name} {o.flag}: {o.help}, {o.bounds()} (default "
+                       f"{getattr(defaults, o.field)!r:.40})")
 
 
 @cli.command()
 @click.argument("variant")
 @click.option("--task", "task_name", default="spiral", show_default=True, help="The task (see 'study tasks').")
 @click.option("--seed", type=int, default=0, show_default=True, help="0 to 2**32-1.")
-@click.option("--epochs", type=int, default=None, help=f"spiral: epochs, 1 to {checks.EPOCHS_MAX:,} (default: the protocol's 500).")
-@click.option("--iterations", type=int, default=None,
-              help=f"dynamics: training iterations, 1 to {checks.EPOCHS_MAX:,} (default 2,000).")
-@click.option("--noise", type=float, default=None, help="dynamics: observation noise std, 0 to 1 (default 0).")
-@click.option("--density", default=None, help="density: the data density, one of 8gaussians, checkerboard, 2spirals, "
-                                              "moons (default 8gaussians).")
+@_task_options
 @click.option("--steps", type=int, default=None,
               help=f"Fixed-step variants: solver steps / ResNet blocks (dynamics: per observation interval), 1 to {checks.STEPS_MAX:,}.")
 @_runs_option
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads, at most the machine's cores (one is fastest here).")
-@click.option("--lr", type=float, default=None, help="Learning rate (default: the task's protocol's).")
 @click.option("--kinetic", type=float, default=None, help="RNODE: weight of the kinetic energy int |f|^2 dt, 0 to "
               f"{checks.REMEDY_MAX['kinetic']:g} (flows only).")
 @click.option("--jacobian", type=float, default=None, help="RNODE: weight of int |df/dy|_F^2 dt, 0 to "
@@ -160,8 +169,8 @@ def tasks_cmd():
               help="Comma-separated seeds (including --seed) to train as one batched model, as run-all does: "
                    "reproduces a record whose timing.ensemble_seeds lists them.")
 @_new_store_option
-def run(variant, task_name, seed, epochs, iterations, noise, density, steps, runs_dir, device, threads, lr, kinetic,
-        jacobian, steer, weight_decay, batch_with, new_store):
+def run(variant, task_name, seed, steps, runs_dir, device, threads, kinetic, jacobian, steer, weight_decay,
+        batch_with, new_store, **protocol):
     """Train one run of VARIANT on a task.
 
     The record goes to RUNS_DIR/single/, apart from the experiments' records.
@@ -182,15 +191,10 @@ def run(variant, task_name, seed, epochs, iterations, noise, density, steps, run
         raise UserError(f"{variant} does not apply to task {task.NAME}: {why}; those that do: "
                         f"{', '.join(applicable(task.NAME))}")
     checks.seed(seed)
-    lr = checks.learning_rate(lr)
+    given = checks.protocol_options(protocol)  # {flag: checked value}
     seeds = checks.batch_seeds(batch_with, seed)
-    checks.int_in("--epochs", epochs, 1, checks.EPOCHS_MAX)
-    checks.int_in("--iterations", iterations, 1, checks.EPOCHS_MAX)
-    noise = checks.noise(noise)
     checks.int_in("--steps", steps, 1, checks.STEPS_MAX)
-    checks.density(density)
-    given = {"--epochs": epochs, "--iterations": iterations, "--noise": noise, "--lr": lr, "--density": density}
-    checks.options_apply(task, {k: v for k, v in given.items() if v is not None})
+    checks.options_apply(task, given)
     remedies = checks.remedies(task, VARIANTS[variant], {"kinetic": kinetic, "jacobian": jacobian, "steer": steer,
                                                          "weight_decay": weight_decay})
     checks.threads(threads)
@@ -205,7 +209,7 @@ def run(variant, task_name, seed, epochs, iterations, noise, density, steps, run
     cfg = task.model_config(variant, {"steps": steps} if steps else {})
     if len(seeds) > 1 and not cfg.batches_seeds:
         raise UserError(f"{variant} has one step-size controller per solve: its seeds train one at a time (no --batch-with)")
-    proto = task.Protocol(**{task.OPTIONS[k]: v for k, v in given.items() if v is not None}, **remedies)
+    proto = task.Protocol(**{tasks.option(task, k).field: v for k, v in given.items()}, **remedies)
     if remedies.get("steer") and len(seeds) > 1:
         raise UserError("--steer draws each seed's own end times: its seeds train one at a time (no --batch-with)")
     try:

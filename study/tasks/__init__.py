@@ -59,6 +59,69 @@ class Reference:
     value: float | None = None  # None: computed (see the task's ``reference_value``)
 
 
+@dataclass(frozen=True)
+class Option:
+    """A field of a task's ``Protocol`` that ``study run --task T`` sets: its flag, its type (``int``, ``float`` or
+    ``choice``), its bounds or choices, and what it means.  The command line's options, their help and their
+    checks are made from these (:func:`options`); ``study tasks`` lists them."""
+
+    flag: str
+    field: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    def bounds(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        word = "an integer" if self.kind == "int" else "a number"
+        fmt = (lambda x: f"{x:,}") if self.kind == "int" else (lambda x: f"{x:g}")  # noqa: E731
+        return f"{word} from {fmt(self.low)} to {fmt(self.high)}"
+
+    def check(self, value):
+        """``value`` as the protocol stores it (a float option's -0.0 as 0.0), or ValueError in one line."""
+        import math
+
+        if self.kind == "choice":
+            if value not in self.choices:
+                from ..checks import shown
+
+                raise ValueError(f"unknown {self.field} {shown(value)}; choose one of: {', '.join(self.choices)}")
+            return value
+        ok = math.isfinite(value) and self.low <= value <= self.high
+        if not ok:
+            raise ValueError(f"{self.flag} must be {self.bounds()}, got {value}")
+        return int(value) if self.kind == "int" else float(value) + 0.0
+
+
+ITERATIONS_MAX = 100_000  # epochs or iterations of one run (the article trains 500 epochs)
+LR_RANGE = (1e-6, 1.0)
+
+
+def lr_option() -> "Option":
+    return Option("--lr", "lr", "float", *LR_RANGE, help="learning rate")
+
+
+def options() -> dict[str, tuple[Option, list[str]]]:
+    """Every task's options by flag: ``{flag: (the option, the tasks that take it)}``; one flag means one type in
+    every task that takes it."""
+    out: dict[str, tuple[Option, list[str]]] = {}
+    for name in TASKS:
+        for opt in get(name).OPTIONS:
+            have = out.setdefault(opt.flag, (opt, []))
+            if have[0].kind != opt.kind:
+                raise RuntimeError(f"option {opt.flag} is {have[0].kind} in one task and {opt.kind} in another")
+            have[1].append(name)
+    return out
+
+
+def option(module: ModuleType, flag: str) -> Option | None:
+    """Task ``module``'s option ``flag``, or None when it takes no such option."""
+    return next((o for o in module.OPTIONS if o.flag == flag), None)
+
+
 def get(name: str) -> ModuleType:
     """The module of task ``name``."""
     if name not in TASKS:

@@ -46,7 +46,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import Metric, Reference
+from . import ITERATIONS_MAX, Metric, Option, Reference, lr_option
 from . import ensemble
 from .ensemble import Ensemble, History, is_solver_failure
 from ..config import METHODS, ModelConfig, engine_label, solver_label
@@ -73,7 +73,9 @@ METRICS = (
 PRIMARY = "nll"
 REFERENCE = Reference("data entropy", "the data density's differential entropy: the floor of the expected NLL "
                                       "(Monte Carlo, closed form for the checkerboard)")
-OPTIONS = {"--iterations": "iterations", "--lr": "lr", "--density": "density"}
+OPTIONS = (Option("--iterations", "iterations", "int", 1, ITERATIONS_MAX, help="training iterations"),
+           lr_option(), Option("--density", "density", "choice", choices=DENSITIES,
+                                    help="the data density"))
 
 
 @dataclass

@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import Reference
+from . import ITERATIONS_MAX, Option, Reference, lr_option
 from .. import config as _config
 from ..config import REMEDIES, ModelConfig, train_engine  # noqa: F401  (REMEDIES: the protocol's remedy weights)
 
@@ -30,7 +30,7 @@ SUMMARY = "scikit-learn's 1,797 8x8 digits, fixed stratified split: lift 64 -> 3
 from .spiral import METRICS, PRIMARY  # noqa: F401  (a classifier's: held-out and training accuracy)
 REFERENCE = Reference("logistic regression", "multinomial logistic regression on the pixels, same split (the linear "
                       "control)")
-OPTIONS = {"--epochs": "epochs", "--lr": "lr"}
+OPTIONS = (Option("--epochs", "epochs", "int", 1, ITERATIONS_MAX, help="epochs"), lr_option())
 IMAGES, PIXELS, CLASSES = 1797, 64, 10
 WIDTH, HIDDEN = 32, 64  # the ODE-Net's lift width and its field's hidden width
 DEFAULT_STEPS = 20  # fixed-step methods: steps over [0, 1] (the spiral's)

@@ -39,7 +39,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import Metric, Reference
+from . import ITERATIONS_MAX, Metric, Option, Reference, lr_option
 from . import ensemble
 from .ensemble import Ensemble, History, is_solver_failure
 from ..config import METHODS, ModelConfig, engine_label, solver_label
@@ -62,7 +62,10 @@ METRICS = (
 )
 PRIMARY = "traj_err"
 REFERENCE = Reference("true dynamics", "the true field: every error is 0", 0.0)
-OPTIONS = {"--iterations": "iterations", "--lr": "lr", "--noise": "noise"}
+OPTIONS = (Option("--iterations", "iterations", "int", 1, ITERATIONS_MAX, help="training iterations"),
+           lr_option(),
+           Option("--noise", "noise", "float", 0.0, 1.0, help="observation noise std (the trajectory's radius is 2 at "
+                                                               "most)"))
 
 
 @dataclass

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import Metric, Reference
+from . import ITERATIONS_MAX, Metric, Option, Reference, lr_option
 from .. import records
 from ..config import METHODS, REMEDIES, ModelConfig, Protocol, run_config as _spiral_run_config, solver_label  # noqa: F401
 from ..provenance import environment
@@ -36,7 +36,7 @@ METRICS = (
 )
 PRIMARY = "test_acc"
 REFERENCE = Reference("Bayes-optimal accuracy", "the exact class posterior by quadrature (study dataset)")
-OPTIONS = {"--epochs": "epochs", "--lr": "lr"}
+OPTIONS = (Option("--epochs", "epochs", "int", 1, ITERATIONS_MAX, help="epochs"), lr_option())
 ADAPTIVE_NFE_PER_SOLVE = 40  # a rough mean for dopri5 at the study's tolerances (cost estimates only)
 
 

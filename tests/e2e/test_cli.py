@@ -149,9 +149,10 @@ def test_every_float_option_is_normalised():
 
     remedies = checks.remedies(tasks.get("spiral"), VARIANTS["euler"],
                                {"kinetic": -0.0, "jacobian": 0, "steer": -0.0, "weight_decay": -0.0})
-    for value in (checks.noise(-0.0), checks.noise(0), *remedies.values()):
+    given = checks.protocol_options({"protocol_noise": -0.0, "protocol_lr": 1, "protocol_iterations": 3})
+    for value in (given["--noise"], given["--lr"], *remedies.values()):
         assert isinstance(value, float) and math.copysign(1.0, value) == 1.0
-    assert isinstance(checks.learning_rate(1), float) and isinstance(checks.sigma(1), float)
+    assert isinstance(checks.sigma(1), float) and given["--iterations"] == 3
 
 
 def test_the_command_that_completes_an_experiment_pastes_into_a_shell(tmp_path):
