@@ -615,8 +615,12 @@ def _report_exit(outcomes) -> None:
 @click.option("--only", default=None, help="Comma-separated figure names (default: all).")
 @click.option("--partial", is_flag=True, help="Draw from incomplete experiments too, marked as partial.")
 @click.option("--list", "list_only", is_flag=True, help="List the figures' names and exit.")
-def figures(profile, runs_dir, out, tables_out, only, partial, list_only):
+@click.option("--tasks", "task_list", default=None,
+              help="Comma-separated tasks: only the figures and tables that read those tasks' runs alone (each task's "
+                   "own table and figures among them); numbers.tex and the claims are left as they are.")
+def figures(profile, runs_dir, out, tables_out, only, partial, list_only, task_list):
     """Every figure, the paper's tables and numbers."""
+    chosen_tasks = checks.task_names(task_list)
     if not list_only:
         _report_checks(profile, runs_dir, [("--out", out), ("--tables-out", tables_out)])
     _matplotlib()
@@ -634,8 +638,8 @@ def figures(profile, runs_dir, out, tables_out, only, partial, list_only):
             raise UserError(f"unknown figure(s) {', '.join(checks.shown(b) for b in bad) or '(none named)'}; "
                             f"'study figures --list' names the {len(figs.FIGURES)} figures")
     view = _report_view(profile, runs_dir)
-    fig = figs.draw_all(view, out, chosen, log=click.echo, partial=partial)
-    tab = tables.write_all(view, tables_out, log=click.echo, partial=partial)
+    fig = figs.draw_all(view, out, chosen, log=click.echo, partial=partial, tasks=chosen_tasks)
+    tab = tables.write_all(view, tables_out, log=click.echo, partial=partial, tasks=chosen_tasks)
     _report_exit([fig, tab])
 
 

@@ -109,3 +109,22 @@ def test_view_selects_the_profiles_runs_only(quick_store, tmp_path):
     assert full.runs("main").empty and full.convergence().empty and full.trajectories().empty
     assert not quick.convergence().empty and set(quick.convergence()["solver"]) == {
         "hand-euler", "hand-midpoint", "hand-rk4", "hand-rk4-38", "tdq-euler", "tdq-midpoint", "tdq-rk4"}
+
+
+def test_a_task_s_own_items_are_drawn_from_its_runs_alone(built, tmp_path):
+    """study figures --tasks T: the task's own table and figures (the generic family from its description among
+    them) and nothing that reads another task; numbers.tex and the claims are left as they are."""
+    runs, work, _ = built
+    assert (work / "paper" / "generated" / "task_density.tex").exists()
+    for t in ("spiral", "dynamics", "density", "digits"):
+        for kind in ("results", "curves", "cost"):
+            assert (work / "figures" / f"task_{t}_{kind}.png").stat().st_size > 1000
+    r = study("figures", "--profile", "quick", "--runs-dir", str(runs), "--tasks", "dynamics", "--out",
+              str(tmp_path / "f"), "--tables-out", str(tmp_path / "t"))
+    assert r.returncode == 0, r.stderr
+    drawn = sorted(p.stem for p in (tmp_path / "f").glob("*.png"))
+    assert drawn == ["fig16_dynamics_fit", "fig17_dynamics_cost", "fig20_dynamics_training", "task_dynamics_cost",
+                     "task_dynamics_curves", "task_dynamics_results"]
+    assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["dynamics.tex", "task_dynamics.tex"]
+    table = (tmp_path / "t" / "task_dynamics.tex").read_text()
+    assert "Euler (hand)" in table and "trajectory error, reference solve" in table and "1/1" in table

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import style
 from ..results import Outcome, View, attempt
-from . import accuracy, controls, cost, density, digits, dynamics, flows, gradients, kinds, remedies
+from . import accuracy, controls, cost, density, digits, dynamics, flows, gradients, kinds, remedies, task_family
 from .accuracy import CURVE_VARIANTS, fig_ablations, fig_curves, fig_data, fig_frontier, fig_main
 from .controls import CONTROL_LABELS, fig_controls, fig_learning_rate
 from .cost import MERGE_RTOL, fig_convergence, fig_dopri5_nfe, fig_memory, fig_step_time
@@ -29,7 +29,7 @@ __all__ = ["FAMILIES", "FIGURES", "draw_all", "CURVE_VARIANTS", "CONTROL_LABELS"
            "fig_data", "fig_dopri5_nfe", "fig_frontier", "fig_gradients", "fig_learning_rate", "fig_main",
            "fig_memory", "fig_regions", "fig_step_time", "fig_trajectories"]
 
-FAMILIES = (accuracy, cost, flows, gradients, controls, dynamics, density, digits, kinds, remedies)
+FAMILIES = (accuracy, cost, flows, gradients, controls, dynamics, density, digits, kinds, remedies, task_family)
 
 
 def _collect(families) -> dict:
@@ -52,12 +52,21 @@ def _mark_partial(fig, view: View, needs) -> None:
     fig.text(0.5, 1.02, text, ha="center", va="bottom", fontsize=7, color="#C00000")  # above any title
 
 
-def draw_all(view: View, out: Path, only: list[str] | None = None, log=print, partial: bool = False) -> Outcome:
+def of_tasks(needs, chosen) -> bool:
+    """Whether an item that reads the experiments ``needs`` belongs to the tasks ``chosen`` (None: every task)."""
+    from ...experiments import task_of
+
+    return chosen is None or (bool(needs) and all(task_of(n) in chosen for n in needs))
+
+
+def draw_all(view: View, out: Path, only: list[str] | None = None, log=print, partial: bool = False,
+             tasks: list[str] | None = None) -> Outcome:
     """Draw every figure whose experiments are complete (with ``partial``, those with some runs too,
-    marked as partial); one line per figure skipped or failed."""
+    marked as partial); one line per figure skipped or failed.  ``tasks``: only the figures that read those tasks'
+    experiments alone."""
     outcome = Outcome()
     for name, (fn, needs) in FIGURES.items():
-        if only and name not in only:
+        if (only and name not in only) or not of_tasks(needs, tasks):
             continue
         fig = attempt(name, lambda: fn(view, out), outcome, log, view, needs, partial)
         if fig is None:

@@ -33,6 +33,7 @@ from .verdicts import claim_numbers
 from .taskbench import EXPERIMENTS as TASKBENCH_EXPERIMENTS, taskbench_numbers
 from .headline import EXPERIMENTS as HEADLINE_EXPERIMENTS, headline_numbers
 from .cross_claims import EXPERIMENTS as CROSS_EXPERIMENTS, cross_claim_numbers
+from . import task_family
 
 __all__ = ["NUMBERS", "TABLES", "write_all", "CONTROL_ROWS", "ablation_numbers", "adjoint_numbers", "bench_markdown",
            "bench_numbers", "claim_numbers", "constant_numbers", "controls_numbers", "convergence_numbers",
@@ -56,6 +57,7 @@ TABLES = {  # file -> (builder, the experiments it reads); each builder adds its
     "taskbench": (taskbench_numbers, TASKBENCH_EXPERIMENTS),
     "headline": (headline_numbers, HEADLINE_EXPERIMENTS),
     "cross_claims": (cross_claim_numbers, CROSS_EXPERIMENTS),
+    **task_family.builders(),  # every task's own table, from its description (task_<name>.tex)
 }
 NUMBERS = {  # numbers.tex parts without a table of their own
     "constants": (constant_numbers, ()),
@@ -66,9 +68,13 @@ NUMBERS = {  # numbers.tex parts without a table of their own
 }
 
 
-def write_all(view: View, out: Path, log=print, partial: bool = False) -> Outcome:
+def write_all(view: View, out: Path, log=print, partial: bool = False, tasks: list[str] | None = None) -> Outcome:
     """Write every table whose experiments are complete (with ``partial``, those with some runs too, marked),
-    the claims table and numbers.tex into ``out``, each file atomically."""
+    the claims table and numbers.tex into ``out``, each file atomically.  ``tasks``: only the tables that read those
+    tasks' experiments alone (numbers.tex, the claims and the findings, which read every task, are left as they
+    are)."""
+    if tasks is not None:
+        return _write_tables_of(view, out, log, partial, tasks)
     N, outcome, texts = Numbers(), Outcome(), {"variants": variants_table()}
     for name, (fn, needs) in TABLES.items():
         built = attempt(f"{name}.tex", lambda: fn(view, N), outcome, log, view, needs, partial)
@@ -95,4 +101,23 @@ def write_all(view: View, out: Path, log=print, partial: bool = False) -> Outcom
         except OSError as exc:
             outcome.failed.append(f"{name}: failed: {exc.strerror or exc}")
             log(outcome.failed[-1])
+    return outcome
+
+
+def _write_tables_of(view: View, out: Path, log, partial: bool, tasks: list[str]) -> Outcome:
+    from ..figures import of_tasks
+
+    N, outcome = Numbers(), Outcome()
+    for name, (fn, needs) in TABLES.items():
+        if not of_tasks(needs, tasks) or ", " in name:
+            continue
+        text = attempt(f"{name}.tex", lambda: fn(view, N), outcome, log, view, needs, partial)
+        if isinstance(text, str):
+            try:
+                outcome.written.append(write_text_atomic(out / f"{name}.tex", text))
+                log(f"wrote {out / name}.tex")
+            except OSError as exc:
+                outcome.failed.append(f"{name}.tex: failed: {exc.strerror or exc}")
+                log(outcome.failed[-1])
+    log(f"numbers.tex, claims.tex and the findings read every task: left as they are (--tasks {','.join(tasks)})")
     return outcome
