@@ -142,6 +142,35 @@ NEW_TASKS = [  # the tasks beyond the spiral: names, options that do not apply, 
     (["bench", "--task", "density", "--device", "cuda"], "--task benches run on the CPU"),
 ]
 BAD += NEW_TASKS
+BAD += [  # the store's new commands and refusals, --tasks for figures, the generated protocol options
+    (["migrate", "--runs-dir", "missing"], "does not exist"),
+    (["migrate", "--runs-dir", "FILE"], "is a file, not a runs directory"),
+    (["migrate", "--runs-dir", "."], "is not a run store"),
+    (["migrate", "--runs-dir", "DANGLING"], "is a dangling symbolic link"),
+    (["figures", "--runs-dir", "STORE", "--tasks", "nope"], "unknown task(s) 'nope'"),
+    (["figures", "--runs-dir", "STORE", "--tasks", ","], "--tasks names no task"),
+    (["figures", "--runs-dir", "STORE", "--tasks", LONG], "unknown task(s) 'xxxxxxxx"),
+    (["status", "--runs-dir", "FILE"], "is a file, not a runs directory"),
+    (["status", "--runs-dir", "missing"], "does not exist"),
+    (["status", "--profile", "nope"], "unknown profile 'nope'"),
+    (["tables", "--runs-dir", "."], "is not a run store"),
+    (["run", "euler", "--task", "density", "--density", LONG], "unknown density 'xxxxxxxx"),
+    (["run", "euler", "--task", "dynamics", "--noise", "1.5"], "--noise must be a number from 0 to 1"),
+    (["run", "euler", "--task", "dynamics", "--noise", "x"], "is not a valid float"),
+    (["run", "euler", "--epochs", "1.5"], "is not a valid integer"),
+    (["run", "euler", "--lr", "0"], "--lr must be a number from 1e-06 to 1"),
+    (["run", "euler", "--lr", "-0.0"], "--lr must be a number from 1e-06 to 1"),
+    (["run", "euler", "--task", "dynamics", "--iterations", "100001"], "--iterations must be an integer from 1 to 100,000"),
+    (["run", "euler", "--task", "digits", "--epochs", "100001"], "--epochs must be an integer from 1 to 100,000"),
+    (["run", "euler", "--task", "digits", "--iterations", "0"], "--iterations must be an integer from 1"),
+    (["run", "euler", "--noise", "0.1"], "--noise does not apply to task spiral"),
+    (["run", "euler", "--task", "density", "--noise", "0"], "--noise does not apply to task density"),
+    (["run", "euler", "--runs-dir", "/proc", "--new-store"], "cannot be written"),
+    (["run-all", "--profile", "quick", "--runs-dir", "/sys"], "is not a run store and not empty"),
+    (["run-all", "--profile", "quick", "--runs-dir", "/dev"], "is not a run store and not empty"),
+    (["run-all", "--profile", "quick", "--runs-dir", "FILE", "--new-store"], "is a file, not a directory"),
+    (["bench", "--task", "dynamics", "--runs-dir", "."], "is not a run store and not empty"),
+]
 
 
 def tree(root):
