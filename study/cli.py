@@ -3,11 +3,14 @@
 Every command reports bad input as one line ``study: error: ...`` on stderr
 and exits with code 2, before it creates anything; a failure of the machine
 (a full disk, no processes left) is one line and exit code 1.
+
+Here: the group, the shared options, ``run`` and ``bench``; the information commands are in :mod:`study.cli_info`,
+the store's (``run-all``, ``migrate``) in :mod:`study.cli_store`, the report's (``status``, ``figures``, ``tables``,
+``paper``) in :mod:`study.cli_report`.
 """
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -77,74 +80,12 @@ def cli():
     """
 
 
-@cli.command()
-@click.option("--sigma", type=float, default=None, help="Noise standard deviation, 0.01 to 1 (default 0.1).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the printed split, 0 to 2**32-1.")
-def dataset(sigma, seed):
-    """The data set and its Bayes-optimal accuracy."""
-    import numpy as np
-
-    from . import data
-
-    sigma = checks.sigma(data.SIGMA if sigma is None else sigma)
-    checks.seed(seed)
-    sp = data.make_split(seed, sigma=sigma)
-    acc, se = data.bayes_accuracy(sigma)
-    balance = lambda y: f"class balance {np.mean(y == 0):.3f} / {np.mean(y == 1):.3f}"  # noqa: E731
-    click.echo(f"two interleaving Archimedean spirals, theta ~ U[0, 3 pi], r = theta / (3 pi), noise sigma = {sigma:g}")
-    click.echo(f"training set:  n = {len(sp.y_train):>6}   {balance(sp.y_train)}   (seed {seed}, stream 0)")
-    click.echo(f"test set:      n = {len(sp.y_test):>6}   {balance(sp.y_test)}   (seed {seed}, stream 1)")
-    click.echo(f"Bayes-optimal accuracy: {100 * acc:.2f}% +- {100 * se:.2f}% (standard error; exact class densities by quadrature)")
-
-
-@cli.command()
-@click.option("--task", "task_name", default=None, help="Also say which variants apply to this task, and why not.")
-def variants(task_name):
-    """The registered variants (parameters: the spiral's models)."""
-    from .variants import VARIANTS, describe
-
-    task = checks.task(task_name) if task_name is not None else None
-    rows = [describe(v) for v in VARIANTS]
-    if task is not None:
-        for r in rows:
-            r[f"on {task.NAME}"] = "yes" if task.not_applicable(VARIANTS[r["variant"]]) is None else "no (below)"
-    cols = list(rows[0])
-    widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
-    click.echo("  ".join(c.ljust(widths[c]) for c in cols))
-    for r in rows:
-        click.echo("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
-    for name, v in VARIANTS.items():
-        why = task.not_applicable(v) if task is not None else None
-        if why:
-            click.echo(f"not applicable to {task.NAME}: {name}: {why}")
-
-
 def _progress_bar(total: int, desc: str, unit: str):
     if not sys.stderr.isatty():
         return None
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
-
-
-@cli.command("tasks")
-def tasks_cmd():
-    """The tasks: what each trains, its metrics and its reference."""
-    from . import tasks
-    from .experiments import applicable
-
-    for name in tasks.TASKS:
-        t = tasks.get(name)
-        click.echo(f"{name} (version {t.VERSION}): {t.TITLE}: {t.SUMMARY}")
-        for m in t.METRICS:
-            primary = "  [primary]" if m.name == t.PRIMARY else ""
-            click.echo(f"  metric {m.name:<14} {m.label} ({m.direction}{', ' + m.unit if m.unit else ''}){primary}")
-        click.echo(f"  reference: {t.REFERENCE.label}: {t.REFERENCE.description}")
-        click.echo(f"  variants: {len(applicable(name))} of {len(__import__('study.variants').variants.VARIANTS)}")
-        defaults = t.Protocol()
-        for o in t.OPTIONS:
-            click.echo(f"  study run --task {name} {o.flag}: {o.help}, {o.bounds()} (default "
-                       f"{getattr(defaults, o.field)!r:.40})")
 
 
 @cli.command()
@@ -175,10 +116,8 @@ def run(variant, task_name, seed, steps, runs_dir, device, threads, kinetic, jac
 
     The record goes to RUNS_DIR/single/, apart from the experiments' records.
     """
-    from . import store, tasks
-    from .variants import VARIANTS
-
-    from .variants import canonical
+    from . import tasks
+    from .variants import VARIANTS, canonical
 
     task = checks.task(task_name)
     variant = canonical(variant)
@@ -364,310 +303,6 @@ def _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store):
         _store_single(runs_dir, config, rec, as_json)
 
 
-def _migrate(runs_dir) -> None:
-    """Move the store's records to the names today's configs give them (:mod:`study.migrate`), saying so."""
-    from . import migrate as migrations
-
-    try:
-        done = migrations.migrate(runs_dir)
-    except OSError as exc:
-        _fail(f"cannot migrate the store at {runs_dir}: {exc.strerror or exc}", 1)
-    for name, (moved, written) in done.items():
-        if moved:
-            click.echo(f"migrated {moved} records ({name}): {written} records written, same numbers; see 'study migrate --help'")
-
-
-@cli.command("migrate")
-@_runs_option
-def migrate_cmd(runs_dir):
-    """Move records to their new names where a key left their config without changing their numbers.
-
-    Today: the solver-transfer list left the training configs (it never affected training); each training record
-    keeps its numbers under its new name, its transfer rows become transfer records, and every moved record notes
-    where it came from.  Idempotent; run-all does it before it plans.
-    """
-    checks.run_store("--runs-dir", runs_dir)
-    from . import store
-
-    store.check_usable(runs_dir)
-    _migrate(runs_dir)
-
-
-@cli.command("run-all")
-@_profile_option
-@click.option("--experiments", default=None, help="Comma-separated subset (default: all).")
-@click.option("--tasks", "task_list", default=None,
-              help="Comma-separated tasks whose experiments to run (default: all; see 'study tasks').")
-@_runs_option
-@click.option("--workers", type=int, default=None, help="Local worker processes, at most one per core (default: one per core).")
-@click.option("--scheduler", default=None, help="Address of a Dask scheduler (tcp://host:port) to run on instead.")
-@click.option("--force", is_flag=True, help="Rerun the runs recorded before this invocation started.")
-@_new_store_option
-def run_all(profile, experiments, task_list, runs_dir, workers, scheduler, force, new_store):
-    """Run every experiment of a profile (resumable)."""
-    import time
-
-    from . import executor, store
-    from .experiments import plan
-
-    started = time.time()
-    names = checks.experiments(profile, experiments, checks.task_names(task_list))
-    workers = checks.workers(workers)
-    _store_usable(runs_dir, new_store)
-    checks.scheduler(scheduler)
-    if runs_dir.is_dir():
-        _migrate(runs_dir)
-    jobs = plan(profile, names)
-    total = sum(len(j.run_configs()) for j in jobs)
-    pre = executor.Summary()
-    force_since = started if force else None
-    if runs_dir.is_dir():
-        executor.pending(jobs, runs_dir, force_since, pre)
-    todo_runs = pre.missing if runs_dir.is_dir() else total
-    for q in pre.quarantined:
-        _echo_err(f"corrupt record moved aside and rerun: {q}")
-    click.echo(f"run-all: profile {profile}, {len(jobs)} jobs, {total} runs, {total - todo_runs} already done, "
-               f"{todo_runs} to run on " + (f"Dask at {scheduler}" if scheduler else f"{workers} local worker(s)"))
-    bar = _progress_bar(todo_runs, "run-all", "run")
-    log = _run_all_progress(bar, todo_runs)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a polite kill stops like Ctrl-C: logged, resumable
-    try:
-        summary = executor.run_jobs(jobs, runs_dir, workers=workers, scheduler=scheduler, force_since=force_since, log=log)
-    except KeyboardInterrupt as exc:
-        if bar is not None:
-            bar.close()
-        if getattr(exc, "summary", None) is not None:  # the wall time so far counts toward the profile's
-            executor.log_invocation(runs_dir, profile, names, workers, scheduler, exc.summary)
-        _fail("interrupted: finished runs are stored; run the same command again to resume", 130)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if bar is not None:
-            bar.close()
-    for q in summary.quarantined:
-        _echo_err(f"corrupt record moved aside and rerun: {q}")
-    click.echo(f"run-all: {summary.done} run, {summary.skipped} skipped (already done), "
-               f"{len(summary.diverged)} diverged, {len(summary.failed)} failed, {summary.seconds:.0f} s wall")
-    problem = executor.log_invocation(runs_dir, profile, names, workers, scheduler, summary)
-    if problem:
-        _echo_err(f"warning: {problem}")
-    for f in summary.failed:
-        _echo_err(f"failed: {f}" + (f": {executor.failure_detail(f)}" if f.endswith(".json") else ""))
-    if summary.failed:
-        sys.exit(1)
-
-
-def _run_all_progress(bar, todo_runs: int):
-    """The ``log`` callback of run-all: a bar on a terminal, one line per finished job otherwise."""
-    done = [0]
-
-    def log(event, job, res):
-        n = len(job.run_configs()) if res is None else len(res["done"]) + len(res["unwritten"])  # what it ran
-        done[0] += n
-        desc = job.describe()
-        statuses = sorted({s for _, s in res["done"]} | ({"unwritten"} if res["unwritten"] else set())) if res else ["worker failed"]
-        msg = f"[{done[0]}/{todo_runs}] {desc}: {', '.join(statuses) or 'skipped'}" + (
-            f" ({res['seconds']:.1f} s)" if res and res["done"] else "")
-        if bar is not None:
-            bar.update(n)
-            bar.set_postfix_str(desc[:40])
-            if event == "failed" or "error" in statuses or "unwritten" in statuses:
-                bar.write(msg)
-        else:
-            click.echo(msg)
-            sys.stdout.flush()  # line-oriented progress must reach a log file as it happens
-
-    return log
-
-
-@cli.command()
-@_profile_option
-@_runs_option
-@click.option("--cost", is_flag=True, help="Also what the training runs cost: worker-seconds per experiment and variant.")
-def status(profile, runs_dir, cost):
-    """Runs done, missing, diverged, failed, corrupt.
-
-    Per experiment of the profile; a run that several experiments share counts in each of them.  Stale runs
-    (counted among the missing) have a record made by an older version of the code that computes them.
-
-    Exit code 0; 3 when the store holds corrupt entries (records, links or lines of the run-all log, each
-    listed on stderr as 'corrupt: ...'; run-all moves corrupt records aside and redoes their runs); 2 for bad
-    input.
-    """
-    from . import results
-
-    checks.experiments(profile, None)
-    checks.run_store("--runs-dir", runs_dir)
-    view = results.load(runs_dir, profile)
-    table = view.status()
-    w0 = max(14, 2 + max(len(n) for n in table.experiment))
-    click.echo(f"{'experiment':<{w0}}{'runs':>6}{'done':>6}{'missing':>9}{'stale':>7}{'diverged':>10}{'failed':>8}{'corrupt':>9}")
-    for r in table.itertuples(index=False):
-        click.echo(f"{r.experiment:<{w0}}" + "".join(f"{v:>{w}}" for v, w in zip(r[1:], (6, 6, 9, 7, 10, 8, 9))))
-    for path, problem in view.problems:
-        _echo_err(f"corrupt: {path}: {problem}")
-    if cost:
-        _echo_costs(view.costs(), view.costs(shared="first"))
-        other = sorted(view.job_seconds(exclude="train").items(), key=lambda kv: -kv[1])
-        if other:
-            click.echo("runs that do not train (job seconds from the run-all log, a logged rerun replacing the runs "
-                       "before it): "
-                       + ", ".join(f"{kind} {sec:.0f}" for kind, sec in other) + " worker-seconds")
-        hours, train, rest, alone = view.scratch_hours(2)
-        click.echo(f"the profile from scratch on 2 workers: about {hours:.1f} h (training {train / 60:.0f} "
-                   f"worker-minutes, the runs that do not train {rest / 60:.0f}, of which {alone / 60:.0f} run alone; "
-                   "log entries too old to say what they reran count in full, so this may err long)")
-    if view.problems:
-        sys.exit(CORRUPT)
-
-
-def _echo_costs(df, first) -> None:
-    """The training cost table: per experiment its variants and total; then per task (each run once, in the first
-    experiment that has it)."""
-    from .experiments import task_of
-
-    click.echo("\ntraining cost, from the records (worker-seconds as measured; a batched job's time shared among its"
-               " seeds)")
-    if df.empty:
-        click.echo("no training runs in the store")
-        return
-    w = max(14, 2 + max(len(n) for n in df.experiment))
-    click.echo(f"{'experiment':<{w}}{'variant':<26}{'runs':>5}{'batched':>8}{'diverged':>9}{'per run s':>10}"
-               f"{'worker-s':>10}")
-    for name, part in df.groupby("experiment", sort=False):
-        for r in part.itertuples(index=False):
-            click.echo(f"{name:<{w}}{str(r.variant):<26}{r.runs:>5}{r.members:>8}{r.diverged:>9}{r.per_run:>10.0f}"
-                       f"{r.worker_seconds:>10.0f}")
-        total = part.worker_seconds.sum()
-        click.echo(f"{name:<{w}}{'(all variants)':<26}{part.runs.sum():>5}{'':>8}{part.diverged.sum():>9}{'':>10}"
-                   f"{total:>10.0f}  = {total / 60:.0f} worker-minutes")
-    per_task = first[first.experiment != "all"].assign(task=lambda d: d.experiment.map(task_of))
-    click.echo("\ntraining cost per task (each run once): worker-minutes, and hours of wall time on 2 workers")
-    for task, part in per_task.groupby("task", sort=False):
-        minutes = part.worker_seconds.sum() / 60
-        click.echo(f"  {task:<12}{part.runs.sum():>6} runs {minutes:>8.0f} worker-minutes {minutes / 120:>6.1f} h")
-
-
-def _report_checks(profile, runs_dir, outs) -> None:
-    """The options of figures and tables, checked before matplotlib is imported (whose warnings about its
-    configuration would otherwise come before the one line of a bad option)."""
-    checks.experiments(profile, None)
-    checks.run_store("--runs-dir", runs_dir)
-    for option, d in outs:
-        checks.output_dir(option, d)
-
-
-def _writable_or_creatable(path: Path) -> bool:
-    """Whether ``path`` is a writable directory, or its nearest existing ancestor one that it could be made in."""
-    for p in (path, *path.parents):
-        if os.path.lexists(p):
-            return p.is_dir() and os.access(p, os.W_OK | os.X_OK)
-    return False
-
-
-def _matplotlib() -> None:
-    """Import matplotlib for files only (the Agg backend, whatever display this machine has).  Where its
-    default configuration or cache directory cannot be written (an unwritable or missing HOME), it gets a
-    temporary one in MPLCONFIGDIR, removed at exit, rather than warning about it on every command."""
-    if not os.environ.get("MPLCONFIGDIR"):
-        try:
-            home = Path.home()
-        except RuntimeError:  # no home directory at all
-            home = None
-        bases = [os.environ.get("XDG_CONFIG_HOME") or (home and home / ".config"),
-                 os.environ.get("XDG_CACHE_HOME") or (home and home / ".cache")]
-        if not all(b and _writable_or_creatable(Path(b) / "matplotlib") for b in bases):
-            import atexit
-            import shutil
-            import tempfile
-
-            tmp = tempfile.mkdtemp(prefix="study-matplotlib-")
-            atexit.register(shutil.rmtree, tmp, ignore_errors=True)
-            os.environ["MPLCONFIGDIR"] = tmp
-    import matplotlib
-
-    matplotlib.use("Agg")
-
-
-def _report_view(profile, runs_dir):
-    """The store's view for figures and tables; its corrupt entries, ignored, one line each."""
-    from . import results
-
-    view = results.load(runs_dir, profile)
-    for path, problem in view.problems:
-        _echo_err(f"corrupt (ignored): {path}: {problem}")
-    return view
-
-
-def _report_exit(outcomes) -> None:
-    skipped = sum(len(o.skipped) for o in outcomes)
-    failed = sum(len(o.failed) for o in outcomes)
-    if skipped or failed:
-        _echo_err(f"figures: {skipped} item(s) skipped for incomplete experiments, {failed} failed")
-        sys.exit(1 if failed else 3)
-
-
-@cli.command()
-@_profile_option
-@_runs_option
-@click.option("--out", default=str(Path("figures")), show_default=True, callback=_path)
-@click.option("--tables-out", default=str(Path("paper/generated")), show_default=True, callback=_path,
-              help="Where the LaTeX tables and numbers.tex go.")
-@click.option("--only", default=None, help="Comma-separated figure names (default: all).")
-@click.option("--partial", is_flag=True, help="Draw from incomplete experiments too, marked as partial.")
-@click.option("--list", "list_only", is_flag=True, help="List the figures' names and exit.")
-@click.option("--tasks", "task_list", default=None,
-              help="Comma-separated tasks: only the figures and tables that read those tasks' runs alone (each task's "
-                   "own table and figures among them); numbers.tex and the claims are left as they are.")
-def figures(profile, runs_dir, out, tables_out, only, partial, list_only, task_list):
-    """Every figure, the paper's tables and numbers."""
-    chosen_tasks = checks.task_names(task_list)
-    if not list_only:
-        _report_checks(profile, runs_dir, [("--out", out), ("--tables-out", tables_out)])
-    _matplotlib()
-    from .report import figures as figs
-    from .report import tables
-
-    if list_only:
-        click.echo("\n".join(figs.FIGURES))
-        return
-    chosen = None
-    if only is not None:
-        chosen = [n.strip() for n in only.split(",") if n.strip()]
-        bad = [n for n in chosen if n not in figs.FIGURES]
-        if bad or not chosen:
-            raise UserError(f"unknown figure(s) {', '.join(checks.shown(b) for b in bad) or '(none named)'}; "
-                            f"'study figures --list' names the {len(figs.FIGURES)} figures")
-    view = _report_view(profile, runs_dir)
-    fig = figs.draw_all(view, out, chosen, log=click.echo, partial=partial, tasks=chosen_tasks)
-    tab = tables.write_all(view, tables_out, log=click.echo, partial=partial, tasks=chosen_tasks)
-    _report_exit([fig, tab])
-
-
-@cli.command("tables")
-@_profile_option
-@_runs_option
-@click.option("--out", default=str(Path("paper/generated")), show_default=True, callback=_path)
-@click.option("--partial", is_flag=True, help="Write tables from incomplete experiments too, marked as partial.")
-def tables_cmd(profile, runs_dir, out, partial):
-    """The LaTeX tables and numbers.tex only."""
-    _report_checks(profile, runs_dir, [("--out", out)])
-    _matplotlib()
-    from .report import tables
-
-    view = _report_view(profile, runs_dir)
-    _report_exit([tables.write_all(view, out, log=click.echo, partial=partial)])
-
-
-@cli.command()
-@click.option("--paper-dir", default="paper", show_default=True, callback=_path)
-def paper(paper_dir):
-    """Compile PAPER_DIR/main.tex to main.pdf (reproducibly)."""
-    from .report import paper as build
-
-    build.compile_pdf(paper_dir)
-    click.echo(f"wrote {paper_dir / 'main.pdf'}")
-
-
 def _abort_cause(exc: BaseException) -> str:
     """What lies behind click's Abort: a worker that could not start or died is not a user's Ctrl-C."""
     cause = exc.__cause__ or exc.__context__
@@ -717,6 +352,8 @@ def _one_line(message: str) -> str:
     line = " ".join(message.split())
     return line if len(line) <= 300 else line[:297] + "..."
 
+
+from . import cli_info, cli_report, cli_store  # noqa: E402,F401 - their commands join the group
 
 if __name__ == "__main__":
     main()
