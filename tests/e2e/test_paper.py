@@ -8,7 +8,7 @@ import pytest
 from study import results
 from study.report import figures, style
 from study.variants import VARIANTS
-from tests.helpers import ROOT, study
+from tests.helpers import ENV, ROOT, study
 
 
 @pytest.fixture(scope="module")
@@ -128,3 +128,27 @@ def test_a_task_s_own_items_are_drawn_from_its_runs_alone(built, tmp_path):
     assert sorted(p.name for p in (tmp_path / "t").iterdir()) == ["dynamics.tex", "task_dynamics.tex"]
     table = (tmp_path / "t" / "task_dynamics.tex").read_text()
     assert "Euler (hand)" in table and "trajectory error, reference solve" in table and "1/1" in table
+
+
+@pytest.mark.skipif(shutil.which("latexmk") is None or shutil.which("git") is None,
+                    reason="needs latexmk (apt-get install latexmk texlive-...) and git")
+def test_the_shipped_figures_tables_readme_and_paper_regenerate_byte_for_byte(tmp_path):
+    """`make all`'s report steps on a clone of the committed tree leave `git status` clean: every figure, table,
+    README block and the paper's PDF come out byte for byte as committed (on this CPU too: the log axes take the C
+    library's logarithm, not numpy's AVX-512 one)."""
+    import sys
+
+    if subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=300)
+    r = study("figures", "--runs-dir", str(clone / "runs"), "--out", str(clone / "figures"), "--tables-out",
+              str(clone / "paper" / "generated"), timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    g = clone / "paper" / "generated"
+    subprocess.run([sys.executable, "-m", "study.report.findings", str(clone / "README.md"), str(g / "findings.md"),
+                    str(g / "performance.md")], check=True, env=ENV, cwd=clone, timeout=120, capture_output=True)
+    r = study("paper", "--paper-dir", str(clone / "paper"), timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    changed = subprocess.run(["git", "-C", str(clone), "status", "--porcelain"], capture_output=True, text=True).stdout
+    assert changed == "", changed
