@@ -163,8 +163,8 @@ def pending(jobs: list[Job], runs_dir: Path, force_since: float | None, summary:
     for job in jobs:
         missing = []
         for seed in job.seeds:
-            kept = 0
-            for cfg in job.seed_configs(seed):  # its run and the transfer runs of its model
+            kept, configs = 0, job.seed_configs(seed)
+            for cfg in configs:  # its run and the transfer runs of its model
                 path = store.record_path(runs_dir, cfg["kind"], cfg)
                 if os.path.lexists(path):
                     try:
@@ -174,9 +174,9 @@ def pending(jobs: list[Job], runs_dir: Path, force_since: float | None, summary:
                     except store.CorruptRecord as exc:
                         summary.quarantined.append(f"{path}: {exc}")
                         store.quarantine(path)
-            if kept < len(job.seed_configs(seed)):
+            if kept < len(configs):
                 missing.append(seed)  # its kept runs are skipped, and counted, by the job that runs it
-                summary.missing += len(job.seed_configs(seed)) - kept
+                summary.missing += len(configs) - kept
             else:
                 summary.skipped += kept
         if missing:

@@ -115,11 +115,9 @@ def workprecision_by_part(runs_dir: Path | str) -> tuple[int, int]:
 
 def _old_workprecision(path: Path) -> dict | None:
     """A work-precision record in the layout before :data:`WORKPRECISION` (its solvers listed), else None."""
-    import json
-
     try:
-        rec = json.loads(path.read_bytes())
-    except (OSError, ValueError):
+        rec = store.read_json(path)  # a store file is untrusted: never a FIFO, a link or a huge file
+    except store.CorruptRecord:
         return None
     ok = (isinstance(rec, dict) and isinstance(rec.get("config"), dict) and "measure" not in rec["config"]
           and isinstance(rec["config"].get("solvers"), list) and isinstance(rec["config"].get("gradient_methods"), list)

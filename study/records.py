@@ -9,6 +9,7 @@ built here and nowhere else, and validated here when read.  Torch-free.
 """
 from __future__ import annotations
 
+import functools
 import math
 import traceback as _traceback
 
@@ -230,6 +231,7 @@ _COUNTS = {"params", "epoch", "iteration", "test_epoch", "repeats", "rounds", "m
 _LIKELIHOODS = {"nll", "nll_own", "nll_bias", "gap", "entropy", "loss", "final_loss", "val_nll"}
 
 
+@functools.lru_cache(maxsize=4096)
 def domain(path: str) -> tuple[float, float] | None:
     """``(low, high)`` for the number at dotted ``path`` (list entries named by their list), or None: any."""
     parts = path.split(".")
@@ -250,8 +252,13 @@ def _check_domains(path: str, value) -> None:
         for k, v in value.items():
             _check_domains(f"{path}.{k}", v)
     elif isinstance(value, list):
+        bounds = domain(path)  # once for a list (a curve: thousands of numbers of one field)
         for v in value:
-            _check_domains(path, v)
+            if isinstance(v, (dict, list)):
+                _check_domains(path, v)
+            elif bounds is not None and isinstance(v, (int, float)) and not isinstance(v, bool) \
+                    and not bounds[0] <= v <= bounds[1]:
+                _check_domains(path, v)  # says which and why
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         bounds = domain(path)
         if bounds is not None and not bounds[0] <= value <= bounds[1]:

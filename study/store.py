@@ -170,6 +170,18 @@ def _reject_constant(name: str):
 def read_record(path: Path | str, schemas=None) -> dict:
     """Read and validate one record (``schemas``: see :func:`study.records.validate`); :class:`CorruptRecord` if it
     is not one."""
+    rec = read_json(path)
+    try:
+        records.validate(rec, schemas)
+    except records.InvalidRecord as exc:
+        raise CorruptRecord(str(exc)) from None
+    return rec
+
+
+def read_json(path: Path | str):
+    """The JSON value in the file at ``path``, read as the store reads every file (a regular file, never through a
+    link or from a FIFO, at most :data:`MAX_RECORD_BYTES`), not validated; :class:`CorruptRecord` if it is not
+    JSON."""
     path = Path(path)
     try:
         st = os.lstat(path)
@@ -193,14 +205,10 @@ def read_record(path: Path | str, schemas=None) -> dict:
     try:
         rec = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        raise CorruptRecord(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise CorruptRecord(f"not valid JSON ({exc.msg}, line {exc.lineno})") from None
     except RecursionError:
         raise CorruptRecord("not a record (JSON nested too deeply)") from None
     except ValueError as exc:
-        raise CorruptRecord(str(exc)) from None
-    try:
-        records.validate(rec, schemas)
-    except records.InvalidRecord as exc:
         raise CorruptRecord(str(exc)) from None
     return rec
 

@@ -113,7 +113,7 @@ def torchdiffeq_rhs(field, params, counter):
     return f
 
 
-def torchdiffeq_options(how: How, dtype) -> dict:
+def torchdiffeq_options(how: How) -> dict:
     """torchdiffeq's arguments for ``how``: its method's name, and its tolerances or its uniform grid."""
     kw: dict = {"method": METHODS[how.method].torchdiffeq}
     if how.adaptive:
@@ -128,7 +128,7 @@ def torchdiffeq_options(how: How, dtype) -> dict:
 def _torchdiffeq(field, raw, y0, t0, t1, how: How, counter):
     import torchdiffeq
 
-    kw = torchdiffeq_options(how, y0.dtype)
+    kw = torchdiffeq_options(how)
     tt = torch.tensor([t0, t1], dtype=y0.dtype)
     f = torchdiffeq_rhs(field, raw, counter)
     if how.gradient == "direct":

@@ -111,7 +111,7 @@ def _call(p, backend: str, method: str, mode: str, steps: int, tol: float):
     """A callable doing one solve (and backward pass) and returning its evaluations."""
     import torch
 
-    from .workprecision import _Count
+    from ..engine.solve import Count as _Count
 
     def once():
         counter = _Count()

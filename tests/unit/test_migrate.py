@@ -71,3 +71,25 @@ def test_the_workprecision_migration_round_trips_the_shipped_records(tmp_path):
     for h, rec in shipped.items():
         mine = json.loads((tmp_path / "workprecision" / f"{h}.json").read_text())
         assert {k: v for k, v in mine.items() if k != "migration"} == {k: v for k, v in rec.items() if k != "migration"}
+
+
+def test_a_fifo_in_the_store_does_not_stop_a_migration(tmp_path):
+    """Store files are untrusted: a FIFO named like a work-precision record is never opened for reading (it would
+    wait for a writer forever), and the migration goes on."""
+    import os
+    import signal
+
+    (tmp_path / "workprecision").mkdir()
+    os.mkfifo(tmp_path / "workprecision" / "0123456789abcdef.json")
+    class Blocked(BaseException):  # nothing the migration catches
+        pass
+
+    def blocked(*_):
+        raise Blocked("the migration waited on the FIFO")
+
+    signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(10)
+    try:
+        assert migrate.migrate(tmp_path)[migrate.WORKPRECISION] == (0, 0)
+    finally:
+        signal.alarm(0)

@@ -9,7 +9,6 @@ import numpy as np
 
 from ... import tasks
 from .. import style
-from ..numbers import Numbers
 from ..results import View
 from .common import _num, _table
 
@@ -45,8 +44,5 @@ def task_table(view: View, task: str) -> str:
 
 def builders() -> dict:
     """``{file: (builder, the experiments it reads)}`` for every task."""
-    def build(view: View, N: Numbers, task: str) -> str:
-        return task_table(view, task)
-
-    return {f"task_{t}": ((lambda view, N, t=t: build(view, N, t)), (tasks.experiment(t, "main"),))
+    return {f"task_{t}": ((lambda view, N, t=t: task_table(view, t)), (tasks.experiment(t, "main"),))
             for t in tasks.TASKS}
