@@ -28,7 +28,6 @@ from .. import records, tasks
 KIND = "taskbench"
 ALONE = True  # it times things
 BATCHED = False
-BATCH = {"spiral": 128, "dynamics": 20, "density": 256, "digits": 128}  # each task's training batch
 # (name, backend, method, its torchdiffeq counterpart): the rows, per mode
 ROWS = (("hand-euler", "hand", "euler", "tdq-euler"), ("tdq-euler", "torchdiffeq", "euler", None),
         ("hand-rk4-38", "hand", "rk4-38", "tdq-rk4"), ("tdq-rk4", "torchdiffeq", "rk4-38", None),
@@ -53,7 +52,7 @@ def problem(task: str, seed: int = 0):
     spec = TASK_SPEC["full"][task]
     proto = module.Protocol(**spec.get("protocol", {}))
     config = {"train_variant": spec["wp"]["train_variant"], "fields": ["initial"], "seed": seed,
-              "protocol": proto.as_config(), "batch": BATCH[task]}
+              "protocol": proto.as_config(), "batch": module.BENCH_BATCH}
     (model, _), = module.workprecision_models(config).values()
     p = module.problem(model, config)
     g = torch.Generator().manual_seed(seed)
@@ -74,6 +73,8 @@ class _RHS:
 
     def __call__(self, t, y):
         self.counter.counts[self.counter.phase] += 1
+        if hasattr(self.field, "differentiable"):  # a field whose plain forward builds no graph (autograd's fields)
+            return self.field.differentiable(y, t, self.field.fold(self.raw))
         return self.field.forward(y, t, self.field.fold(self.raw))[0]
 
 
@@ -192,7 +193,7 @@ def measure(task: str, rounds: int = 15, steps: int = 20, tol: float = 1e-3, min
         ref = next((r for r in rows if r["solver"] == row["reference"] and r["mode"] == row["mode"]), None)
         row["ratio_to_tdq"] = None if ref is None else row["median_us"] / ref["median_us"]
         row["ratio_to_floor"] = row["median_us"] / row["floor_us"]
-    return {"rows": rows, "kernel_floor_us": floor, "batch": BATCH[task], "steps": steps, "tol": tol}
+    return {"rows": rows, "kernel_floor_us": floor, "batch": tasks.get(task).BENCH_BATCH, "steps": steps, "tol": tol}
 
 
 def record(config: dict, progress=None) -> dict:

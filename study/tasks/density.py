@@ -71,6 +71,7 @@ METRICS = (
     Metric("mass_own", "total mass on the lattice, training solver", False, target=1.0),
 )
 PRIMARY = "nll"
+BENCH_BATCH = 256  # the task bench's batch: the training batch
 REFERENCE = Reference("data entropy", "the data density's differential entropy: the floor of the expected NLL "
                                       "(Monte Carlo, closed form for the checkerboard)")
 OPTIONS = (Option("--iterations", "iterations", "int", 1, ITERATIONS_MAX, help="training iterations"),

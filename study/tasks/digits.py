@@ -28,6 +28,7 @@ VERSION = 1
 TITLE = "Handwritten digits (real data)"
 SUMMARY = "scikit-learn's 1,797 8x8 digits, fixed stratified split: lift 64 -> 32, flow, linear head; held-out accuracy"
 from .spiral import METRICS, PRIMARY  # noqa: F401  (a classifier's: held-out and training accuracy)
+BENCH_BATCH = 128  # the task bench's batch: the training batch
 REFERENCE = Reference("logistic regression", "multinomial logistic regression on the pixels, same split (the linear "
                       "control)")
 OPTIONS = (Option("--epochs", "epochs", "int", 1, ITERATIONS_MAX, help="epochs"), lr_option())

@@ -35,6 +35,7 @@ METRICS = (
     Metric("train_acc", "training accuracy", True, percent=True),
 )
 PRIMARY = "test_acc"
+BENCH_BATCH = 128  # the task bench's batch: the training batch
 REFERENCE = Reference("Bayes-optimal accuracy", "the exact class posterior by quadrature (study dataset)")
 OPTIONS = (Option("--epochs", "epochs", "int", 1, ITERATIONS_MAX, help="epochs"), lr_option())
 ADAPTIVE_NFE_PER_SOLVE = 40  # a rough mean for dopri5 at the study's tolerances (cost estimates only)

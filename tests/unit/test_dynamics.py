@@ -9,6 +9,9 @@ from study.engine import field as fields
 from study.engine import stepper
 from study.engine.solvers import EMBEDDED
 from study.tasks import dynamics as D
+from study.tasks.dynamics.cubic import CUBIC, CUBIC_RNODE
+from study.tasks.trajectory import data as TD
+from study.tasks.trajectory import fit as TF
 from tests.helpers import step_node_passes_gradcheck
 
 SMALL = dict(iterations=3, n_points=200, eval_every=1, grid=12)
@@ -44,15 +47,15 @@ def test_observations_carry_their_seed_s_noise_and_none_by_default():
 def test_windows_are_drawn_without_replacement_and_read_the_observations():
     P = D.Protocol(n_points=60, batch_size=50, batch_time=10)
     obs = torch.as_tensor(np.stack([D.observations(P, s) for s in (0, 1)]))
-    gens = [D._rng(s, D.STREAM_WINDOWS) for s in (0, 1)]
-    y0, target = D._batch(obs, gens, P)
+    gens = [TD.rng(D.system, s, TD.STREAM_WINDOWS) for s in (0, 1)]
+    y0, target = TF.batch(obs, gens, P)
     assert y0.shape == (2, 2, 50) and target.shape == (10, 2, 2, 50)
     for s in range(2):  # each window is ten consecutive observations from a start in range, starts distinct
         starts = [int(np.flatnonzero((obs[s] == y0[s, :, b]).all(1))[0]) for b in range(50)]
         assert len(set(starts)) == 50 and max(starts) < 50
         for b, st in enumerate(starts):
             assert torch.equal(target[:, s, :, b], obs[s, st: st + 10])
-    again = D._batch(obs, [D._rng(0, D.STREAM_WINDOWS)], P)[0]
+    again = TF.batch(obs, [TD.rng(D.system, 0, TD.STREAM_WINDOWS)], P)[0]
     assert torch.equal(again[0], y0[0])  # a member's windows depend on its seed alone
 
 
@@ -92,19 +95,19 @@ def cubic_weights(S=2, H=5, seed=0):
 
 @pytest.mark.parametrize("t", [0.3, "per-member"])
 def test_the_cubic_field_s_vjp_passes_gradcheck(t):
-    w = D.CUBIC.fold(cubic_weights())
+    w = CUBIC.fold(cubic_weights())
     leaves = [x.detach().requires_grad_() for x in w]
     y = torch.randn(2, 2, 4, dtype=torch.float64, requires_grad=True)
     t = torch.tensor([0.2, 0.9], dtype=torch.float64).view(2, 1, 1) if t == "per-member" else t
-    assert torch.autograd.gradcheck(lambda y, *ws: fields.evaluate(D.CUBIC, y, t, ws), [y, *leaves])
+    assert torch.autograd.gradcheck(lambda y, *ws: fields.evaluate(CUBIC, y, t, ws), [y, *leaves])
     W1, b1, W2, b2 = cubic_weights()
     ref = W2 @ torch.tanh(W1 @ y ** 3 + b1.unsqueeze(-1)) + b2.unsqueeze(-1)
-    assert torch.allclose(fields.evaluate(D.CUBIC, y, t, D.CUBIC.fold(cubic_weights())), ref, atol=1e-12)
+    assert torch.allclose(fields.evaluate(CUBIC, y, t, CUBIC.fold(cubic_weights())), ref, atol=1e-12)
 
 
 @pytest.mark.parametrize("method", ["euler", "rk4", "dopri5"])
 def test_a_step_node_on_the_cubic_field_passes_gradcheck(method):
-    assert step_node_passes_gradcheck(D.CUBIC, cubic_weights(), torch.randn(*(2, 2, 4), dtype=torch.float64), method)
+    assert step_node_passes_gradcheck(CUBIC, cubic_weights(), torch.randn(*(2, 2, 4), dtype=torch.float64), method)
 
 
 def one_iteration(variant, dtype=torch.float64):
@@ -116,7 +119,7 @@ def one_iteration(variant, dtype=torch.float64):
         for p in flow.params:
             p.mul_(5.0)  # a field whose solves need their steps
     obs = torch.as_tensor(np.stack([D.observations(P, s) for s in flow.seeds]), dtype=dtype)
-    y0, target = D._batch(obs, [D._rng(s, D.STREAM_WINDOWS) for s in flow.seeds], P)
+    y0, target = TF.batch(obs, [TD.rng(D.system, s, TD.STREAM_WINDOWS) for s in flow.seeds], P)
     pred = flow.solve(y0, [float(x) for x in D.times(P)[0][: P.batch_time]])
     loss = (pred - target).abs().mean()
     flow.counter.phase = "backward"
@@ -184,13 +187,13 @@ def test_protocols_that_cannot_run_are_refused():
 def test_the_regularised_cubic_field_s_integrands_are_autograd_s_and_its_vjp_passes_gradcheck():
     """RNODE's rows: |f|^2 and the squared Frobenius norm of autograd's Jacobian; the hand VJP through both."""
     raw = [w.requires_grad_() for w in cubic_weights()]
-    F = D.CUBIC_RNODE
+    F = CUBIC_RNODE
     y = torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True)
     out = F.forward(y.detach(), 0.0, F.fold([w.detach() for w in raw]))[0]
     for s in range(2):
         for b in range(3):
-            plain = lambda z: D.CUBIC.forward(z.view(1, 2, 1).expand(2, 2, 1).contiguous(), 0.0,  # noqa: E731
-                                               D.CUBIC.fold([w.detach() for w in raw]))[0][s, :, 0]
+            plain = lambda z: CUBIC.forward(z.view(1, 2, 1).expand(2, 2, 1).contiguous(), 0.0,  # noqa: E731
+                                               CUBIC.fold([w.detach() for w in raw]))[0][s, :, 0]
             J = torch.autograd.functional.jacobian(plain, y.detach()[s, :2, b])
             f = plain(y.detach()[s, :2, b])
             assert torch.allclose(out[s, :2, b], f, atol=1e-13)
@@ -228,10 +231,10 @@ def test_the_regularised_objective_s_gradient_agrees_across_backends(hand, tdq, 
         with torch.no_grad():
             for p in flow.params:
                 p.mul_(5.0)
-        flow.field = D.CUBIC_RNODE
+        flow.field = CUBIC_RNODE
         P = D.Protocol(**SMALL)
         obs = torch.as_tensor(np.stack([D.observations(P, 0)]), dtype=torch.float64)
-        y0, target = D._batch(obs, [D._rng(0, D.STREAM_WINDOWS)], P)
+        y0, target = TF.batch(obs, [TD.rng(D.system, 0, TD.STREAM_WINDOWS)], P)
         pred = flow.solve(torch.cat([y0, torch.zeros_like(y0)], 1), [float(x) for x in D.times(P)[0][:P.batch_time]])
         loss = (pred[:, :, :2] - target).abs().mean() + 0.1 * pred[-1, :, 2].mean() + 0.1 * pred[-1, :, 3].mean()
         loss.backward()

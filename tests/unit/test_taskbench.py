@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from study import records
+from study import records, tasks
 from study.experiments import taskbench_config
 from study.runners import taskbench
 
@@ -12,7 +12,7 @@ def test_the_problem_is_the_task_s_float32_flow_with_no_zero_weight(task):
     if task == "digits":
         pytest.importorskip("sklearn")
     p = taskbench.problem(task)
-    assert p.y0.dtype == torch.float32 and p.y0.shape[-1] == taskbench.BATCH[task]
+    assert p.y0.dtype == torch.float32 and p.y0.shape[-1] == tasks.get(task).BENCH_BATCH
     assert all(w is None or (w.dtype == torch.float32 and w.abs().sum() > 0) for w in p.raw)
     f = p.field.forward(p.y0, p.t0, p.field.fold(p.raw))[0]
     assert f.shape == p.y0.shape and f.abs().sum() > 0
