@@ -9,6 +9,7 @@
 import pytest
 import torch
 
+from study import tasks
 from study.engine.field import evaluate_vjp
 from study.engine.module_field import FieldError, ModuleField
 from study.engine.solve import How, solve
@@ -29,7 +30,7 @@ def _task_problem(task: str):
     return p, raw
 
 
-@pytest.mark.parametrize("task", ["spiral", "dynamics", "density", "digits"])
+@pytest.mark.parametrize("task", tasks.TASKS)
 def test_every_hand_written_vjp_equals_autograd(task):
     p, raw = _task_problem(task)
     field = p.field
@@ -40,7 +41,10 @@ def test_every_hand_written_vjp_equals_autograd(task):
     hand = (gy, *field.unfold(gw))
     leaves = [y.clone().requires_grad_()] + [None if x is None else x.clone().requires_grad_() for x in raw]
     with torch.enable_grad():
-        f, _ = field.forward(leaves[0], t, field.fold(leaves[1:]))
+        if hasattr(field, "differentiable"):  # a field whose forward builds no graph (its VJP is autograd's)
+            f = field.differentiable(leaves[0], t, field.fold(leaves[1:]))
+        else:
+            f, _ = field.forward(leaves[0], t, field.fold(leaves[1:]))
         present = [x for x in leaves if x is not None]
         auto = iter(torch.autograd.grad(f, present, g, allow_unused=True))
     for h, x in zip(hand, leaves):
@@ -142,3 +146,87 @@ def test_how_refuses_what_no_implementation_has():
             How(**kwargs)
     assert How.of_backend("torchdiffeq-adjoint", "dopri5", {"tol": 1e-3}) == How("torchdiffeq", "dopri5", None, 1e-3,
                                                                                     "adjoint")
+
+
+# -- every registered task: a short training lowers its loss and makes records that validate --------------------
+
+SHORT = {"spiral": {"epochs": 6, "n_test": 200, "curve_test_points": 100, "eval_every": 2},
+         "dynamics": {"iterations": 30, "n_points": 250, "eval_every": 10, "grid": 16},
+         "density": {"iterations": 30, "n_train": 512, "n_val": 64, "n_test": 128, "batch_size": 64,
+                     "eval_every": 10, "grid": 8, "n_samples": 32},
+         "digits": {"epochs": 3, "eval_every": 1}}
+
+
+@pytest.mark.parametrize("task", tasks.TASKS)
+def test_a_short_training_of_every_task_lowers_its_loss_and_makes_valid_records(task):
+    from study import records
+
+    from study.experiments import TASK_SPEC
+
+    module = tasks.get(task)
+    cfg = module.model_config("rk4")
+    proto = module.Protocol(**SHORT.get(task, TASK_SPEC["quick"][task].get("protocol", {})))
+    config = module.run_config("rk4", cfg, proto, 0, "cpu", None)
+    (record,), _ = module.train([config])
+    records.validate(record, tasks.record_schema)
+    assert record["status"] == "ok", record.get("error")
+    loss = record["curves"]["loss"]
+    assert len(loss) >= 3 and loss[-1] < loss[0], loss
+
+
+def test_the_dynamics_hand_fields_and_their_rnode_form_equal_autograd_s():
+    """The registered fast path (hand VJPs of the cubic field and of RNODE's terms through it) against the same
+    field differentiated by torch.func (values, then VJPs with respect to the state and every weight)."""
+    from study.engine.autograd_field import AutogradField
+    from study.tasks.dynamics import cubic
+
+    g = torch.Generator().manual_seed(3)
+    S, H, B = 2, 5, 4
+    raw = [torch.randn(S, H, 2, generator=g, dtype=torch.float64), torch.randn(S, H, generator=g, dtype=torch.float64),
+           torch.randn(S, 2, H, generator=g, dtype=torch.float64), torch.randn(S, 2, generator=g, dtype=torch.float64)]
+    for hand, auto, rows in zip(cubic.hand_fields(), cubic.autograd_fields(), (2, 4)):
+        assert isinstance(auto, AutogradField) and getattr(hand, "rows", 2) == rows
+        y = torch.randn(S, rows, B, generator=g, dtype=torch.float64)
+        gout = torch.randn(S, rows, B, generator=g, dtype=torch.float64)
+        fh, saved = hand.forward(y, 0.0, hand.fold(raw))
+        fa, _ = auto.forward(y, 0.0, auto.fold(raw))
+        assert torch.allclose(fh, fa, rtol=1e-12, atol=1e-12)
+        gy_h, gw_h = hand.vjp(gout, y, 0.0, saved, *hand.backward_weights(hand.fold(raw)))
+        gy_a, gw_a = auto.vjp(gout, y, 0.0, (), *auto.backward_weights(auto.fold(raw)))
+        assert torch.allclose(gy_h[:, :2], gy_a[:, :2], rtol=1e-10, atol=1e-12)
+        for h, a in zip(hand.unfold(gw_h), auto.unfold(gw_a)):
+            assert torch.allclose(h, a, rtol=1e-10, atol=1e-12), float((h - a).abs().max())
+
+
+def test_an_autograd_field_passes_gradcheck_through_every_gradient_method():
+    """A field with no hand VJP (the trajectory factory's tanh MLP, as the pendulum uses it), its RNODE form too: the
+    discretisation's exact gradients (direct and checkpointed) pass gradcheck, the continuous adjoint meets
+    torchdiffeq's odeint_adjoint."""
+    import torchdiffeq
+
+    from study.tasks.trajectory.fields import autograd_fields
+
+    g = torch.Generator().manual_seed(4)
+    S, H, B = 1, 4, 3
+    raw = [0.5 * torch.randn(S, H, 2, generator=g, dtype=torch.float64), torch.randn(S, H, generator=g, dtype=torch.float64),
+           0.5 * torch.randn(S, 2, H, generator=g, dtype=torch.float64), torch.randn(S, 2, generator=g, dtype=torch.float64)]
+    for field in autograd_fields(2):
+        rows = getattr(field, "rows", 2)
+        y0 = torch.randn(S, rows, B, generator=g, dtype=torch.float64)
+        for gradient in ("direct", "checkpoint"):
+            how = How("hand", "rk4", 4, None, gradient)
+            f = lambda y_, *w: solve(field, w, y_, 0.0, 0.7, how).sum()  # noqa: E731
+            assert torch.autograd.gradcheck(f, (y0.clone().requires_grad_(), *[w.clone().requires_grad_() for w in raw]),
+                                            eps=1e-6, atol=1e-7)
+        ours = [w.clone().requires_grad_() for w in raw]
+        theirs = [w.clone().requires_grad_() for w in raw]
+        how = How("hand", "dopri5", None, 1e-10, "adjoint")
+        a = torch.autograd.grad(solve(field, ours, y0, 0.0, 0.7, how).pow(2).sum(), ours)
+        rhs = lambda t, y: field.differentiable(y, t, field.fold(theirs))  # noqa: E731
+        module = torch.nn.Module()
+        module.forward = rhs
+        y1 = torchdiffeq.odeint_adjoint(module, y0, torch.tensor([0.0, 0.7], dtype=torch.float64), rtol=1e-10,
+                                        atol=1e-10, adjoint_params=tuple(theirs))[-1]
+        b = torch.autograd.grad(y1.pow(2).sum(), theirs)
+        for x, z in zip(a, b):
+            assert torch.allclose(x, z, rtol=1e-6, atol=1e-8), float((x - z).abs().max())
