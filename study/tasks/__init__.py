@@ -1,26 +1,30 @@
-"""The task registry: what the study's models are trained to do, one module per task.
+"""The task registry: what the study's models are trained to do, one folder (or module) per task.
 
 A run is ``(task, variant, seed, overrides)``.  The variants (:mod:`study.variants`), the solvers and
 gradient methods (:mod:`study.engine`), the store, the executor and the report layer know nothing of
-any task; a task module owns everything specific to it, torch-free at import (torch is imported by
-the functions that train and evaluate):
+any task; a task owns everything specific to it, torch-free at import (torch is imported by
+the functions that train and evaluate).  A task (its package, or the ``TASK`` object its package delegates its
+attributes to) exports:
 
 * ``NAME``, ``VERSION`` (bumped when its data, model or metrics change: it is part of every config
   of the task but the first one's, so a change renames the records it makes), ``TITLE``, ``SUMMARY``;
 * ``METRICS``: its metrics, each a :class:`Metric` with its direction, and ``PRIMARY``, the one its
   tables and transfer are read by; ``REFERENCE``: its ceiling or floor (:class:`Reference`);
 * ``Protocol``: its training protocol (a dataclass with ``from_dict`` and ``validate``) and
-  ``OPTIONS``: the command-line options that set its fields;
+  ``OPTIONS``: the command-line options that set its fields (:class:`Option`, with bounds and help);
 * ``not_applicable(variant) -> str | None``: why a variant does not apply to it (None: it does);
-* ``run_config(variant, overrides, protocol, seed, device, extra) -> dict``: a training run's config;
-* ``train(configs, progress) -> (records, trained)``: train one job (seeds that differ only in their
-  seed) and make its records; ``cost(config, members)``: a relative cost estimate;
-* ``SCHEMA``: the fields its training records hold (:mod:`study.records` checks them);
+* ``model_config(variant, overrides)``, ``run_config(variant, model_cfg, protocol, seed, device, extra) -> dict``:
+  a training run's config; ``DEFAULT_STEPS``; ``REMEDIES``: the protocol's remedy weights it takes;
+* ``train(configs, progress, transfer) -> (records, trained)``: train one job (seeds that differ only in their
+  seed) and make its records, with each trained model's transfer rows; ``cost(config, members)``: a relative cost;
+* ``SCHEMA`` and ``SAME_LENGTH``: the fields its training records hold (:mod:`study.records` checks them);
 * ``summary(record) -> list[str]``: what ``study run`` prints;
-* the hooks of the solver-transfer and work-precision kinds: ``transfer(trained, solvers)`` and
-  ``problem(trained, member)`` (see :mod:`study.runners.transfer`, :mod:`study.runners.workprecision`).
+* the work-precision and task-bench hooks: ``workprecision_models(config)``, ``problem(model, config)`` and
+  ``BENCH_BATCH``.
 
-Adding a task is one module here and its name in :data:`TASKS`.
+Adding a task is one folder here and its name in :data:`TASKS` (and its lines in the profiles' ``TASK_SPEC``).  A
+task that fits a known vector field from one trajectory of it is a :class:`study.tasks.trajectory.System` made a
+task by :func:`study.tasks.trajectory.define` (``dynamics`` is one; README, "Extending the study", adds a pendulum).
 """
 from __future__ import annotations
 

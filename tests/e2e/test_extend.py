@@ -115,3 +115,11 @@ def test_the_new_task_runs_and_gets_its_own_table_and_figures_with_heun_in_its_w
         assert (figs / f"{name}.png").stat().st_size > 10_000, name
     table = (tabs / "task_pendulum.tex").read_text()
     assert "Heun" in table and "RK4" in table
+
+
+def test_the_readme_shows_both_extensions_exactly_as_these_tests_make_them():
+    readme = (ROOT / "README.md").read_text()
+    for snippet in (TABLEAU, METHOD, VARIANT):
+        assert snippet.strip() in readme, snippet
+    for name in ("pendulum.py", "pendulum_profiles.py"):
+        assert (EXAMPLE / name).read_text().strip() in readme, name
