@@ -28,7 +28,8 @@ _BACKENDS = {"hand": ("hand", "direct"), "hand-checkpoint": ("hand", "checkpoint
 
 @dataclass(frozen=True)
 class How:
-    """How to solve: see the module's docstring.  ``max_steps`` caps an adaptive solve's steps."""
+    """How to solve: see the module's docstring.  ``tol`` is an adaptive solve's relative and absolute tolerance
+    (``atol``, where given, its absolute one); ``max_steps`` caps its steps."""
 
     implementation: str = "hand"
     method: str = "rk4"
@@ -36,6 +37,7 @@ class How:
     tol: float | None = None
     gradient: str = "direct"
     max_steps: int = 100_000
+    atol: float | None = None
 
     def __post_init__(self):
         if self.implementation not in IMPLEMENTATIONS:
@@ -66,6 +68,23 @@ class How:
         implementation, gradient = _BACKENDS[backend]
         return cls(implementation, method, grid.get("steps"), grid.get("tol"), gradient, max_steps)
 
+    @classmethod
+    def of_model(cls, cfg) -> "How":
+        """The ``How`` of a model's configuration (:class:`study.config.ModelConfig`): its backend parsed, its
+        steps or tolerances, the seminorm where its adaptive adjoint takes it."""
+        if cfg.backend not in _BACKENDS:
+            raise ValueError(f"unknown backend {cfg.backend!r}; choose one of {', '.join(_BACKENDS)}")
+        implementation, gradient = _BACKENDS[cfg.backend]
+        if cfg.adaptive:
+            if gradient == "adjoint" and cfg.adjoint_norm == "seminorm":
+                gradient = "seminorm"
+            return cls(implementation, cfg.method, None, cfg.rtol, gradient, cfg.max_num_steps, cfg.atol)
+        return cls(implementation, cfg.method, cfg.steps, None, gradient)
+
+    @property
+    def abs_tol(self) -> float | None:
+        return self.tol if self.atol is None else self.atol
+
 
 class Count:
     """A counter with the engine's interface (evaluations by phase; steps), for callers that do not count."""
@@ -78,20 +97,22 @@ class Count:
         self.counts[self.phase] += int(evaluations.max())
 
 
-def solve(field, raw, y0: torch.Tensor, t0: float, t1: float, how: How, counter=None) -> torch.Tensor:
+def solve(field, raw, y0: torch.Tensor, t0: float, t1: float, how: How, counter=None, rhs=None) -> torch.Tensor:
     """``y(t1)`` of ``y' = field(t, y; raw)`` from ``y0`` (the engine's layout, ``(S, d, B)``), differentiable in
-    ``y0`` and ``raw`` by ``how.gradient``; ``counter`` (optional) counts the evaluations by phase."""
+    ``y0`` and ``raw`` by ``how.gradient``; ``counter`` (optional) counts the evaluations by phase.  ``rhs``: the
+    right-hand side torchdiffeq calls (default the field's, :func:`torchdiffeq_rhs`); a model that counts its own
+    evaluations and steps (torchdiffeq's step callbacks) passes itself."""
     counter = Count() if counter is None else counter
     if how.implementation == "hand":
         return _hand(field, raw, y0, t0, t1, how, counter)
-    return _torchdiffeq(field, raw, y0, t0, t1, how, counter)
+    return _torchdiffeq(field, raw, y0, t0, t1, how, counter, rhs)
 
 
 def _hand(field, raw, y0, t0, t1, how: How, counter):
     from . import hand_ode
     from .stepper import Control
 
-    control = Control(how.tol, how.tol, how.max_steps) if how.adaptive else None
+    control = Control(how.tol, how.abs_tol, how.max_steps) if how.adaptive else None
     spec = hand_ode.Solve(how.method, how.steps or 1, control, how.gradient == "seminorm", t0, t1)
     run = {"direct": hand_ode.direct, "checkpoint": hand_ode.checkpointed, "adjoint": hand_ode.adjoint,
            "seminorm": hand_ode.adjoint}[how.gradient]
@@ -117,23 +138,27 @@ def torchdiffeq_options(how: How) -> dict:
     """torchdiffeq's arguments for ``how``: its method's name, and its tolerances or its uniform grid."""
     kw: dict = {"method": METHODS[how.method].torchdiffeq}
     if how.adaptive:
-        kw.update(rtol=how.tol, atol=how.tol, options={"max_num_steps": how.max_steps})
+        kw.update(rtol=how.tol, atol=how.abs_tol, options={"max_num_steps": how.max_steps})
+        if how.gradient in ("adjoint", "seminorm"):
+            kw["adjoint_options"] = {"max_num_steps": how.max_steps}
+            if how.gradient == "seminorm":
+                kw["adjoint_options"]["norm"] = "seminorm"
     else:
+        # The uniform N-step grid, given explicitly: torchdiffeq's step_size option can add a zero-length step when
+        # 1/step_size rounds up.  (The adjoint's backward solve calls it on the reversed, negated interval.)
         n = how.steps
         kw["options"] = {"grid_constructor": lambda f, y0, t: torch.linspace(float(t[0]), float(t[-1]), n + 1,
-                                                                             dtype=t.dtype)}
+                                                                             dtype=t.dtype, device=t.device)}
     return kw
 
 
-def _torchdiffeq(field, raw, y0, t0, t1, how: How, counter):
+def _torchdiffeq(field, raw, y0, t0, t1, how: How, counter, rhs=None):
     import torchdiffeq
 
     kw = torchdiffeq_options(how)
-    tt = torch.tensor([t0, t1], dtype=y0.dtype)
-    f = torchdiffeq_rhs(field, raw, counter)
+    tt = torch.tensor([t0, t1], dtype=y0.dtype, device=y0.device)
+    f = torchdiffeq_rhs(field, raw, counter) if rhs is None else rhs
     if how.gradient == "direct":
         return torchdiffeq.odeint(f, y0, tt, **kw)[-1]
-    if how.gradient == "seminorm":
-        kw["adjoint_options"] = {"norm": "seminorm"}
     present = tuple(x for x in raw if x is not None)
     return torchdiffeq.odeint_adjoint(f, y0, tt, adjoint_params=present, **kw)[-1]

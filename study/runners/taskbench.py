@@ -79,33 +79,13 @@ class _RHS:
 
 
 def _solve(p, raw, backend: str, method: str, steps: int, tol: float, counter):
-    import torch
-
+    """One solve through the solve entry; torchdiffeq calls the field's plain-torch forward under autograd."""
     from ..config import METHODS
-    from ..engine import hand_ode
-    from ..engine.stepper import Control
+    from ..engine.solve import How, solve
 
-    adaptive = METHODS[method].adaptive
-    if backend.startswith("hand"):
-        spec = hand_ode.Solve(method, steps, Control(tol, tol, 100_000) if adaptive else None, False, p.t0, p.t1)
-        solve = {"hand": hand_ode.direct, "hand-checkpoint": hand_ode.checkpointed, "hand-adjoint": hand_ode.adjoint}
-        return solve[backend](p.y0, tuple(raw), spec, counter, p.field)
-    import torchdiffeq
-
-    kw: dict = {"method": METHODS[method].torchdiffeq}
-    if adaptive:
-        kw.update(rtol=tol, atol=tol, options={"max_num_steps": 100_000})
-    else:
-        kw["options"] = {"grid_constructor": lambda f, y0, t: torch.linspace(float(t[0]), float(t[-1]), steps + 1,
-                                                                             dtype=t.dtype)}
-    tt = torch.tensor([p.t0, p.t1], dtype=p.y0.dtype)
-    f = _RHS(p.field, raw, counter)
-    if backend == "torchdiffeq-adjoint":
-        module = torch.nn.Module()
-        module.forward = f  # odeint_adjoint wants a module; its parameters are given
-        return torchdiffeq.odeint_adjoint(module, p.y0, tt, adjoint_params=tuple(x for x in raw if x is not None),
-                                          **kw)[-1]
-    return torchdiffeq.odeint(f, p.y0, tt, **kw)[-1]
+    grid = {"tol": tol} if METHODS[method].adaptive else {"steps": steps}
+    how = How.of_backend(backend, method, grid)
+    return solve(p.field, raw, p.y0, p.t0, p.t1, how, counter, rhs=_RHS(p.field, raw, counter))
 
 
 def _call(p, backend: str, method: str, mode: str, steps: int, tol: float):

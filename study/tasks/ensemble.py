@@ -11,7 +11,7 @@ that a task module (and the report layer that reads its metrics) stays torch-fre
 """
 from __future__ import annotations
 
-from ..config import METHODS, ModelConfig
+from ..config import ModelConfig
 
 
 class Ensemble:
@@ -55,39 +55,13 @@ class Ensemble:
         return torch.stack(out)
 
     def interval(self, y, t0: float, t1: float, cfg: ModelConfig | None = None):
-        """The state at ``t1`` of one solve of ``cfg`` (default: the model's own) from ``y`` at ``t0``."""
-        from ..engine import hand_ode
-        from ..engine.stepper import Control
+        """The state at ``t1`` of one solve of ``cfg`` (default: the model's own) from ``y`` at ``t0``, through the
+        one solve entry (:func:`study.engine.solve.solve`); torchdiffeq calls the model itself (it counts the
+        evaluations and, by its step callbacks, the steps)."""
+        from ..engine.solve import How, solve
 
         cfg = self.cfg if cfg is None else cfg
-        if cfg.backend.startswith("hand"):
-            control = Control(cfg.rtol, cfg.atol, cfg.max_num_steps) if cfg.adaptive else None
-            spec = hand_ode.Solve(cfg.method, cfg.steps, control, cfg.adjoint_norm == "seminorm", t0, t1)
-            solve = {"hand": hand_ode.direct, "hand-checkpoint": hand_ode.checkpointed,
-                     "hand-adjoint": hand_ode.adjoint}[cfg.backend]
-            return solve(y, tuple(self.params), spec, self.counter, self.field)
-        return self._tdq_interval(y, t0, t1, cfg)
-
-    def _tdq_interval(self, y, t0: float, t1: float, cfg: ModelConfig):
-        import torch
-        import torchdiffeq
-
-        kw: dict = {"method": METHODS[cfg.method].torchdiffeq}
-        if cfg.adaptive:
-            kw.update(rtol=cfg.rtol, atol=cfg.atol, options={"max_num_steps": cfg.max_num_steps})
-        else:
-            n = cfg.steps
-            kw["options"] = {"grid_constructor": lambda f, y0, t: torch.linspace(
-                float(t[0]), float(t[-1]), n + 1, dtype=t.dtype, device=t.device)}
-        tt = torch.tensor([t0, t1], dtype=y.dtype, device=y.device)
-        if cfg.backend == "torchdiffeq-adjoint":
-            if cfg.adaptive:
-                aopts = {"max_num_steps": cfg.max_num_steps}
-                if cfg.adjoint_norm == "seminorm":
-                    aopts["norm"] = "seminorm"
-                kw["adjoint_options"] = aopts
-            return torchdiffeq.odeint_adjoint(self, y, tt, adjoint_params=tuple(self.params), **kw)[-1]
-        return torchdiffeq.odeint(self, y, tt, **kw)[-1]
+        return solve(self.field, self.params, y, float(t0), float(t1), How.of_model(cfg), self.counter, rhs=self)
 
     def member_weights(self, s: int, dtype=None) -> list:
         """Member ``s``'s raw parameters as ``(1, ...)`` copies (float64 unless ``dtype``)."""
