@@ -15,7 +15,7 @@ def dataset(sigma, seed):
     """The data set and its Bayes-optimal accuracy."""
     import numpy as np
 
-    from . import data
+    from .tasks.spiral import data
 
     sigma = checks.sigma(data.SIGMA if sigma is None else sigma)
     checks.seed(seed)

@@ -8,7 +8,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .. import data
+from ..tasks.spiral import data
 from .results import View
 
 

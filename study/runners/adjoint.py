@@ -28,8 +28,8 @@ import torch
 from .. import records
 from ..config import Protocol
 from ..engine.models import Classifier
-from ..engine.step import training_step
-from ..engine.train import fit
+from ..tasks.classification import fit
+from ..tasks.spiral.step import training_step
 from ..provenance import environment
 from ..variants import variant_config
 from ..tasks import spiral
@@ -47,7 +47,7 @@ def cost(config: dict, members: int) -> float:
 
 
 def _batches(seed: int, P: Protocol, size: int, count: int):
-    from .. import data
+    from ..tasks.spiral import data
 
     sp = data.make_split(seed, P.n_train, 2, P.sigma)
     for b in range(count):

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import data, records
+from .. import records
+from ..tasks.spiral import data
 from ..config import METHODS
 from ..engine.models import Classifier
-from ..engine.step import optimizer_step
+from ..tasks.spiral.step import optimizer_step
 from ..engine.timer import median_spread, sync
 from ..provenance import environment
 from ..variants import variant_config

@@ -8,7 +8,7 @@ import torch
 from .. import records
 from ..config import Protocol
 from ..engine.models import Classifier
-from ..engine.step import first_batch, training_step
+from ..tasks.spiral.step import first_batch, training_step
 from ..provenance import environment
 from ..variants import variant_config
 from ..tasks.spiral import train_models as train

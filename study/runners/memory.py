@@ -11,7 +11,7 @@ from .. import records
 from ..config import ModelConfig
 from ..engine.instrument import activation_bytes
 from ..engine.models import Classifier
-from ..engine.step import first_batch, training_step
+from ..tasks.spiral.step import first_batch, training_step
 from ..engine.timer import median_spread, reference_ratio, sync, time_alternating
 from ..provenance import environment
 from ..variants import variant_config

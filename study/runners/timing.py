@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import torch
 
-from .. import data, records
+from .. import records
+from ..tasks.spiral import data
 from ..config import Protocol
 from ..engine.models import Classifier
-from ..engine.step import optimizer_step
+from ..tasks.spiral.step import optimizer_step
 from ..engine.timer import median_spread, reference_ratio, time_alternating
 from ..provenance import environment
 from ..variants import variant_config

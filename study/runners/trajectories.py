@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import data, records
+from .. import records
+from ..tasks.spiral import data
 from ..config import Protocol
 from ..provenance import environment
 from ..variants import variant_config

@@ -4,7 +4,7 @@ network, hidden width 64, over [0, 1]), a linear head to the 10 classes.
 
 The split is fixed (stratified, 25% held out, ``split_seed``) and the pixels are standardised on the training
 split alone; a seed sets the initialisation and the shuffling, as on the spiral.  The model and its training
-are the spiral's engine (:class:`study.engine.models.Classifier`, :func:`study.engine.train.fit`; every variant
+are the spiral's engine (:class:`study.engine.models.Classifier`, :func:`study.tasks.classification.fit`; every variant
 and backend), with this task's data.  Its controls, on the same split: the model without a flow (``no-flow``:
 lift and linear head, a rank-32 linear classifier), the ResNet, a multinomial logistic regression on the pixels
 (scikit-learn; :func:`logistic_regression`, in every record as ``metrics.logistic_regression``) and, in the
@@ -112,11 +112,11 @@ def reference_value(P: Protocol | None = None) -> tuple[float, float]:
 
 
 def data_of(seeds, P: Protocol, device: str = "cpu"):
-    """Every member's copy of the split and its own shuffling stream (:class:`study.engine.train.Data`)."""
+    """Every member's copy of the split and its own shuffling stream (:class:`study.tasks.classification.Data`)."""
     import torch
 
-    from .. import data
-    from ..engine.train import Data
+    from .classification import Data
+    from .spiral import data
 
     xtr, ytr, xte, yte = split(P.test_fraction, P.split_seed)
     S = len(seeds)

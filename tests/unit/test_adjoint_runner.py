@@ -12,7 +12,7 @@ def _weights(zero_init: bool, seed: int = 0) -> adjoint._Weights:
 
 
 def _batch():
-    from study.engine.step import first_batch
+    from study.tasks.spiral.step import first_batch
 
     return first_batch(0, 32, "cpu")
 

@@ -86,7 +86,7 @@ def test_importing_the_package_changes_no_global_state():
     """Warnings filters and the matplotlib backend belong to the entry points, not to imports
     (the libraries' own import-time filters are in place before the package is imported)."""
     code = ("import warnings, matplotlib, matplotlib.pyplot, torch, torchdiffeq, pandas, seaborn, scipy.stats; before = (list(warnings.filters), matplotlib.get_backend()); "
-            "import study.engine.models, study.engine.train, study.report.style, study.report.figures, study.executor; "
+            "import study.engine.models, study.tasks.classification, study.report.style, study.report.figures, study.executor; "
             "after = (list(warnings.filters), matplotlib.get_backend()); assert before == after, (before, after)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**ENV, "MPLBACKEND": "pdf"},
                        timeout=120)

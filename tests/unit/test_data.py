@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from study import data
+from study.tasks.spiral import data
 
 
 def test_split_is_balanced_deterministic_and_independent():

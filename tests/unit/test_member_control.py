@@ -75,7 +75,7 @@ def test_a_batched_member_is_the_same_whatever_its_neighbours(variant):
 
 def test_seeds_of_a_checkpointed_or_torchdiffeq_adaptive_variant_are_not_batched():
     from study.config import Protocol
-    from study.engine.train import fit
+    from study.tasks.classification import fit
     from study.variants import variant_config
 
     for v in ("checkpoint-dopri5", "tdq-dopri5"):

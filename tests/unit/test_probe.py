@@ -29,7 +29,7 @@ def test_separable_data_is_separated_and_noise_is_not():
 
 def test_spirals_are_not_linearly_separable_in_the_input():
     """The benchmark's raw input: a linear classifier stays far below the Bayes ceiling (about 87%)."""
-    from study import data
+    from study.tasks.spiral import data
 
     sp = data.make_split(0, 1000, 10_000, 0.1)
     acc = probe.fit(sp.x_train, sp.y_train).accuracy(sp.x_test, sp.y_test)

@@ -9,7 +9,7 @@ from study.config import ModelConfig, Protocol, run_config, train_engine
 from study.engine import field as fieldmod
 from study.engine.models import Classifier
 from study.engine.rnode import RegularisedMLP
-from study.engine.train import fit
+from study.tasks.classification import fit
 from study.variants import variant_config
 from tests.helpers import step_node_passes_gradcheck
 

@@ -331,16 +331,3 @@ def test_a_record_that_names_another_task_is_invalid_and_no_exception_escapes(ta
             records.validate(rec, tasks.record_schema)
     with pytest.raises(records.InvalidRecord, match="cannot be checked"):
         records.validate(shipped("train"), lambda r: 1 / 0)  # a schema that breaks
-
-
-def test_the_store_and_the_engine_import_no_task_and_no_runner():
-    import subprocess
-    import sys
-
-    from tests.helpers import ENV
-
-    code = ("import sys, study.store, study.records, study.provenance, study.engine.models, "
-            "study.engine.train, study.engine.stepper, study.engine.hand_solve, study.engine.hand_ode; "
-            "bad = [m for m in sys.modules if m.startswith(('study.tasks', 'study.runners'))]; assert not bad, bad")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
-    assert r.returncode == 0, r.stderr

@@ -83,7 +83,7 @@ def test_record_contents():
 
 
 def test_a_diverging_member_of_a_batch_records_what_it_would_alone(monkeypatch):
-    from study import data
+    from study.tasks.spiral import data
 
     make_split = data.make_split
 

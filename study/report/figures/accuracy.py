@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ... import data, variants
+from ... import variants
+from ...tasks.spiral import data
 from .. import style
 from ..reported import ARTICLE
 from ..results import View

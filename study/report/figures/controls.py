@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import data
+from ...tasks.spiral import data
 from .. import style
 from ..results import View
 from .common import _need, _plt, _results

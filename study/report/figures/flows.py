@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ... import data
+from ...tasks.spiral import data
 from .. import style
 from ..results import View
 from .common import _need, _plt

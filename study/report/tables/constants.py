@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ... import data, variants
+from ... import variants
+from ...tasks.spiral import data
 from ..numbers import Numbers
 from ..reported import ARTICLE
 from ..results import View

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from .. import data
-from . import optim
-from .loss import loss_fn
+from . import data
+from ...engine import optim
+from ...engine.loss import loss_fn
 
 
 def first_batch(seed: int, n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +34,7 @@ def training_step(model, x: torch.Tensor, y: torch.Tensor, optimizer=None):
 def optimizer_step(model, x, y, mode: str, ensemble: bool):
     """A closure: one training step with training's fused Adam (``mode="train"``), or one forward pass
     without gradients (``mode="forward"``).  ``ensemble``: the model takes ``(S, B, 2)`` batches."""
-    opt = optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as in training (study.engine.train)
+    opt = optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as in training (study.tasks.classification)
     ce = torch.nn.CrossEntropyLoss()
 
     if mode == "forward":

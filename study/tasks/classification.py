@@ -17,13 +17,13 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from .. import data
-from . import optim
 from ..config import ModelConfig, Protocol
-from .instrument import activation_bytes
-from .loss import member_losses
-from .models import Classifier
-from .rnode import RegularisedMLP
+from ..engine import optim
+from ..engine.instrument import activation_bytes
+from ..engine.loss import member_losses
+from ..engine.models import Classifier
+from ..engine.rnode import RegularisedMLP
+from .spiral import data
 
 CURVES = ("loss", "train_acc", "nfe_forward", "nfe_backward", "accepted_steps", "rejected_steps")
 

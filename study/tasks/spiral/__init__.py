@@ -1,9 +1,9 @@
 """Task ``spiral``: the article's two-spiral classifier (lift 2 -> d, a flow, a head), the study's first task.
 
-The data are two interleaving Archimedean spirals with Gaussian noise (:mod:`study.data`: seeded training
+The data are two interleaving Archimedean spirals with Gaussian noise (:mod:`study.tasks.spiral.data`: seeded training
 and held-out sets, and the Bayes-optimal accuracy by quadrature, the task's ceiling); the model is
 :class:`study.engine.models.Classifier` (the article's ReLU head, or a linear one with ``head: linear``);
-training is the article's protocol (:func:`study.engine.train.fit`: Adam 0.01, cosine, 500 epochs,
+training is the article's protocol (:func:`study.tasks.classification.fit`: Adam 0.01, cosine, 500 epochs,
 batch 128).  Several seeds of a fixed-step variant are one job and train as one batched model; each
 seed gets its own record.  With ``probe: true`` in the config, each trained member is also probed: a
 logistic regression (:mod:`study.engine.probe`) fitted on the training points' input ``x``, lifted
@@ -21,10 +21,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import ITERATIONS_MAX, Metric, Option, Reference, lr_option
-from .. import records
-from ..config import METHODS, REMEDIES, ModelConfig, Protocol, run_config as _spiral_run_config, solver_label  # noqa: F401
-from ..provenance import environment
+from .. import ITERATIONS_MAX, Metric, Option, Reference, lr_option
+from ... import records
+from ...config import METHODS, REMEDIES, ModelConfig, Protocol, run_config as _spiral_run_config, solver_label  # noqa: F401
+from ...provenance import environment
 
 NAME = "spiral"
 VERSION = 1
@@ -43,7 +43,7 @@ ADAPTIVE_NFE_PER_SOLVE = 40  # a rough mean for dopri5 at the study's tolerances
 
 def reference_value() -> tuple[float, float]:
     """The Bayes-optimal accuracy and its standard error."""
-    from .. import data
+    from . import data
 
     return data.bayes_accuracy()
 
@@ -53,7 +53,7 @@ def not_applicable(variant) -> str | None:
 
 
 def model_config(variant: str, overrides: dict | None = None) -> ModelConfig:
-    from ..variants import variant_config
+    from ...variants import variant_config
 
     return variant_config(variant, **(overrides or {}))
 
@@ -117,8 +117,8 @@ def train_models(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int
                  progress: Callable[[int, float], None] | None = None, extra_config: dict | None = None,
                  data_=None, config_of: Callable[[int], dict] | None = None):
     """Train one model per seed (as one ensemble): ``(records, trained ensemble)``.  A classification task other
-    than the spiral passes its data (:class:`study.engine.train.Data`) and its configs (``config_of(seed)``)."""
-    from ..engine.train import fit
+    than the spiral passes its data (:class:`study.tasks.classification.Data`) and its configs (``config_of(seed)``)."""
+    from ..classification import fit
 
     h = fit(model_cfg, protocol, seeds, device, progress, data_=data_)
     env = environment(device)
@@ -141,7 +141,7 @@ def probe_members(model, seeds: Sequence[int], P: Protocol, device: str = "cpu")
     the evaluations it makes are not counted (they would change no record, but keep the counter honest)."""
     import torch
 
-    from ..engine.train import Data
+    from ..classification import Data
 
     d = Data.of(seeds, P, device)
     counter = model.counter
@@ -162,7 +162,7 @@ def probe_members(model, seeds: Sequence[int], P: Protocol, device: str = "cpu")
             if not (np.isfinite(ztr).all() and np.isfinite(zte).all()):
                 row = None
                 break
-            from ..engine import probe as linear_probe
+            from ...engine import probe as linear_probe
 
             fitted = linear_probe.fit(ztr, ytr)
             row[f"{name}_train"] = fitted.accuracy(ztr, ytr)
@@ -208,8 +208,8 @@ def transfer_rows(model, seeds: Sequence[int], P: Protocol, solvers: list[dict],
     of one vector field (the ResNet, no flow) have no rows."""
     import torch
 
-    from ..engine.train import Data, evaluate, is_solver_failure
-    from ..engine.models import Classifier
+    from ..classification import Data, evaluate, is_solver_failure
+    from ...engine.models import Classifier
 
     if model.cfg.model != "ode":
         return [[] for _ in seeds]
@@ -244,8 +244,8 @@ def workprecision_models(config: dict) -> dict:
     """The models whose fields the work-precision runner measures: ``{name: (model, status)}`` for the names in
     ``config["fields"]`` (``trained``: ``train_variant`` trained alone on ``seed`` with ``protocol``;
     ``initial``: its initial weights, whose field is zero with the article's zero initialisation)."""
-    from ..engine.models import Classifier
-    from ..variants import variant_config
+    from ...engine.models import Classifier
+    from ...variants import variant_config
 
     cfg = variant_config(config["train_variant"])
     out = {}
@@ -261,7 +261,7 @@ def workprecision_models(config: dict) -> dict:
 def problem(model, config: dict):
     """The flow of ``model`` (member 0, in float64) from the lifted first ``batch`` held-out points over [0, 1]; the
     loss is the head's cross-entropy on their labels."""
-    from .. import data
+    from . import data
 
     m = model.member(0).double() if model.members > 1 else model.double()
     P = Protocol.from_dict(config["protocol"])
@@ -274,8 +274,8 @@ def flow_problem(m, x, y):
     flow over [0, 1] from their lifted states; the loss is the head's cross-entropy."""
     import torch
 
-    from ..engine.field import MLP
-    from ..runners.workprecision import Problem
+    from ...engine.field import MLP
+    from ...runners.workprecision import Problem
 
     x = torch.as_tensor(x, dtype=torch.float64).unsqueeze(0)
     y = torch.as_tensor(y)

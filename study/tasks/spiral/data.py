@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from .config import SIGMA  # the article's noise level, one source for the whole package
+from ...config import SIGMA  # the article's noise level, one source for the whole package
 
 THETA_MAX = 3 * math.pi
 
