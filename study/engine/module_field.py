@@ -33,6 +33,7 @@ class ModuleField:
         self.sample_shape = tuple(int(n) for n in sample_shape)
         self.features = math.prod(self.sample_shape)
         self.names = [name for name, _ in module.named_parameters()]
+        self.params = tuple(p for _, p in module.named_parameters())
 
     # -- the module's parameters and states, in the engine's layout --------------------------------------------
     def raw(self) -> tuple:
@@ -47,10 +48,18 @@ class ModuleField:
         """The engine's ``(1, F, B)`` as the module's ``(B, *sample_shape)``."""
         return y[0].transpose(0, 1).reshape(-1, *self.sample_shape)
 
+    def _own(self, w) -> bool:
+        """Whether ``w`` are the module's own parameters (then it is called as it is, without ``functional_call``'s
+        cost of swapping them in)."""
+        return len(w) == len(self.params) and all(a is b for a, b in zip(w, self.params))
+
     def _call(self, y, t, w) -> torch.Tensor:
         tt = t.reshape(()) if isinstance(t, torch.Tensor) else torch.tensor(t, dtype=y.dtype, device=y.device)
         x = self.to_user(y)
-        out = torch.func.functional_call(self.module, dict(zip(self.names, w)), (tt, x))
+        if self._own(w):
+            out = self.module(tt, x)
+        else:
+            out = torch.func.functional_call(self.module, dict(zip(self.names, w)), (tt, x))
         if not isinstance(out, torch.Tensor) or out.shape != x.shape or out.dtype != x.dtype:
             what = type(out).__name__ if not isinstance(out, torch.Tensor) else f"{out.dtype} {tuple(out.shape)}"
             raise FieldError(f"the field returned {what} for a state of {x.dtype} {tuple(x.shape)}: it must return "
@@ -83,6 +92,11 @@ class ModuleField:
         return tuple(w), None
 
     def vjp(self, g, y, t, saved, tensors, meta):
+        if self._own(tensors) and all(p.requires_grad for p in tensors):  # autograd's own VJP through the module
+            with torch.enable_grad():
+                y_ = y.detach().requires_grad_()
+                grads = torch.autograd.grad(self._call(y_, t, tensors), (y_, *tensors), g, allow_unused=True)
+            return grads[0], tuple(torch.zeros_like(p) if x is None else x for p, x in zip(tensors, grads[1:]))
         with torch.enable_grad():
             _, pull = torch.func.vjp(lambda y_, *w_: self._call(y_, t, w_), y.detach(), *[x.detach() for x in tensors])
             gy, *gw = pull(g)

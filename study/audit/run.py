@@ -1,0 +1,133 @@
+"""``study audit``: train the user's model in every cell of a budget, measure each trained model, keep one record per
+(cell, seed) in the store, and write the report.  Resumable: a record is named by the problem file's content hash and
+its config, so a second run does only what is missing, and a changed file starts afresh."""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import torch
+
+from .. import records, store
+from ..provenance import environment
+from . import analyse, cells
+from .model import given_modules, model_for
+from .problem import load
+from .train import evaluate, how_of, nfe_trend, train
+
+AUDIT_VERSION = 1  # bumped when what an audit record measures changes: it renames every audit record
+
+
+def config(loaded, budget, cell: dict | None, seed: int | None, iterations: int) -> dict:
+    """An audit record's config: the problem (its file's hash), the budget's grids, the cell and seed (None, None:
+    the given trained model)."""
+    p = loaded.problem
+    return {"kind": "audit", "audit_version": AUDIT_VERSION, "problem": loaded.sha256, "problem_name": loaded.name,
+            "budget": budget.name, "cell": cell, "seed": seed, "iterations": iterations, "batch_size": p.batch_size,
+            "lr": p.lr, "transfer_steps": list(budget.transfer_steps), "wp_steps": list(budget.wp_steps),
+            "wp_tolerances": list(budget.wp_tolerances), "reference_tol": budget.reference_tol}
+
+
+def plan(loaded, budget, seeds: int) -> list[dict]:
+    """Every record of the audit: each cell x seed, and the given model where the problem names one."""
+    iterations = min(loaded.problem.iterations, budget.iterations or loaded.problem.iterations)
+    out = [config(loaded, budget, c, s, iterations) for c in cells.cells(budget) for s in range(seeds)]
+    if loaded.problem.state_dict is not None:
+        out.append(config(loaded, budget, None, None, 0))
+    return out
+
+
+def _finite(v):
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _measured(model, loaded, budget, cell: dict, rho_start) -> dict:
+    """Everything measured on a trained (or given) model in its cell's solver."""
+    own = evaluate(model, loaded.test, how_of(cell)) if cell else None
+    hand = evaluate(model, loaded.test, how_of({**cell, "implementation": "hand", "gradient": "direct"})) if cell else None
+    rows = analyse.transfer(model, loaded, budget)
+    ref = rows[-1]
+    radii = analyse.spectral_radii(model, loaded, budget)
+    primary = loaded.problem.primary
+    metrics = {"params": sum(p.numel() for p in model.parameters()),
+               "test_loss_ref": _finite(ref["loss"]), "test_primary_ref": _finite(ref["primary"]),
+               "rho_start": rho_start, "rho_end": max(radii) if radii else None}
+    if cell:
+        vals = own["values"] or {}
+        metrics.update(test_loss_own=_finite(vals.get("loss")), test_primary_own=_finite(vals.get(primary)),
+                       nfe_eval=own["nfe"], eval_failure=own["failure"])
+        own_p, ref_p = metrics["test_primary_own"], metrics["test_primary_ref"]
+        metrics["ode_gap"] = (abs(ref_p - own_p) / max(abs(own_p), 1e-12)
+                              if own_p is not None and ref_p is not None else None)
+        metrics.update(analyse.stiffness(radii, cell, loaded, hand["accepted"] if hand else None))
+    else:
+        metrics["stiffness"] = [{"solver": cells.solver_label(c), **analyse.stiffness(radii, c, loaded, None)}
+                                for c in cells.cells(budget) if c["implementation"] == "hand"
+                                and c["gradient"] == "direct" and "steps" in c]
+    wp = analyse.workprecision(model, loaded, budget, 3 if budget.name == "standard" else 1)
+    return {"metrics": metrics, "transfer": rows, "workprecision": wp}
+
+
+def run_one(loaded, budget, cfg: dict) -> dict:
+    """The record of one config (training, then every measurement)."""
+    env = environment("cpu")
+    if cfg["cell"] is None:  # the given trained model, as it is
+        model = model_for(loaded, 0, given_modules(loaded))
+        m = _measured(model, loaded, budget, None, None)
+        return records.make(cfg, {**m["metrics"], "given": True}, env, transfer=m["transfer"],
+                            workprecision=m["workprecision"])
+    rho_start = max(analyse.spectral_radii(model_for(loaded, cfg["seed"]), loaded, budget) or [0.0])
+    model, t = train(loaded, cfg["cell"], cfg["seed"], cfg["iterations"])
+    m = _measured(model, loaded, budget, cfg["cell"], rho_start)
+    c = t["curves"]
+    metrics = {**m["metrics"], "iterations_completed": t["iterations_completed"],
+               "final_loss": c["loss"][-1] if c["loss"] else None, "wall_time_s": t["wall_time_s"],
+               "time_per_iteration_s": t["wall_time_s"] / max(1, t["iterations_completed"]), "nfe_trend": nfe_trend(c),
+               "nfe_per_iteration": (sum(c["nfe_forward"]) + sum(c["nfe_backward"])) / max(1, len(c["iteration"]))}
+    return records.make(cfg, metrics, env, t["status"], t["reason"], curves=c, transfer=m["transfer"],
+                        workprecision=m["workprecision"])
+
+
+def audit(path, budget: str = "quick", seeds: int | None = None, out=None, runs_dir=None, log=print,
+          progress: bool = True) -> dict:
+    """The audit of the problem file ``path`` (see ``docs/audit.md``); returns the report's summary
+    (:func:`study.audit.report.write`).  Records go to ``runs_dir`` (default ``audit/<name>/runs``), the report to
+    ``out`` (default ``audit/<name>``)."""
+    from tqdm import tqdm
+
+    from .report import write
+
+    torch.set_num_threads(1)
+    b = cells.BUDGETS[budget]
+    loaded = load(path)
+    seeds = b.seeds if seeds is None else int(seeds)
+    out = Path(out) if out is not None else Path("audit") / loaded.name
+    runs = Path(runs_dir) if runs_dir is not None else out / "runs"
+    todo = plan(loaded, b, seeds)
+    done, recs = 0, []
+    bar = tqdm(todo, desc=f"audit {loaded.name} ({budget})", unit="run", disable=not progress or None)
+    for cfg in bar:
+        path_ = store.record_path(runs, "audit", cfg)
+        rec = _existing(path_)
+        if rec is None:
+            bar.set_postfix_str(cells.label(cfg["cell"]) + f" seed {cfg['seed']}" if cfg["cell"] else "given model")
+            rec = run_one(loaded, b, cfg)
+            store.write_atomic(path_, rec)
+        else:
+            done += 1
+        recs.append(rec)
+    log(f"audit {loaded.name}: {len(todo)} runs ({done} already in {runs}), report in {out}")
+    return write(recs, out, loaded.name, loaded.problem.primary, loaded.problem.primary in loaded.problem.higher_is_better)
+
+
+def _existing(path: Path) -> dict | None:
+    """A valid record already at ``path`` (an invalid one is moved aside and redone)."""
+    if not os.path.lexists(path):
+        return None
+    try:
+        rec = store.read_record(path)
+    except Exception:  # noqa: BLE001 - an unreadable or invalid record is redone
+        store.quarantine(path)
+        return None
+    return rec if rec.get("status") in ("ok", "diverged") else None
