@@ -6,7 +6,7 @@ and exits with code 2, before it creates anything; a failure of the machine
 
 Here: the group, the shared options, ``run`` and ``bench``; the information commands are in :mod:`study.cli_info`,
 the store's (``run-all``, ``migrate``) in :mod:`study.cli_store`, the report's (``status``, ``figures``, ``tables``,
-``paper``) in :mod:`study.cli_report`.
+``paper``) in :mod:`study.cli_report`, ``audit`` in :mod:`study.cli_audit`.
 """
 from __future__ import annotations
 
@@ -353,7 +353,7 @@ def _one_line(message: str) -> str:
     return line if len(line) <= 300 else line[:297] + "..."
 
 
-from . import cli_info, cli_report, cli_store  # noqa: E402,F401 - their commands join the group
+from . import cli_audit, cli_info, cli_report, cli_store  # noqa: E402,F401 - their commands join the group
 
 if __name__ == "__main__":
     main()

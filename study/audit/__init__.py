@@ -6,5 +6,6 @@ and optionally metrics, a readout, the true field and a trained model.  :func:`a
 gradient cell of a budget (:mod:`.cells`), measures each trained model (:mod:`.analyse`), keeps one record per
 (cell, seed) in a store (resumable) and writes a report whose verdicts follow stated rules (:mod:`.rules`).
 """
+from . import cells, rules  # noqa: F401
 from .problem import Problem, ProblemError, load, mse  # noqa: F401
 from .run import audit  # noqa: F401

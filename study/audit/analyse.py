@@ -131,15 +131,36 @@ def _gradient_row(m64, batch, impl: str, gradient: str, grid: dict, exact, repea
     return {**row, "error": _relative(g, exact), "nfe": nfe, "time_s": secs}
 
 
-def spectral_radii(model, loaded, budget) -> list[float]:
-    """``rho(df/dy)`` at each of a few held-out samples' reference states at their observation times."""
+def _trajectory(model, loaded, budget):
+    """The float64 copy of ``model``, a few held-out samples' reference states ``(B, T, *shape)`` and their times."""
     m64 = model.to(torch.float64)
     x, t, _ = _wp_batch(loaded, torch.float64)
     x, t = x[:STIFF_SAMPLES], (t if t.dim() == 1 else t[:STIFF_SAMPLES])
     with torch.no_grad():
-        ys = m64.states(m64.lift(x), t, reference_how(budget))  # (B, T, *shape)
+        ys = m64.states(m64.lift(x), t, reference_how(budget))
+    return m64, ys, (t.expand(ys.shape[0], -1) if t.dim() == 1 else t)
+
+
+def field_error(model, loaded, budget) -> float | None:
+    """The learned field's relative RMS error against the problem's true field at the reference states (None
+    without a true field)."""
+    truth = loaded.problem.truth
+    if truth is None:
+        return None
+    m64, ys, times = _trajectory(model, loaded, budget)
+    flat = ys.reshape(-1, *m64.sample_shape)
+    tt = times.reshape(-1)
+    with torch.no_grad():
+        learned = torch.stack([m64.field(tt[i], flat[i: i + 1])[0] for i in range(len(tt))])
+        true = torch.stack([torch.as_tensor(truth(tt[i], flat[i: i + 1]), dtype=torch.float64)[0]
+                            for i in range(len(tt))])
+    return float((learned - true).pow(2).sum().sqrt() / true.pow(2).sum().sqrt().clamp_min(1e-300))
+
+
+def spectral_radii(model, loaded, budget) -> list[float]:
+    """``rho(df/dy)`` at each of a few held-out samples' reference states at their observation times."""
+    m64, ys, times = _trajectory(model, loaded, budget)
     field, shape = m64.field, m64.sample_shape
-    times = t.expand(ys.shape[0], -1) if t.dim() == 1 else t
     radii = []
     for b in range(ys.shape[0]):
         for k in range(ys.shape[1]):

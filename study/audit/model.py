@@ -28,7 +28,11 @@ class Model:
         self.problem, self.modules = problem, modules
         for name, m in modules.items():
             if m is not None and not isinstance(m, torch.nn.Module):
-                raise TypeError(f"{name}() must return a torch.nn.Module, got {type(m).__name__}")
+                from .problem import ProblemError
+
+                raise ProblemError(f"{name}() must return a torch.nn.Module, got {type(m).__name__}")
+            if m is not None:
+                m.to(x_example.device)
         self.x_example = x_example[:1]
         with torch.no_grad():
             y0 = self.lift(self.x_example)

@@ -27,7 +27,7 @@ def frame(recs: list[dict]) -> pd.DataFrame:
                      "gradient": cell["gradient"], "implementation": cell["implementation"], "seed": r["config"]["seed"],
                      "status": r["status"], "reason": r.get("reason"), **{k: m.get(k) for k in (
                          "primary_own", "test_primary_own", "test_primary_ref", "ode_gap", "time_per_iteration_s",
-                         "nfe_per_iteration", "nfe_trend", "rho_h", "limit", "rho_end", "rho_start")}})
+                         "nfe_per_iteration", "nfe_trend", "rho_h", "limit", "rho_end", "rho_start", "field_err")}})
     df = pd.DataFrame(rows)
     if len(df):
         df["primary_own"] = df["test_primary_own"]
@@ -54,7 +54,9 @@ def _fmt(v, spec=".4g") -> str:
 
 def _markdown(v: dict, name: str, primary: str, figures: list[str], given: dict | None) -> str:
     lines = [f"# Solver audit: {name}", "",
-             f"Metric: held-out `{primary}`; every number below is from this audit's records.", "",
+             f"Metric: held-out `{primary}`; every number below is from this audit's records."
+             + (" Fewer than 3 seeds per cell: the verdicts are indicative (`--budget standard` runs 3)."
+                if v["cells"] and min(c["seeds"] for c in v["cells"]) < 3 else ""), "",
              "## Recommendations", "", "| question | verdict | rule |", "|---|---|---|"]
     g_avoid = [g for g in v["gradients"] if g["verdict"].startswith("avoid")]
     for q, verdict, rule in (
@@ -64,16 +66,22 @@ def _markdown(v: dict, name: str, primary: str, figures: list[str], given: dict 
             ("is the trained model an ODE", v["ode"]["verdict"], v["ode"]["rule"]),
             ("stiffness", v["stiffness"]["verdict"], v["stiffness"]["rule"])):
         lines.append(f"| {q} | {verdict} | {rule} |")
+    truth = any(c["field_err"] for c in v["cells"])
     lines += ["", "## Every cell", "", f"| cell | ok/seeds | {primary} per seed | median | ms / iteration | "
-              "evaluations / iteration | ODE gap per seed | rho h (limit) |", "|---|---|---|---|---|---|---|---|"]
+              "evaluations / iteration | ODE gap per seed | rho h (limit) |" + (" field error per seed |" if truth else ""),
+              "|---|---|---|---|---|---|---|---|" + ("---|" if truth else "")]
     for c in v["cells"]:
         seeds = ", ".join(_fmt(x) for x in c["metric"]) or "n/a"
         gaps = ", ".join(_fmt(x, ".2g") for x in c["ode_gap"]) or "n/a"
         rh = ", ".join(_fmt(x, ".3g") for x in c["rho_h"]) or "n/a"
         ms = "n/a" if c["time"] is None else f"{c['time'] * 1e3:.3g}"
         lines.append(f"| {c['cell']} | {c['ok']}/{c['seeds']} | {seeds} | {_fmt(c['median'])} | {ms} | "
-                     f"{_fmt(c['nfe'], '.4g')} | {gaps} | {rh} ({c['limit']:g}) |")
-    lines += ["", "## Gradient methods", "", "Relative error of each gradient method against the float64 reference's "
+                     f"{_fmt(c['nfe'], '.4g')} | {gaps} | {rh} ({c['limit']:g}) |"
+                     + (f" {', '.join(_fmt(x, '.3g') for x in c['field_err']) or 'n/a'} |" if truth else ""))
+    lines += ["", "ODE gap: the relative change of the held-out metric under the float64 reference. rho h: the field "
+              "Jacobian's spectral radius along the trajectory times the step, at the end of training."
+              + (" Field error: the learned field's relative RMS error against the true one at the reference states."
+                 if truth else ""), "", "## Gradient methods", "", "Relative error of each gradient method against the float64 reference's "
               "gradient, on every trained model, by dopri5 tolerance: smallest and largest (models).", "",
               "| gradient method | errors by tolerance | verdict |", "|---|---|---|"]
     for g in v["gradients"]:

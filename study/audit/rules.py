@@ -38,7 +38,8 @@ def summarise(df, higher: bool) -> list[dict]:
                      "metric": list(ok.primary_own), "median": _median(list(ok.primary_own)),
                      "time": _median(list(ok.time_per_iteration_s)), "nfe": _median(list(ok.nfe_per_iteration)),
                      "ode_gap": list(ok.ode_gap), "rho_h": list(ok.rho_h), "limit": g.limit.iloc[0],
-                     "nfe_trend": list(ok.nfe_trend)})
+                     "nfe_trend": list(ok.nfe_trend),
+                     "field_err": [x for x in ok.field_err if x is not None and x == x] if "field_err" in ok else []})
     return rows
 
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import math
 import os
+import traceback
 from pathlib import Path
 
 import torch
 
 from .. import records, store
+from ..engine.module_field import FieldError
 from ..provenance import environment
 from . import analyse, cells
 from .model import given_modules, model_for
@@ -52,7 +54,8 @@ def _measured(model, loaded, budget, cell: dict, rho_start) -> dict:
     primary = loaded.problem.primary
     metrics = {"params": sum(p.numel() for p in model.parameters()),
                "test_loss_ref": _finite(ref["loss"]), "test_primary_ref": _finite(ref["primary"]),
-               "rho_start": rho_start, "rho_end": max(radii) if radii else None}
+               "rho_start": rho_start, "rho_end": max(radii) if radii else None,
+               "field_err": analyse.field_error(model, loaded, budget)}
     if cell:
         vals = own["values"] or {}
         metrics.update(test_loss_own=_finite(vals.get("loss")), test_primary_own=_finite(vals.get(primary)),
@@ -69,8 +72,55 @@ def _measured(model, loaded, budget, cell: dict, rho_start) -> dict:
     return {"metrics": metrics, "transfer": rows, "workprecision": wp}
 
 
+def user_error(exc: BaseException, loaded, what: str, always: bool = False) -> BaseException:
+    """``exc`` as a one-line :class:`ProblemError` where the problem's own code raised it (its file is in the
+    traceback, or the field broke the field contract); ``exc`` itself otherwise (a fault of the audit)."""
+    from ..engine.module_field import FieldError
+    from .problem import ProblemError, _where
+
+    frames = traceback.extract_tb(exc.__traceback__)
+    theirs = any(Path(f.filename).resolve() == loaded.path.resolve() for f in frames)
+    if always or isinstance(exc, FieldError) or theirs:
+        where = loaded.path if isinstance(exc, FieldError) and not theirs else _where(exc, loaded.path)
+        return ProblemError(f"{where}: {type(exc).__name__}: {exc} (while {what})")
+    return exc
+
+
+def smoke(loaded) -> None:
+    """One forward and backward pass on two samples (one Euler step an interval), so that a problem that cannot run
+    fails at once, in one line, before anything is trained."""
+    from ..engine.solve import How
+    from .train import _rows
+
+    try:
+        model = model_for(loaded, 0)
+        x, t, y = _rows(loaded.train, slice(0, 2))
+        loss = loaded.problem.loss(model.predict(x, t, How("hand", "euler", 1)), y)
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            from .problem import ProblemError
+
+            raise ProblemError(f"{loaded.path}: loss(pred, target) must return a scalar tensor, got "
+                               f"{type(loss).__name__}{'' if not isinstance(loss, torch.Tensor) else tuple(loss.shape)}")
+        loss.backward()
+    except Exception as exc:  # noqa: BLE001 - the user's code ran: whatever it raised is theirs, in one line
+        from .problem import ProblemError
+
+        if isinstance(exc, ProblemError):
+            raise
+        raise user_error(exc, loaded, "trying the model on two samples", always=True) from None
+
+
 def run_one(loaded, budget, cfg: dict) -> dict:
-    """The record of one config (training, then every measurement)."""
+    """The record of one config (training, then every measurement); an error of the problem's own code is one
+    :class:`ProblemError` line."""
+    what = f"training {cells.label(cfg['cell'])}, seed {cfg['seed']}" if cfg["cell"] else "measuring the given model"
+    try:
+        return _run_one(loaded, budget, cfg)
+    except Exception as exc:  # noqa: BLE001 - the user's errors become one line; the audit's own propagate
+        raise user_error(exc, loaded, what) from None
+
+
+def _run_one(loaded, budget, cfg: dict) -> dict:
     env = environment("cpu")
     if cfg["cell"] is None:  # the given trained model, as it is
         model = model_for(loaded, 0, given_modules(loaded))
@@ -89,8 +139,8 @@ def run_one(loaded, budget, cfg: dict) -> dict:
                         workprecision=m["workprecision"])
 
 
-def audit(path, budget: str = "quick", seeds: int | None = None, out=None, runs_dir=None, log=print,
-          progress: bool = True) -> dict:
+def audit(path, budget: str = "quick", seeds: int | None = None, out=None, runs_dir=None, device: str = "cpu",
+          log=print, progress: bool = True) -> dict:
     """The audit of the problem file ``path`` (see ``docs/audit.md``); returns the report's summary
     (:func:`study.audit.report.write`).  Records go to ``runs_dir`` (default ``audit/<name>/runs``), the report to
     ``out`` (default ``audit/<name>``)."""
@@ -101,9 +151,12 @@ def audit(path, budget: str = "quick", seeds: int | None = None, out=None, runs_
     torch.set_num_threads(1)
     b = cells.BUDGETS[budget]
     loaded = load(path)
+    if device != "cpu":
+        loaded.train, loaded.test = (tuple(a.to(device) for a in s) for s in (loaded.train, loaded.test))
     seeds = b.seeds if seeds is None else int(seeds)
     out = Path(out) if out is not None else Path("audit") / loaded.name
     runs = Path(runs_dir) if runs_dir is not None else out / "runs"
+    smoke(loaded)
     todo = plan(loaded, b, seeds)
     done, recs = 0, []
     bar = tqdm(todo, desc=f"audit {loaded.name} ({budget})", unit="run", disable=not progress or None)
