@@ -40,11 +40,33 @@ def _gradient_rows(recs) -> list[dict]:
             and r["status"] == "ok" for row in r["workprecision"]["gradient"]]
 
 
+def recs_by_seed(v: dict) -> list[dict]:
+    return v["gradient_rows"]
+
+
+def _adjoint_lines(rows: list[dict], cell: str | None) -> list[str]:
+    """The continuous adjoint's gradient error per seed (and backpropagation's beside it), on the recommended cell's
+    trained models, at each dopri5 tolerance."""
+    mine = [r for r in rows if r["model"] == cell and "tol" in r]
+    if not mine:
+        return []
+    out = ["", f"## The continuous adjoint, per seed ({cell}'s trained models)", "",
+           "| seed | dopri5 tolerance | hand adjoint | torchdiffeq adjoint | backpropagation (hand) |", "|---|---|---|---|---|"]
+    for seed in sorted({r["seed"] for r in mine}):
+        for tol in sorted({r["tol"] for r in mine}, reverse=True):
+            err = {f"{r['implementation']} {r['gradient']}": r["error"] for r in mine if r["seed"] == seed
+                   and r["tol"] == tol}
+            out.append(f"| {seed} | {tol:g} | {_fmt(err.get('hand adjoint'), '.2g')} | "
+                       f"{_fmt(err.get('torchdiffeq adjoint'), '.2g')} | {_fmt(err.get('hand direct'), '.2g')} |")
+    return out
+
+
 def verdicts(recs: list[dict], higher: bool) -> dict:
     df = frame(recs)
     cells = rules.summarise(df, higher) if len(df) else []
     method = rules.recommend(cells, higher)
-    return {"cells": cells, "method": method, "gradients": rules.gradients(_gradient_rows(recs), cells),
+    grads = _gradient_rows(recs)
+    return {"cells": cells, "method": method, "gradients": rules.gradients(grads, cells), "gradient_rows": grads,
             "ode": rules.is_ode(cells, method["recommended"]), "stiffness": rules.stiffness(cells), "frame": df}
 
 
@@ -87,6 +109,7 @@ def _markdown(v: dict, name: str, primary: str, figures: list[str], given: dict 
     for g in v["gradients"]:
         errs = "; ".join(f"{t:g}: {lo:.2g} to {hi:.2g} ({n})" for t, (lo, hi, n) in g["by_tol"].items()) or "n/a"
         lines.append(f"| {g['method']} | {errs} | {g['verdict']} |")
+    lines += _adjoint_lines(recs_by_seed(v), v["method"]["recommended"])
     failed = v["frame"][v["frame"].status != "ok"] if len(v["frame"]) else []
     if len(failed):
         lines += ["", "## Runs that did not train", ""]

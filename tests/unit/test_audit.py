@@ -159,3 +159,32 @@ def test_the_minimal_problem_file_of_the_docs_loads_and_runs(tmp_path):
     loaded = load(path)
     assert loaded.name == "minimal" and loaded.train[0].shape == (160, 2) and loaded.test[2].shape == (40, 11, 2)
     smoke(loaded)
+
+
+def test_a_given_trained_model_is_measured_as_it_is(tmp_path):
+    from study.audit.run import plan, run_one
+
+    torch.manual_seed(5)
+    exec_ns: dict = {}
+    exec(HEADER + FIELD, exec_ns)
+    trained = exec_ns["F"]()
+    with torch.no_grad():
+        trained.net[2].weight.mul_(3.0)
+    torch.save(trained.state_dict(), tmp_path / "field.pt")
+    path = _file(tmp_path, f"""
+        PROBLEM = Problem(field=F, inputs=torch.randn(12, 2), times=torch.linspace(0, 1, 3),
+                          targets=torch.randn(12, 3, 2), state_dict={str(tmp_path / "field.pt")!r})
+    """)
+    loaded = load(path)
+    budget = cells.BUDGETS["quick"]
+    (given,) = [c for c in plan(loaded, budget, 1) if c["cell"] is None]
+    rec = run_one(loaded, budget, given)
+    assert rec["status"] == "ok" and rec["metrics"]["given"] is True
+    assert rec["transfer"][-1]["solver"] == "reference (float64)" and rec["transfer"][-1]["loss"] is not None
+    model = model_for(loaded, 0, {"field": trained, "lift": None, "head": None})
+    x, t, y = loaded.test
+    with torch.no_grad():
+        expected = float(((model.predict(x, t, How("hand", "rk4-38", 4)) - y) ** 2).mean())
+    row = next(r for r in rec["transfer"] if r["solver"] == "rk4-38 x4")
+    assert math.isclose(row["loss"], expected, rel_tol=1e-6)  # the given weights, not fresh ones
+    assert {s["solver"] for s in rec["metrics"]["stiffness"]} == {"euler x2", "midpoint x2", "rk4-38 x2"}
