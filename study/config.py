@@ -20,7 +20,9 @@ SIGMA = 0.1  # the article's noise N(0, 0.1), read as a standard deviation
 @dataclass(frozen=True)
 class Method:
     """A solver method: ``tableau`` names the hand backend's Butcher tableau (None: not hand-written),
-    ``torchdiffeq`` torchdiffeq's name for the same arithmetic (None: torchdiffeq has none)."""
+    ``torchdiffeq`` torchdiffeq's name for the same arithmetic (None: torchdiffeq has none), ``implicit`` the
+    diagonally implicit tableau of :mod:`study.engine.implicit` (the hand engine's stiff solvers, reached through
+    the solve entry; the training variants and the shipped experiments use the explicit methods)."""
 
     name: str
     order: int
@@ -30,6 +32,7 @@ class Method:
     tableau: str | None = None
     torchdiffeq: str | None = None
     adaptive: bool = False
+    implicit: str | None = None
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
@@ -38,9 +41,13 @@ METHODS: dict[str, Method] = {m.name: m for m in (
     Method("rk4", 4, 4, "RK4", "RKfour", tableau="rk4"),  # the classic RK4: torchdiffeq has none
     Method("rk4-38", 4, 4, "RK4 3/8", "RKtte", tableau="rk4-38", torchdiffeq="rk4"),  # torchdiffeq's "rk4" is the 3/8 rule
     Method("dopri5", 5, 6, "dopri5", "Dopri", tableau="dopri5", torchdiffeq="dopri5", adaptive=True),
+    Method("backward-euler", 1, 1, "backward Euler", "BackEuler", implicit="backward-euler"),
+    Method("trapezoid", 2, 2, "trapezoid", "Trapezoid", implicit="trapezoid"),
+    Method("kvaerno3", 3, 4, "Kvaerno 3(2)", "Kvaerno", implicit="kvaerno3", adaptive=True),
 )}
-FIXED_METHODS = tuple(n for n, m in METHODS.items() if not m.adaptive)
-ADAPTIVE_METHODS = tuple(n for n, m in METHODS.items() if m.adaptive)
+EXPLICIT = tuple(n for n, m in METHODS.items() if m.implicit is None)
+FIXED_METHODS = tuple(n for n in EXPLICIT if not METHODS[n].adaptive)  # what training variants and transfer use
+ADAPTIVE_METHODS = tuple(n for n in EXPLICIT if METHODS[n].adaptive)
 # What a run's numbers depend on beyond its config: the code path that computes them, versioned.  A change of
 # a path's numerics bumps its version here; the version is part of every config that uses the path, so
 # `run-all` reruns exactly the runs it changed and `study status` shows their old records as stale.  The

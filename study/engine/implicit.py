@@ -97,9 +97,12 @@ class Stats:
 
 
 def jacobian(f, t, y: torch.Tensor) -> torch.Tensor:
-    """``df/dy`` per sample, ``(B, d, d)``, of a row-wise field ``f(t, y)`` on ``y`` ``(B, d)``."""
-    one = lambda r: f(t, r.unsqueeze(0)).squeeze(0)  # noqa: E731
-    return torch.func.vmap(torch.func.jacrev(one))(y)
+    """``df/dy`` per row, ``(B, d, d)``, of a row-wise field ``f(t, y)`` on ``y`` ``(B, d)``: ``d`` forward-mode
+    products on the whole batch (column ``k`` is the directional derivative along ``e_k`` in every row at once)."""
+    d = y.shape[1]
+    basis = torch.eye(d, dtype=y.dtype, device=y.device).unsqueeze(1).expand(d, *y.shape)
+    cols = torch.func.vmap(lambda v: torch.func.jvp(lambda z: f(t, z), (y,), (v,))[1])(basis)  # (d, B, d_out)
+    return cols.permute(1, 2, 0)
 
 
 def _stage(f, t, base: torch.Tensor, ha: float, guess: torch.Tensor, newton: Newton, stats: Stats):

@@ -84,6 +84,10 @@ class ModuleField:
     def as_weights(self, entries):
         return tuple(entries)
 
+    def differentiable(self, y, t, w):
+        """The value with autograd's graph (the implicit methods' Newton and VJPs)."""
+        return self._call(y, t, w)
+
     def forward(self, y, t, w):
         with torch.no_grad():
             return self._call(y, t, w).contiguous(), ()

@@ -47,8 +47,11 @@ class How:
         m = METHODS.get(self.method)
         if m is None:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
-        if (m.tableau if self.implementation == "hand" else m.torchdiffeq) is None:
+        if (m.tableau or m.implicit if self.implementation == "hand" else m.torchdiffeq) is None:
             raise ValueError(f"{self.implementation} has no {self.method!r}")
+        if m.implicit and self.gradient != "direct":
+            raise ValueError(f"{self.method} (implicit) takes the direct gradient: its steps' exact VJPs by the "
+                             "implicit function theorem")
         if self.implementation == "torchdiffeq" and self.gradient == "checkpoint":
             raise ValueError("the checkpointed adjoint is the hand engine's")
         if m.adaptive and not (self.tol and self.tol > 0):
@@ -112,11 +115,40 @@ def _hand(field, raw, y0, t0, t1, how: How, counter):
     from . import hand_ode
     from .stepper import Control
 
+    if METHODS[how.method].implicit:
+        return _implicit(field, raw, y0, t0, t1, how, counter)
     control = Control(how.tol, how.abs_tol, how.max_steps) if how.adaptive else None
     spec = hand_ode.Solve(how.method, how.steps or 1, control, how.gradient == "seminorm", t0, t1)
     run = {"direct": hand_ode.direct, "checkpoint": hand_ode.checkpointed, "adjoint": hand_ode.adjoint,
            "seminorm": hand_ode.adjoint}[how.gradient]
     return run(y0, tuple(raw), spec, counter, field)
+
+
+def _implicit(field, raw, y0, t0, t1, how: How, counter):
+    """An implicit method (:mod:`study.engine.implicit`) on the field's differentiable forward: the engine's
+    ``(S, d, B)`` state as ``S B`` independent rows; evaluations, Newton iterations and linear solves counted."""
+    from . import implicit
+
+    if not hasattr(field, "differentiable"):
+        raise ValueError(f"{how.method} needs a field with a differentiable forward (field.differentiable)")
+    S, d, B = y0.shape
+    w = field.fold(raw)
+
+    def f(t, rows):
+        out = field.differentiable(rows.view(S, B, d).transpose(1, 2), t, w)
+        return out.transpose(1, 2).reshape(S * B, d)
+
+    stats = implicit.Stats()
+    m = METHODS[how.method]
+    rows = implicit.solve(f, tuple(x for x in raw if x is not None), y0.transpose(1, 2).reshape(S * B, d), t0, t1,
+                          m.implicit, None if m.adaptive else how.steps, rtol=how.tol or 1e-6,
+                          atol=how.abs_tol or 1e-8, stats=stats, max_steps=how.max_steps)
+    counter.counts[counter.phase] += stats.evaluations
+    counter.accepted += stats.accepted
+    counter.rejected += stats.rejected
+    counter.newton = getattr(counter, "newton", 0) + stats.newton_iterations
+    counter.linear_solves = getattr(counter, "linear_solves", 0) + stats.linear_solves
+    return rows.view(S, B, d).transpose(1, 2)
 
 
 def torchdiffeq_rhs(field, params, counter):

@@ -26,6 +26,9 @@ METHOD_COLOURS = {
     "rk4-38": "#D55E00",
     "midpoint": "#CC79A7",
     "dopri5": "#009E73",
+    "backward-euler": "#661100",  # the implicit methods (study.engine.implicit)
+    "trapezoid": "#6699CC",
+    "kvaerno3": "#AA7744",
     "resnet": "#000000",
     "none": "#999999",
 }

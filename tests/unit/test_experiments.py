@@ -94,7 +94,8 @@ def test_a_new_solver_adds_transfer_runs_and_renames_none(monkeypatch):
     methods = {**config.METHODS, "heun": heun}
     monkeypatch.setattr(config, "METHODS", methods)
     monkeypatch.setattr(experiments, "METHODS", methods)
-    monkeypatch.setattr(experiments, "FIXED_METHODS", tuple(n for n, m in methods.items() if not m.adaptive))
+    monkeypatch.setattr(experiments, "FIXED_METHODS", tuple(n for n, m in methods.items()
+                                                           if not m.adaptive and m.implicit is None))
     after = {store.config_hash(c): c for j in plan("full") for c in j.run_configs()}
     assert set(before) <= set(after)  # nothing renamed
     added = [after[h] for h in set(after) - set(before)]

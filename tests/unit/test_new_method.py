@@ -27,7 +27,7 @@ def heun(monkeypatch):
     tableau = solvers._tableau("heun", [0, 1], [[], [1]], [F(1, 2), F(1, 2)], order=2)
     monkeypatch.setitem(solvers.TABLEAUS, "heun", tableau)
     monkeypatch.setitem(config.METHODS, "heun", HEUN)
-    fixed = tuple(n for n, m in config.METHODS.items() if not m.adaptive)
+    fixed = tuple(n for n, m in config.METHODS.items() if not m.adaptive and m.implicit is None)
     monkeypatch.setattr(config, "FIXED_METHODS", fixed)
     monkeypatch.setattr(experiments, "FIXED_METHODS", fixed)
     extra = variants.Variant("heun", "Heun (hand)", "Heun",
