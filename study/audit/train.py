@@ -7,7 +7,7 @@ import time
 
 import torch
 
-from ..engine.solve import Count, How
+from ..engine.solve import Count, How, is_solver_failure
 from .model import Model, model_for
 
 LOSS_BOUND = 1e6  # a loss beyond this is a divergence (the store keeps likelihood-like numbers within +-1e6)
@@ -25,11 +25,6 @@ def _batch(n: int, size: int, gen: torch.Generator) -> torch.Tensor:
 def _rows(split, idx):
     x, t, y = split
     return x[idx], (t if t.dim() == 1 else t[idx]), y[idx]
-
-
-def is_solver_failure(exc: BaseException) -> bool:
-    msg = str(exc)
-    return isinstance(exc, AssertionError) and ("underflow in dt" in msg or "max_num_steps exceeded" in msg)
 
 
 def evaluate(model: Model, split, how: How, limit: int = 512) -> dict:

@@ -89,6 +89,17 @@ class How:
         return self.tol if self.atol is None else self.atol
 
 
+def is_solver_failure(exc: BaseException) -> bool:
+    """The one failure rule: a solve that gave up (torchdiffeq's and the hand engine's ``underflow in dt`` and
+    ``max_num_steps exceeded`` assertions, an implicit method's Newton failure) is a result, recorded as the run's
+    failure; any other exception is a bug."""
+    from .implicit import NewtonFailure
+
+    msg = str(exc)
+    return isinstance(exc, NewtonFailure) or (
+        isinstance(exc, AssertionError) and ("underflow in dt" in msg or "max_num_steps exceeded" in msg))
+
+
 class Count:
     """A counter with the engine's interface (evaluations by phase; steps), for callers that do not count."""
 

@@ -23,6 +23,7 @@ from ..engine.instrument import activation_bytes
 from ..engine.loss import member_losses
 from ..engine.models import Classifier
 from ..engine.rnode import RegularisedMLP
+from ..engine.solve import is_solver_failure  # noqa: F401 - the one failure rule (re-exported)
 from .spiral import data
 
 CURVES = ("loss", "train_acc", "nfe_forward", "nfe_backward", "accepted_steps", "rejected_steps")
@@ -30,12 +31,6 @@ CURVES = ("loss", "train_acc", "nfe_forward", "nfe_backward", "accepted_steps", 
 
 class Diverged(Exception):
     """A run that cannot go on: non-finite loss, step-size underflow, too many steps."""
-
-
-def is_solver_failure(exc: BaseException) -> bool:
-    """torchdiffeq's adaptive step control gives up with these assertions: a result, not a bug."""
-    msg = str(exc)
-    return isinstance(exc, AssertionError) and ("underflow in dt" in msg or "max_num_steps exceeded" in msg)
 
 
 @torch.no_grad()
