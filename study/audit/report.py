@@ -5,6 +5,7 @@ stiffness), as ``report.md``, ``report.html`` and PNGs; and the one-screen summa
 from __future__ import annotations
 
 import html
+import math
 import re
 from pathlib import Path
 
@@ -13,6 +14,17 @@ import pandas as pd
 from . import rules
 from .cells import label, solver_label
 
+
+
+def _order(rec: dict) -> tuple:
+    """A record's place: its cell's in its budget's plan, then its seed (the given model last)."""
+    from .cells import BUDGETS, cells
+
+    c = rec["config"]
+    if c["cell"] is None:
+        return (math.inf, 0)
+    plan = [label(x) for x in cells(BUDGETS[c["budget"]])]
+    return (plan.index(label(c["cell"])) if label(c["cell"]) in plan else len(plan), c["seed"])
 
 
 def frame(recs: list[dict]) -> pd.DataFrame:
@@ -170,6 +182,7 @@ def write(recs: list[dict], out, name: str, primary: str, higher: bool, log=prin
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    recs = sorted(recs, key=_order)
     v = verdicts(recs, higher)
     figures = draw(recs, v, out, primary)
     given = next((r for r in recs if r["config"]["cell"] is None), None)

@@ -2,7 +2,8 @@
 
 * **method**: the cell with the best median held-out metric (under its training solver) over its seeds; the
   cheapest cell (median training time per iteration) whose median lies within the best cell's interval (the range
-  of its seeds, widened by 5 % of its median so that one seed still has one);
+  of its seeds, widened by 5 % of its median so that one seed still has one) and whose trained models are ODEs on
+  every seed (the cheapest within the interval where none is);
 * **gradient**: a gradient method to avoid has a relative gradient error above 1e-2 on some trained model where
   backpropagation's is below 1e-3 (the seeds listed), or trains more than twice as slowly as backpropagation
   through the same solve;
@@ -14,6 +15,7 @@
 """
 from __future__ import annotations
 
+import math
 import statistics
 
 WIDEN = 0.05
@@ -45,17 +47,20 @@ def summarise(df, higher: bool) -> list[dict]:
 
 def recommend(cells: list[dict], higher: bool) -> dict:
     """The method verdict (see the module docstring)."""
-    rule = ("best: the cell with the best median held-out metric over its seeds; recommended: the cheapest cell "
-            f"(median time per iteration) whose median lies within the best cell's seed range widened by {WIDEN:.0%}")
+    rule = ("best: the cell with the best median held-out metric over its seeds (ties: the faster); recommended: the cheapest cell "
+            f"(median time per iteration) whose median lies within the best cell's seed range widened by {WIDEN:.0%} "
+            f"and whose trained models are ODEs on every seed (metric within {ODE_GAP:.0%} under the reference; the "
+            "cheapest within the range when none is)")
     usable = [c for c in cells if c["ok"] == c["seeds"] and c["median"] is not None]
     if not usable:
         return {"rule": rule, "verdict": "no cell trained on every seed", "best": None, "recommended": None}
     sign = -1 if higher else 1
-    best = min(usable, key=lambda c: sign * c["median"])
+    best = min(usable, key=lambda c: (sign * c["median"], c["time"] if c["time"] is not None else math.inf))
     pad = WIDEN * abs(best["median"])
     lo, hi = min(best["metric"]) - pad, max(best["metric"]) + pad
     within = [c for c in usable if lo <= c["median"] <= hi and c["time"] is not None]
-    pick = min(within, key=lambda c: c["time"]) if within else best
+    odes = [c for c in within if c["ode_gap"] and all(g is not None and g <= ODE_GAP for g in c["ode_gap"])]
+    pick = min(odes or within, key=lambda c: c["time"]) if within else best
     saving = best["time"] / pick["time"] if pick["time"] and best["time"] else None
     verdict = (f"{pick['cell']}: metric {pick['median']:.4g} (best {best['cell']}: {best['median']:.4g}, seeds "
                f"{', '.join(f'{v:.4g}' for v in best['metric'])}), {pick['time'] * 1e3:.3g} ms an iteration"

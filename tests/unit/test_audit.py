@@ -121,6 +121,8 @@ def test_the_recommendation_is_the_cheapest_cell_within_the_best_cell_s_interval
     assert r["best"] == "a" and r["recommended"] == "c" and r["within"] == ["a", "c"]
     r = rules.recommend(c, higher=True)  # accuracy-like: b is best
     assert r["best"] == "b"
+    c[2]["ode_gap"] = [0.01, 0.3, 0.02]  # c is its solver's model on one seed: the next cheapest ODE is chosen
+    assert rules.recommend(c, higher=False)["recommended"] == "a"
 
 
 def test_a_gradient_method_is_avoided_by_its_error_or_its_cost():
