@@ -195,16 +195,52 @@ class _Step(torch.autograd.Function):
         return (None, gy, *gp)
 
 
+class _Checkpointed(torch.autograd.Function):
+    """A whole solve as one node that keeps only the state before each accepted step: its backward recomputes each
+    step's stages (Newton again) and applies that step's exact VJP, last step first."""
+
+    @staticmethod
+    def forward(ctx, spec, y0, *params):
+        f, tab, plan, newton, stats = spec
+        states, y = [], y0.detach()
+        for t, h in plan:
+            states.append(y)
+            Ys, ks = step_values(f, tab, t, y, h, newton, stats)
+            y = y + h * sum((bi * k for bi, k in zip(tab.b, ks)), torch.zeros_like(y))
+        ctx.spec, ctx.states = spec, states
+        ctx.save_for_backward(*params)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        f, tab, plan, newton, stats = ctx.spec
+        params = ctx.saved_tensors
+        gp = [torch.zeros_like(p) for p in params]
+        for (t, h), y in zip(reversed(plan), reversed(ctx.states)):
+            with torch.enable_grad():
+                leaf = y.detach().requires_grad_()
+                out = _Step.apply((f, tab, t, h, newton, stats, None), leaf, *params)
+                grads = torch.autograd.grad(out, (leaf, *params), g, allow_unused=True)
+            g = grads[0]
+            gp = [a if x is None else a + x for a, x in zip(gp, grads[1:])]
+        return (None, g, *gp)
+
+
 def solve(f, params, y0: torch.Tensor, t0: float, t1: float, method: str = "kvaerno3", steps: int | None = None,
           rtol: float = 1e-6, atol: float = 1e-8, newton: Newton | None = None, stats: Stats | None = None,
-          max_steps: int = 100_000, first_step: float | None = None) -> torch.Tensor:
+          max_steps: int = 100_000, first_step: float | None = None, checkpoint: bool = False) -> torch.Tensor:
     """``y(t1)`` of ``y' = f(t, y)`` (row-wise, ``y0`` ``(B, d)``) by ``method`` (:data:`DIRKS`): ``steps`` equal
     steps, or with ``steps=None`` an adaptive solve (an embedded pair only) at ``rtol``/``atol``.  Differentiable in
-    ``y0`` and ``params`` (the tensors ``f`` reads, e.g. a module's parameters) by the implicit function theorem."""
+    ``y0`` and ``params`` (the tensors ``f`` reads, e.g. a module's parameters) by the implicit function theorem:
+    through every step's node (direct), or with ``checkpoint`` through one node that keeps one state per step and
+    recomputes each step's stages in the backward pass (the same gradient)."""
     tab = DIRKS[method]
     newton = Newton() if newton is None else newton
     stats = Stats() if stats is None else stats
     params = tuple(params)
+    if checkpoint:
+        plan = _plan(f, tab, y0, t0, t1, steps, rtol, atol, newton, stats, max_steps, first_step)
+        return _Checkpointed.apply((f, tab, plan, newton, stats), y0, *params)
     if steps is not None:
         h = (t1 - t0) / steps
         y = y0
@@ -215,6 +251,28 @@ def solve(f, params, y0: torch.Tensor, t0: float, t1: float, method: str = "kvae
     if not tab.adaptive:
         raise ValueError(f"{method} has no error estimate: give it a number of steps")
     return _adaptive(f, tab, params, y0, t0, t1, rtol, atol, newton, stats, max_steps, first_step)
+
+
+def _plan(f, tab, y0, t0, t1, steps, rtol, atol, newton, stats, max_steps, first_step) -> list:
+    """The steps ``[(t, h), ...]`` a solve takes: equal ones, or those the adaptive controller accepts (found by a
+    solve without a graph)."""
+    if steps is not None:
+        h = (t1 - t0) / steps
+        stats.accepted += steps
+        return [(t0 + n * h, h) for n in range(steps)]
+    if not tab.adaptive:
+        raise ValueError(f"{tab.name} has no error estimate: give it a number of steps")
+    local = Stats()
+    with torch.no_grad():
+        _adaptive(f, tab, (), y0.detach(), t0, t1, rtol, atol, newton, local, max_steps, first_step)
+    for name in ("evaluations", "jacobians", "newton_iterations", "linear_solves", "accepted", "rejected",
+                 "newton_failures"):
+        setattr(stats, name, getattr(stats, name) + getattr(local, name))
+    stats.steps += local.steps
+    times = [t0]
+    for h in local.steps[:-1]:
+        times.append(times[-1] + h)
+    return list(zip(times, local.steps))
 
 
 def _adaptive(f, tab: Dirk, params, y0, t0, t1, rtol, atol, newton, stats, max_steps, first_step):

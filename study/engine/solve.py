@@ -49,9 +49,9 @@ class How:
             raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
         if (m.tableau or m.implicit if self.implementation == "hand" else m.torchdiffeq) is None:
             raise ValueError(f"{self.implementation} has no {self.method!r}")
-        if m.implicit and self.gradient != "direct":
-            raise ValueError(f"{self.method} (implicit) takes the direct gradient: its steps' exact VJPs by the "
-                             "implicit function theorem")
+        if m.implicit and self.gradient not in ("direct", "checkpoint"):
+            raise ValueError(f"{self.method} (implicit) takes the direct or the checkpointed gradient: its steps' "
+                             "exact VJPs by the implicit function theorem")
         if self.implementation == "torchdiffeq" and self.gradient == "checkpoint":
             raise ValueError("the checkpointed adjoint is the hand engine's")
         if m.adaptive and not (self.tol and self.tol > 0):
@@ -153,7 +153,8 @@ def _implicit(field, raw, y0, t0, t1, how: How, counter):
     m = METHODS[how.method]
     rows = implicit.solve(f, tuple(x for x in raw if x is not None), y0.transpose(1, 2).reshape(S * B, d), t0, t1,
                           m.implicit, None if m.adaptive else how.steps, rtol=how.tol or 1e-6,
-                          atol=how.abs_tol or 1e-8, stats=stats, max_steps=how.max_steps)
+                          atol=how.abs_tol or 1e-8, stats=stats, max_steps=how.max_steps,
+                          checkpoint=how.gradient == "checkpoint")
     counter.counts[counter.phase] += stats.evaluations
     counter.accepted += stats.accepted
     counter.rejected += stats.rejected
