@@ -3,8 +3,8 @@ torchdiffeq's examples/ode_demo.py.
 
     study audit examples/lotka_volterra/problem.py --budget quick
 
-Samples are windows of the trajectory: each starts at an observed state and is compared with the next 10
-observations (one time unit).  The last fifth of the windows (the end of the record) is held out.  The states are
+Samples are windows of the trajectory: each starts at an observed state (every other one) and is compared with the
+next 5 observations (half a time unit).  The last fifth of the windows (the end of the record) is held out.  The states are
 divided by 10 so that the field's inputs are of order one.
 """
 from pathlib import Path
@@ -16,7 +16,7 @@ from torch import nn
 from study.audit import Problem
 
 SCALE = 10.0
-WINDOW = 11  # observations per window: the start and the next 10
+WINDOW = 6  # observations per window: the start and the next 5
 
 
 class ODEFunc(nn.Module):
@@ -42,7 +42,7 @@ def true_field(t, y):
 
 table = np.loadtxt(Path(__file__).with_name("lotka_volterra.csv"), delimiter=",", skiprows=2)
 t, states = table[:, 0], table[:, 1:] / SCALE
-starts = np.arange(len(t) - WINDOW + 1)
+starts = np.arange(0, len(t) - WINDOW + 1, 2)
 windows = np.stack([states[k: k + WINDOW] for k in starts])  # (N, T, 2)
 
 PROBLEM = Problem(

@@ -20,7 +20,9 @@ STABILITY = {"euler": 2.0, "midpoint": 2.0, "rk4": 2.785, "rk4-38": 2.785, "dopr
 @dataclass(frozen=True)
 class Budget:
     """How much an audit does: ``seeds`` per cell, the ``steps`` and ``tolerances`` of its cells, the iterations
-    (``None``: the problem's own; else at most this many), and the grids of its transfer and work-precision."""
+    (``None``: the problem's own; else at most this many), the grids of its transfer and work-precision, and which
+    trained models work-precision measures (every one; the quick budget: those trained by the hand engine's
+    backpropagation, one per solver)."""
 
     name: str
     seeds: int
@@ -31,10 +33,11 @@ class Budget:
     wp_steps: tuple
     wp_tolerances: tuple
     reference_tol: float = 1e-9
+    wp_on_every_model: bool = True  # False: work-precision on the hand engine's backpropagation-trained models only
 
 
 BUDGETS = {
-    "quick": Budget("quick", 1, (2,), (1e-3,), 30, (1, 4), (1, 4), (1e-3, 1e-6)),
+    "quick": Budget("quick", 1, (2,), (1e-3,), 30, (1, 4), (1, 4), (1e-3, 1e-6), wp_on_every_model=False),
     "standard": Budget("standard", 3, (1, 2, 4), (1e-3, 1e-5), None, (1, 2, 4, 8), (1, 2, 4, 8, 16, 32),
                        (1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8)),
 }

@@ -51,8 +51,12 @@ def _cost(plt, df, out: Path, primary: str) -> str:
 
 
 def _workprecision(plt, recs, cell: str | None, out: Path) -> str | None:
-    mine = [r for r in recs if r["status"] == "ok" and r["config"]["cell"] is not None
-            and label(r["config"]["cell"]) == cell]
+    measured = [r for r in recs if r["status"] == "ok" and r["config"]["cell"] is not None
+                and r["workprecision"]["solution"]]
+    from .report import measured_cell
+
+    cell = measured_cell([{"model": label(r["config"]["cell"])} for r in measured], cell)
+    mine = [r for r in measured if label(r["config"]["cell"]) == cell]
     if not mine:
         return None
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4.2))

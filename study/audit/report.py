@@ -56,9 +56,21 @@ def recs_by_seed(v: dict) -> list[dict]:
     return v["gradient_rows"]
 
 
+def measured_cell(rows: list[dict], cell: str | None) -> str | None:
+    """``cell`` if its models' work-precision was measured, else the hand engine's backpropagation cell of the same
+    solver (the quick budget measures those only)."""
+    models = {r["model"] for r in rows}
+    if cell is None or cell in models:
+        return cell
+    impl, rest = cell.split(" ", 1)
+    solver = rest.rsplit(" ", 1)[0]
+    return f"hand {solver} direct" if f"hand {solver} direct" in models else cell
+
+
 def _adjoint_lines(rows: list[dict], cell: str | None) -> list[str]:
     """The continuous adjoint's gradient error per seed (and backpropagation's beside it), on the recommended cell's
     trained models, at each dopri5 tolerance."""
+    cell = measured_cell(rows, cell)
     mine = [r for r in rows if r["model"] == cell and "tol" in r]
     if not mine:
         return []

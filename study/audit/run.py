@@ -68,14 +68,18 @@ def _measured(model, loaded, budget, cell: dict, rho_start) -> dict:
         metrics["stiffness"] = [{"solver": cells.solver_label(c), **analyse.stiffness(radii, c, loaded, None)}
                                 for c in cells.cells(budget) if c["implementation"] == "hand"
                                 and c["gradient"] == "direct" and "steps" in c]
-    wp = analyse.workprecision(model, loaded, budget, 3 if budget.name == "standard" else 1)
+    if budget.wp_on_every_model or not cell or (cell["implementation"], cell["gradient"]) == ("hand", "direct"):
+        wp = analyse.workprecision(model, loaded, budget, 3 if budget.name == "standard" else 1)
+    else:
+        wp = {"solution": [], "gradient": [], "samples": 0,
+              "skipped": f"the {budget.name} budget measures work-precision on the hand engine's backpropagation-"
+                         "trained models only"}
     return {"metrics": metrics, "transfer": rows, "workprecision": wp}
 
 
 def user_error(exc: BaseException, loaded, what: str, always: bool = False) -> BaseException:
     """``exc`` as a one-line :class:`ProblemError` where the problem's own code raised it (its file is in the
     traceback, or the field broke the field contract); ``exc`` itself otherwise (a fault of the audit)."""
-    from ..engine.module_field import FieldError
     from .problem import ProblemError, _where
 
     frames = traceback.extract_tb(exc.__traceback__)
