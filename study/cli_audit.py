@@ -13,8 +13,8 @@ from .cli import _path, cli
 @cli.command()
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--budget", type=click.Choice(["quick", "standard"]), default="quick", show_default=True,
-              help="quick: 1 seed, one grid per method, at most 30 iterations (under a minute for a small model); standard: 3 seeds, "
-                   "three step counts and two tolerances, the problem's own iterations.")
+              help="quick: 1 seed, one grid per method, at most 30 iterations (under a minute for a small model); "
+                   "standard: 3 seeds, three step counts and two tolerances, the problem's own iterations.")
 @click.option("--seeds", type=int, default=None, help="Seeds per cell, 1 to 20 (default: the budget's).")
 @click.option("--out", default=None, callback=_path, help="Where the report goes (default: audit/NAME).")
 @click.option("--runs-dir", default=None, callback=_path,
