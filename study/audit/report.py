@@ -21,7 +21,7 @@ def _order(rec: dict) -> tuple:
     from .cells import BUDGETS, cells
 
     c = rec["config"]
-    if c["cell"] is None:
+    if c["cell"] is None or c["budget"] not in BUDGETS:
         return (math.inf, 0)
     plan = [label(x) for x in cells(BUDGETS[c["budget"]])]
     return (plan.index(label(c["cell"])) if label(c["cell"]) in plan else len(plan), c["seed"])
@@ -37,23 +37,17 @@ def frame(recs: list[dict]) -> pd.DataFrame:
         m = r["metrics"]
         rows.append({"cell": label(cell), "solver": solver_label(cell), "method": cell["method"],
                      "gradient": cell["gradient"], "implementation": cell["implementation"], "seed": r["config"]["seed"],
-                     "status": r["status"], "reason": r.get("reason"), **{k: m.get(k) for k in (
-                         "primary_own", "test_primary_own", "test_primary_ref", "ode_gap", "time_per_iteration_s",
-                         "nfe_per_iteration", "nfe_trend", "rho_h", "limit", "rho_end", "rho_start", "field_err")}})
-    df = pd.DataFrame(rows)
-    if len(df):
-        df["primary_own"] = df["test_primary_own"]
-    return df
+                     "status": r["status"], "reason": r.get("reason"), "primary_own": m.get("test_primary_own"),
+                     **{k: m.get(k) for k in ("test_primary_ref", "ode_gap", "time_per_iteration_s",
+                                              "nfe_per_iteration", "nfe_trend", "rho_h", "limit", "rho_end",
+                                              "rho_start", "field_err")}})
+    return pd.DataFrame(rows)
 
 
 def _gradient_rows(recs) -> list[dict]:
     return [{**row, "seed": r["config"]["seed"], "model": label(r["config"]["cell"])} for r in recs
             if r["config"]["cell"] is not None
             and r["status"] == "ok" for row in r["workprecision"]["gradient"]]
-
-
-def recs_by_seed(v: dict) -> list[dict]:
-    return v["gradient_rows"]
 
 
 def measured_cell(rows: list[dict], cell: str | None) -> str | None:
@@ -133,7 +127,7 @@ def _markdown(v: dict, name: str, primary: str, figures: list[str], given: dict 
     for g in v["gradients"]:
         errs = "; ".join(f"{t:g}: {lo:.2g} to {hi:.2g} ({n})" for t, (lo, hi, n) in g["by_tol"].items()) or "n/a"
         lines.append(f"| {g['method']} | {errs} | {g['verdict']} |")
-    lines += _adjoint_lines(recs_by_seed(v), v["method"]["recommended"])
+    lines += _adjoint_lines(v["gradient_rows"], v["method"]["recommended"])
     failed = v["frame"][v["frame"].status != "ok"] if len(v["frame"]) else []
     if len(failed):
         lines += ["", "## Runs that did not train", ""]

@@ -47,7 +47,10 @@ def _finite(v):
 def _measured(model, loaded, budget, cell: dict, rho_start) -> dict:
     """Everything measured on a trained (or given) model in its cell's solver."""
     own = evaluate(model, loaded.test, how_of(cell)) if cell else None
-    hand = evaluate(model, loaded.test, how_of({**cell, "implementation": "hand", "gradient": "direct"})) if cell else None
+    hand = None  # the hand engine's steps of the cell's solver (the step size of the stiffness indicator)
+    if cell:  # a hand cell's own evaluation is that solve: every gradient method's forward pass is the same
+        hand = own if cell["implementation"] == "hand" else evaluate(
+            model, loaded.test, how_of({**cell, "implementation": "hand", "gradient": "direct"}))
     rows = analyse.transfer(model, loaded, budget)
     ref = rows[-1]
     radii = analyse.spectral_radii(model, loaded, budget)
@@ -114,26 +117,29 @@ def smoke(loaded) -> None:
         raise user_error(exc, loaded, "trying the model on two samples", always=True) from None
 
 
-def run_one(loaded, budget, cfg: dict) -> dict:
+def run_one(loaded, budget, cfg: dict, rho_start: dict | None = None) -> dict:
     """The record of one config (training, then every measurement); an error of the problem's own code is one
-    :class:`ProblemError` line."""
+    :class:`ProblemError` line.  ``rho_start``: the initial models' spectral radii by seed, kept across the cells
+    (every cell of a seed starts from the same weights)."""
     what = f"training {cells.label(cfg['cell'])}, seed {cfg['seed']}" if cfg["cell"] else "measuring the given model"
     try:
-        return _run_one(loaded, budget, cfg)
+        return _run_one(loaded, budget, cfg, {} if rho_start is None else rho_start)
     except Exception as exc:  # noqa: BLE001 - the user's errors become one line; the audit's own propagate
         raise user_error(exc, loaded, what) from None
 
 
-def _run_one(loaded, budget, cfg: dict) -> dict:
-    env = environment("cpu")
+def _run_one(loaded, budget, cfg: dict, rho_start: dict) -> dict:
+    env = environment(str(loaded.train[0].device))
     if cfg["cell"] is None:  # the given trained model, as it is
         model = model_for(loaded, 0, given_modules(loaded))
         m = _measured(model, loaded, budget, None, None)
         return records.make(cfg, {**m["metrics"], "given": True}, env, transfer=m["transfer"],
                             workprecision=m["workprecision"])
-    rho_start = max(analyse.spectral_radii(model_for(loaded, cfg["seed"]), loaded, budget) or [0.0])
-    model, t = train(loaded, cfg["cell"], cfg["seed"], cfg["iterations"])
-    m = _measured(model, loaded, budget, cfg["cell"], rho_start)
+    seed = cfg["seed"]
+    if seed not in rho_start:
+        rho_start[seed] = max(analyse.spectral_radii(model_for(loaded, seed), loaded, budget) or [0.0])
+    model, t = train(loaded, cfg["cell"], seed, cfg["iterations"])
+    m = _measured(model, loaded, budget, cfg["cell"], rho_start[seed])
     c = t["curves"]
     metrics = {**m["metrics"], "iterations_completed": t["iterations_completed"],
                "final_loss": c["loss"][-1] if c["loss"] else None, "wall_time_s": t["wall_time_s"],
@@ -162,14 +168,14 @@ def audit(path, budget: str = "quick", seeds: int | None = None, out=None, runs_
     runs = Path(runs_dir) if runs_dir is not None else out / "runs"
     smoke(loaded)
     todo = plan(loaded, b, seeds)
-    done, recs = 0, []
+    done, recs, rho_start = 0, [], {}
     bar = tqdm(todo, desc=f"audit {loaded.name} ({budget})", unit="run", disable=not progress or None)
     for cfg in bar:
         path_ = store.record_path(runs, "audit", cfg)
-        rec = _existing(path_)
+        rec = _existing(path_, cfg)
         if rec is None:
             bar.set_postfix_str(cells.label(cfg["cell"]) + f" seed {cfg['seed']}" if cfg["cell"] else "given model")
-            rec = run_one(loaded, b, cfg)
+            rec = run_one(loaded, b, cfg, rho_start)
             store.write_atomic(path_, rec)
         else:
             done += 1
@@ -178,13 +184,16 @@ def audit(path, budget: str = "quick", seeds: int | None = None, out=None, runs_
     return write(recs, out, loaded.name, loaded.problem.primary, loaded.problem.primary in loaded.problem.higher_is_better)
 
 
-def _existing(path: Path) -> dict | None:
-    """A valid record already at ``path`` (an invalid one is moved aside and redone)."""
+def _existing(path: Path, cfg: dict) -> dict | None:
+    """A valid record of ``cfg`` already at ``path``; one that is unreadable, invalid or of another config (an
+    edited file) is moved aside and redone."""
     if not os.path.lexists(path):
         return None
     try:
         rec = store.read_record(path)
-    except Exception:  # noqa: BLE001 - an unreadable or invalid record is redone
+        if rec["config"] != cfg:
+            raise ValueError("the record's config is not the one its name says")
+    except Exception:  # noqa: BLE001 - a store file is untrusted: anything wrong with it means the run is redone
         store.quarantine(path)
         return None
     return rec if rec.get("status") in ("ok", "diverged") else None

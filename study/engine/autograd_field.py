@@ -35,7 +35,7 @@ class AutogradField:
 
     def forward(self, y, t, w):
         with torch.no_grad():
-            return self.fn(y, t, w), ()
+            return self.fn(y, t, w).contiguous(), ()
 
     def backward_weights(self, w):
         return tuple(w), None

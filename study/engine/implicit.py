@@ -137,7 +137,7 @@ def step_values(f, tab: Dirk, t: float, y: torch.Tensor, h: float, newton: Newto
     with torch.no_grad():
         for i, (ci, row) in enumerate(zip(tab.c, tab.a)):
             base = y + h * sum((aij * k for aij, k in zip(row[:i], ks)), torch.zeros_like(y))
-            ti = torch.tensor(t + ci * h, dtype=y.dtype)
+            ti = torch.tensor(t + ci * h, dtype=y.dtype, device=y.device)
             if row[i] == 0.0:  # an explicit first stage (ESDIRK)
                 Ys.append(base)
                 ks.append(f(ti, base))
@@ -173,7 +173,7 @@ class _Step(torch.autograd.Function):
         gy = g.clone()
         gp = [torch.zeros_like(p) for p in params]
         for i in reversed(range(s)):
-            ti = torch.tensor(t + tab.c[i] * h, dtype=g.dtype)
+            ti = torch.tensor(t + tab.c[i] * h, dtype=g.dtype, device=g.device)
             rhs = h * tab.b[i] * g
             for l in range(i + 1, s):
                 if tab.a[l][i] != 0.0:

@@ -18,17 +18,19 @@ import math
 
 import torch
 
+from .autograd_field import AutogradField
+
 
 class FieldError(ValueError):
     """The module is not a field of the state it is given: it returned the wrong shape, dtype, or a non-tensor."""
 
 
-class ModuleField:
-    """``module`` (``f(t, y)``, ``y`` of shape ``(B, *sample_shape)``) on the hand engine."""
-
-    name = "module"
+class ModuleField(AutogradField):
+    """``module`` (``f(t, y)``, ``y`` of shape ``(B, *sample_shape)``) on the hand engine: an
+    :class:`~study.engine.autograd_field.AutogradField` of the module's call on the engine's layout."""
 
     def __init__(self, module: torch.nn.Module, sample_shape):
+        super().__init__("module", self._call)
         self.module = module
         self.sample_shape = tuple(int(n) for n in sample_shape)
         self.features = math.prod(self.sample_shape)
@@ -77,40 +79,12 @@ class ModuleField:
 
         return f
 
-    # -- the field interface (study.engine.field) --------------------------------------------------------------
-    def fold(self, raw):
-        return tuple(raw)
-
-    def as_weights(self, entries):
-        return tuple(entries)
-
-    def differentiable(self, y, t, w):
-        """The value with autograd's graph (the implicit methods' Newton and VJPs)."""
-        return self._call(y, t, w)
-
-    def forward(self, y, t, w):
-        with torch.no_grad():
-            return self._call(y, t, w).contiguous(), ()
-
-    def backward_weights(self, w):
-        return tuple(w), None
-
+    # -- the field interface (study.engine.field): AutogradField's, with autograd's own VJP for the module's own
+    # parameters (functional_call's swap only for other weights)
     def vjp(self, g, y, t, saved, tensors, meta):
         if self._own(tensors) and all(p.requires_grad for p in tensors):  # autograd's own VJP through the module
             with torch.enable_grad():
                 y_ = y.detach().requires_grad_()
                 grads = torch.autograd.grad(self._call(y_, t, tensors), (y_, *tensors), g, allow_unused=True)
             return grads[0], tuple(torch.zeros_like(p) if x is None else x for p, x in zip(tensors, grads[1:]))
-        with torch.enable_grad():
-            _, pull = torch.func.vjp(lambda y_, *w_: self._call(y_, t, w_), y.detach(), *[x.detach() for x in tensors])
-            gy, *gw = pull(g)
-        return gy, tuple(gw)
-
-    def vjp_into(self, acc, g, y, t, saved, tensors, meta):
-        gy, gw = self.vjp(g, y, t, saved, tensors, meta)
-        for a, x in zip(acc, gw):
-            a.add_(x)
-        return gy
-
-    def unfold(self, grads, sign: float = 1.0):
-        return tuple(None if x is None else (x if sign == 1.0 else sign * x) for x in grads)
+        return super().vjp(g, y, t, saved, tensors, meta)

@@ -104,6 +104,21 @@ ITERATIONS_MAX = 100_000  # epochs or iterations of one run (the article trains 
 LR_RANGE = (1e-6, 1.0)
 
 
+def check_fields(protocol, positive_ints=(), positive_numbers=(), non_negative=()) -> None:
+    """The checks the flow tasks' protocols share: each named field a positive integer, a positive number or a
+    non-negative number (finite), else one ValueError naming it."""
+    import math
+
+    for name in positive_ints:
+        v = getattr(protocol, name)
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    for name, positive in [(n, True) for n in positive_numbers] + [(n, False) for n in non_negative]:
+        v = getattr(protocol, name)
+        if not (isinstance(v, (int, float)) and math.isfinite(v) and (v > 0 if positive else v >= 0)):
+            raise ValueError(f"{name} must be a {'positive' if positive else 'non-negative'} number, got {v!r}")
+
+
 def lr_option() -> "Option":
     return Option("--lr", "lr", "float", *LR_RANGE, help="learning rate")
 

@@ -97,6 +97,16 @@ def model_fields(cfg: ModelConfig) -> dict:
     return d
 
 
+def engine_of(cfg: ModelConfig) -> str:
+    """The engine a flow model's solves run on: the hand engine's one-node steps (direct and checkpointed), its
+    continuous adjoint on one evaluation, or torchdiffeq."""
+    from ..config import engine_label
+
+    if cfg.backend in ("hand", "hand-checkpoint"):
+        return engine_label("step")
+    return engine_label("evaluation" if cfg.backend == "hand-adjoint" else "torchdiffeq")
+
+
 def run_config(task: tuple[str, int], variant: str, model_cfg: ModelConfig, protocol, seed: int, device: str,
                extra: dict | None, engine: str) -> dict:
     """A flow task's training config: ``task`` is its (name, version), ``protocol`` its Protocol (its remedies

@@ -190,3 +190,35 @@ def test_a_given_trained_model_is_measured_as_it_is(tmp_path):
     row = next(r for r in rec["transfer"] if r["solver"] == "rk4-38 x4")
     assert math.isclose(row["loss"], expected, rel_tol=1e-6)  # the given weights, not fresh ones
     assert {s["solver"] for s in rec["metrics"]["stiffness"]} == {"euler x2", "midpoint x2", "rk4-38 x2"}
+
+
+def test_a_stored_audit_record_is_trusted_only_when_it_is_the_config_its_name_says(tmp_path):
+    from study import records, store
+    from study.audit.run import _existing, plan
+
+    path = _file(tmp_path, """
+        PROBLEM = Problem(field=F, inputs=torch.randn(12, 2), times=torch.linspace(0, 1, 3), targets=torch.randn(12, 3, 2))
+    """)
+    cfg, other = plan(load(path), cells.BUDGETS["quick"], 1)[:2]
+    where = store.record_path(tmp_path / "runs", "audit", cfg)
+    rec = records.make(cfg, {"params": 1, "test_loss_ref": 0.5, "rho_end": 1.0}, {}, transfer=[],
+                       workprecision={"solution": [], "gradient": []})
+    store.write_atomic(where, rec)
+    assert _existing(where, cfg) == rec
+    store.write_atomic(where, {**rec, "config": other})  # an edited file: another run's numbers under this name
+    assert _existing(where, cfg) is None and not where.exists()
+    assert where.with_name(where.name + ".corrupt").exists()
+
+
+def test_every_gradient_method_s_evaluation_takes_the_hand_direct_solve_s_steps(tmp_path):
+    """The stiffness indicator reads a hand cell's own evaluation for its step sizes: every gradient method's
+    forward pass takes the same accepted steps."""
+    from study.audit.train import evaluate
+
+    path = _file(tmp_path, """
+        PROBLEM = Problem(field=F, inputs=torch.randn(12, 2), times=torch.linspace(0, 1, 3), targets=torch.randn(12, 3, 2))
+    """)
+    loaded = load(path)
+    model = model_for(loaded, 0)
+    runs = [evaluate(model, loaded.test, How("hand", "dopri5", None, 1e-6, g)) for g in ("direct", "checkpoint", "adjoint")]
+    assert runs[0]["accepted"] > 0 and len({(r["accepted"], r["nfe"]) for r in runs}) == 1

@@ -107,7 +107,7 @@ def test_the_adaptive_gradient_is_the_fixed_sequence_s_and_matches_finite_differ
         return float(y.sum())
 
     eps = 1e-6
-    assert len(stats.steps) > 5 and stats.rejected >= 0
+    assert len(stats.steps) > 5
     for i, j in ((0, 0), (1, 0), (0, 1)):
         Wp, Wm = W.detach().clone(), W.detach().clone()
         Wp[i, j] += eps

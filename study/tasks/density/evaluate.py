@@ -7,7 +7,6 @@ import numpy as np
 
 from ..ensemble import is_solver_failure
 from ...config import ModelConfig, solver_label
-
 from .data import STREAM_PROBLEM, data, entropy
 from .field import Flow, member
 from .fit import _finite, _points, log_likelihoods
@@ -17,7 +16,6 @@ from .protocol import BOX, Protocol, REFERENCE_MAX_STEPS, REFERENCE_TOL
 def _short(x) -> float | None:
     x = float(x)
     return float(f"{x:.5g}") if math.isfinite(x) else None
-
 
 
 # -- evaluation ------------------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ import math
 
 from ..ensemble import Ensemble
 from ...config import ModelConfig
-
 from .protocol import LOG_2PI
 
 

@@ -8,13 +8,11 @@ import numpy as np
 from .. import ensemble
 from ..ensemble import History, is_solver_failure
 from ...config import ModelConfig
-
 from .data import STREAM_BATCHES, STREAM_STEER, _rng, data
 from .field import CNFField, EXACT, Flow, log_normal, member
 from .protocol import Protocol
 
 CURVES = ("loss", "val_nll", "nfe_forward", "nfe_backward", "accepted_steps", "rejected_steps")
-
 
 
 # -- training --------------------------------------------------------------------------------------------------

@@ -1,11 +1,8 @@
 """Which variants apply to the density task, their configs and their cost."""
 from __future__ import annotations
 
-
-
 from .. import ensemble
-from ...config import METHODS, ModelConfig, engine_label
-
+from ...config import METHODS, ModelConfig
 from .protocol import NAME, Protocol, VERSION
 
 
@@ -30,10 +27,9 @@ def model_config(variant: str, overrides: dict | None = None) -> ModelConfig:
 
 
 def engine_of(cfg: ModelConfig) -> str:
-    """The engine a model's solves run on (the field's own arithmetic: version 1 of the CNF field)."""
-    if cfg.backend in ("hand", "hand-checkpoint"):
-        return engine_label("step") + "+cnf-1"
-    return engine_label("evaluation" if cfg.backend == "hand-adjoint" else "torchdiffeq") + "+cnf-1"
+    """The engine a model's solves run on (:func:`study.tasks.ensemble.engine_of`) and the field's own arithmetic:
+    version 1 of the CNF field."""
+    return ensemble.engine_of(cfg) + "+cnf-1"
 
 
 def run_config(variant: str, model_cfg: ModelConfig, protocol: Protocol, seed: int, device: str = "cpu",

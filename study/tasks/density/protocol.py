@@ -5,8 +5,7 @@ import math
 from dataclasses import asdict, dataclass
 
 
-from .. import ITERATIONS_MAX, Metric, Option, Reference, lr_option
-
+from .. import ITERATIONS_MAX, Metric, Option, Reference, check_fields, lr_option
 
 
 NAME = "density"
@@ -68,25 +67,16 @@ class Protocol:
     def validate(self) -> None:
         if self.density not in DENSITIES:
             raise ValueError(f"unknown density {self.density!r}; choose one of: {', '.join(DENSITIES)}")
-        for name in ("iterations", "batch_size", "hidden", "n_train", "n_val", "n_test", "eval_every", "grid",
-                     "n_samples"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        check_fields(self, ("iterations", "batch_size", "hidden", "n_train", "n_val", "n_test", "eval_every", "grid",
+                            "n_samples"))
         if self.batch_size > self.n_train:
             raise ValueError(f"batch_size ({self.batch_size}) must be at most n_train ({self.n_train})")
-        for name in ("lr", "t_end"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        check_fields(self, positive_numbers=("lr", "t_end"))
         if self.divergence not in ("exact", "hutchinson"):
             raise ValueError(f"divergence must be exact or hutchinson, got {self.divergence!r}")
         if not isinstance(self.data_seed, int) or self.data_seed < 0:
             raise ValueError(f"data_seed must be a non-negative integer, got {self.data_seed!r}")
-        for name in REMEDIES:
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a non-negative number, got {v!r}")
+        check_fields(self, non_negative=REMEDIES)
         if self.steer >= self.t_end:
             raise ValueError(f"steer ({self.steer:g}) must be below t_end ({self.t_end:g}): end times must stay positive")
 

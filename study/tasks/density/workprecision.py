@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 
-
-
 from .data import STREAM_PROBLEM, _rng, data
 from .field import EXACT, Flow, log_normal
 from .fit import fit

@@ -97,22 +97,12 @@ class Trajectory:
 
         return ensemble.model_config(variant, overrides, DEFAULT_STEPS)
 
-    @staticmethod
-    def engine_of(cfg) -> str:
-        """The engine a model's solves run on: the hand engine's one-node steps (direct and checkpointed), its
-        continuous adjoint on one evaluation, or torchdiffeq."""
-        from ...config import engine_label
-
-        if cfg.backend in ("hand", "hand-checkpoint"):
-            return engine_label("step")
-        return engine_label("evaluation" if cfg.backend == "hand-adjoint" else "torchdiffeq")
-
     def run_config(self, variant: str, model_cfg, protocol, seed: int, device: str = "cpu",
                    extra: dict | None = None) -> dict:
         from .. import ensemble
 
         return ensemble.run_config((self.NAME, self.VERSION), variant, model_cfg, protocol, seed, device, extra,
-                                   self.engine_of(model_cfg))
+                                   ensemble.engine_of(model_cfg))
 
     @staticmethod
     def config_model(config: dict):

@@ -3,10 +3,9 @@ metrics, reference and command-line options: plain data, no torch."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import asdict, dataclass
 
-from .. import ITERATIONS_MAX, Metric, Option, Reference, lr_option
+from .. import ITERATIONS_MAX, Metric, Option, Reference, check_fields, lr_option
 
 METRICS = (
     Metric("traj_err", "trajectory error, reference solve", False, "RMS"),
@@ -51,27 +50,16 @@ class Protocol:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def validate(self) -> None:
-        for name in ("iterations", "batch_size", "n_points", "field_hidden", "eval_every", "grid"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        check_fields(self, ("iterations", "batch_size", "n_points", "field_hidden", "eval_every", "grid"))
         if not isinstance(self.batch_time, int) or self.batch_time < 2:
             raise ValueError(f"batch_time must be an integer of at least 2, got {self.batch_time!r}")
         if self.n_points - self.batch_time < self.batch_size:
             raise ValueError(f"n_points - batch_time ({self.n_points - self.batch_time}) must be at least "
                              f"batch_size ({self.batch_size}): windows are drawn without replacement")
-        for name in ("lr", "t_end", "t_extrapolate", "band"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        check_fields(self, positive_numbers=("lr", "t_end", "t_extrapolate", "band"))
         if self.optimizer not in ("rmsprop", "adam"):
             raise ValueError(f"optimizer must be rmsprop or adam, got {self.optimizer!r}")
-        if not (math.isfinite(self.noise) and self.noise >= 0):
-            raise ValueError(f"noise must be a non-negative number, got {self.noise!r}")
-        for name in REMEDIES:
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a non-negative number, got {v!r}")
+        check_fields(self, non_negative=("noise", *REMEDIES))
 
     @property
     def regularised(self) -> bool:
