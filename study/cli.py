@@ -123,7 +123,7 @@ def run(variant, task_name, seed, steps, runs_dir, device, threads, kinetic, jac
     variant = canonical(variant)
     if variant not in VARIANTS:
         raise UserError(f"unknown variant {checks.shown(variant)}; choose one of: {', '.join(VARIANTS)}")
-    why = task.not_applicable(VARIANTS[variant])
+    why = tasks.why_not(task, VARIANTS[variant])
     if why:
         from .experiments import applicable
 
@@ -219,6 +219,9 @@ def bench(steps, batch, rounds, device, as_json, runs_dir, no_store, task_name):
         task = checks.task(task_name)
         if click.get_current_context().get_parameter_source("batch") != click.core.ParameterSource.DEFAULT:
             raise UserError(f"--batch does not apply with --task: the bench uses task {task.NAME}'s own training batch")
+        if getattr(task, "STIFF", False):
+            raise UserError(f"task {task.NAME} is stiff: the explicit solves the bench times blow up on its field; its "
+                            "solvers' costs are in its training runs and its work-precision records")
         return _task_bench(task, steps, rounds, device, as_json, runs_dir, no_store)
 
     checks.int_in("--steps", steps, 1, checks.BENCH_STEPS_MAX)

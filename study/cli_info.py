@@ -32,20 +32,21 @@ def dataset(sigma, seed):
 @click.option("--task", "task_name", default=None, help="Also say which variants apply to this task, and why not.")
 def variants(task_name):
     """The registered variants (parameters: the spiral's models)."""
+    from .tasks import why_not
     from .variants import VARIANTS, describe
 
     task = checks.task(task_name) if task_name is not None else None
     rows = [describe(v) for v in VARIANTS]
     if task is not None:
         for r in rows:
-            r[f"on {task.NAME}"] = "yes" if task.not_applicable(VARIANTS[r["variant"]]) is None else "no (below)"
+            r[f"on {task.NAME}"] = "yes" if why_not(task, VARIANTS[r["variant"]]) is None else "no (below)"
     cols = list(rows[0])
     widths = {c: max(len(c), *(len(str(r[c])) for r in rows)) for c in cols}
     click.echo("  ".join(c.ljust(widths[c]) for c in cols))
     for r in rows:
         click.echo("  ".join(str(r[c]).ljust(widths[c]) for c in cols))
     for name, v in VARIANTS.items():
-        why = task.not_applicable(v) if task is not None else None
+        why = why_not(task, v) if task is not None else None
         if why:
             click.echo(f"not applicable to {task.NAME}: {name}: {why}")
 

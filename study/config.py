@@ -33,17 +33,22 @@ class Method:
     torchdiffeq: str | None = None
     adaptive: bool = False
     implicit: str | None = None
+    stability: str = "explicit"  # its linear stability: "explicit" (a bounded region), "A-stable" or "L-stable"
+    real_limit: float | None = None  # an explicit method's stability interval on the negative real axis: h rho
+    # beyond it and a mode of eigenvalue -rho grows (Hairer & Wanner IV.2); None: unbounded (implicit)
 
 
 METHODS: dict[str, Method] = {m.name: m for m in (
-    Method("euler", 1, 1, "Euler", "Euler", tableau="euler", torchdiffeq="euler"),
-    Method("midpoint", 2, 2, "midpoint", "Midpoint", tableau="midpoint", torchdiffeq="midpoint"),
-    Method("rk4", 4, 4, "RK4", "RKfour", tableau="rk4"),  # the classic RK4: torchdiffeq has none
-    Method("rk4-38", 4, 4, "RK4 3/8", "RKtte", tableau="rk4-38", torchdiffeq="rk4"),  # torchdiffeq's "rk4" is the 3/8 rule
-    Method("dopri5", 5, 6, "dopri5", "Dopri", tableau="dopri5", torchdiffeq="dopri5", adaptive=True),
-    Method("backward-euler", 1, 1, "backward Euler", "BackEuler", implicit="backward-euler"),
-    Method("trapezoid", 2, 2, "trapezoid", "Trapezoid", implicit="trapezoid"),
-    Method("kvaerno3", 3, 4, "Kvaerno 3(2)", "Kvaerno", implicit="kvaerno3", adaptive=True),
+    Method("euler", 1, 1, "Euler", "Euler", tableau="euler", torchdiffeq="euler", real_limit=2.0),
+    Method("midpoint", 2, 2, "midpoint", "Midpoint", tableau="midpoint", torchdiffeq="midpoint", real_limit=2.0),
+    Method("rk4", 4, 4, "RK4", "RKfour", tableau="rk4", real_limit=2.785),  # the classic RK4: torchdiffeq has none
+    Method("rk4-38", 4, 4, "RK4 3/8", "RKtte", tableau="rk4-38", torchdiffeq="rk4", real_limit=2.785),  # torchdiffeq's "rk4" is the 3/8 rule
+    Method("dopri5", 5, 6, "dopri5", "Dopri", tableau="dopri5", torchdiffeq="dopri5", adaptive=True, real_limit=3.307),
+    Method("backward-euler", 1, 1, "backward Euler", "BackEuler", implicit="backward-euler",
+           stability="L-stable"),
+    Method("trapezoid", 2, 2, "trapezoid", "Trapezoid", implicit="trapezoid", stability="A-stable"),
+    Method("kvaerno3", 3, 4, "Kvaerno 3(2)", "Kvaerno", implicit="kvaerno3", adaptive=True,
+           stability="L-stable"),
 )}
 EXPLICIT = tuple(n for n, m in METHODS.items() if m.implicit is None)
 FIXED_METHODS = tuple(n for n in EXPLICIT if not METHODS[n].adaptive)  # what training variants and transfer use
@@ -58,6 +63,7 @@ ENGINES = {
     "evaluation": 1,  # the hand engine's continuous adjoint on one evaluation (engine/hand_ode.py)
     "step": 1,  # the hand engine's one-node steps: adaptive direct and checkpointed solves (engine/step_node.py)
     "torchdiffeq": 1,  # our dynamics under torchdiffeq's odeint / odeint_adjoint (engine/models.py)
+    "implicit": 1,  # the implicit methods: Newton on each stage, gradients by the implicit function theorem
 }
 
 
@@ -144,8 +150,11 @@ class ModelConfig:
             bad(f"unknown method {self.method!r}; choose one of {', '.join(FIXED_METHODS + ADAPTIVE_METHODS)}")
         if method.adaptive and not (self.rtol and self.atol and self.rtol > 0 and self.atol > 0):
             bad(f"{self.method} needs positive rtol and atol")
-        if self.backend in HAND_BACKENDS and method.tableau is None:
+        if self.backend in HAND_BACKENDS and method.tableau is None and method.implicit is None:
             bad(f"the hand engine has no {self.method!r}")
+        if method.implicit and self.backend not in ("hand", "hand-checkpoint"):
+            bad(f"{self.method} (implicit) runs on the hand engine with the direct or the checkpointed gradient "
+                f"(backend hand or hand-checkpoint), got {self.backend!r}")
         if self.backend not in HAND_BACKENDS and method.torchdiffeq is None:
             bad(f"torchdiffeq has no {self.method!r} (its 'rk4' is our {torchdiffeq_method('rk4').name!r})")
         if self.adjoint_norm not in (None, "seminorm"):
@@ -166,6 +175,8 @@ class ModelConfig:
         for the model without a flow, whose lift and head are plain torch layers."""
         if self.model == "none":
             return "plain"
+        if METHODS[self.method].implicit:
+            return engine_label("implicit")
         if self.model == "resnet" or (self.backend == "hand" and not self.adaptive):
             return engine_label("fused")
         if self.backend in ("hand", "hand-checkpoint"):
@@ -176,7 +187,10 @@ class ModelConfig:
     def batches_seeds(self) -> bool:
         """Whether several seeds can train as one batched model: fixed steps always; adaptive steps on the hand
         engine's direct backpropagation and continuous adjoint, which control each member's steps (torchdiffeq
-        and the checkpointed adjoint, with one step sequence per solve, cannot)."""
+        and the checkpointed adjoint, with one step sequence per solve, cannot; nor can an implicit method, whose
+        Newton iterations stop on the whole batch's update)."""
+        if self.model == "ode" and METHODS[self.method].implicit:
+            return False
         return not self.adaptive or self.backend in ("hand", "hand-adjoint")
 
     @property

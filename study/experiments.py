@@ -32,17 +32,23 @@ TRANSFER_TOLERANCES = [1e-3, 1e-6]  # dopri5 at the training tolerance and tight
 TRANSFER_REFERENCE = {"method": "dopri5", "tol": 1e-8, "dtype": "float64"}
 WP_REFERENCE_TOL = 1e-12
 WP_REFERENCE_STEPS = 2048  # the reference gradient's RK4 grid (a profile's "wp" may set its own)
-def wp_solvers() -> list[tuple[str, str]]:
+def wp_solvers(implicit: bool = False) -> list[tuple[str, str]]:
     """The solutions work-precision measures: every method of the method table, on the hand engine where it has a
-    tableau and through torchdiffeq where it has a name there (a new method adds its own records)."""
+    tableau and through torchdiffeq where it has a name there (a new method adds its own records); with
+    ``implicit`` (a stiff task) the implicit methods too."""
     return ([("hand", n) for n, m in METHODS.items() if m.tableau is not None]
-            + [("torchdiffeq", n) for n, m in METHODS.items() if m.torchdiffeq is not None])
+            + [("torchdiffeq", n) for n, m in METHODS.items() if m.torchdiffeq is not None]
+            + ([("hand", n) for n, m in METHODS.items() if m.implicit] if implicit else []))
 
 
 # The gradient methods it measures, chosen (each gradient method on the methods that say something new about it).
 WP_GRADIENTS = [("hand", "euler"), ("hand-adjoint", "euler")] + [
     (b, m) for m in ("rk4", "dopri5") for b in ("hand", "hand-checkpoint", "hand-adjoint")] + [
     (b, m) for m in ("rk4-38", "dopri5") for b in ("torchdiffeq", "torchdiffeq-adjoint")]
+
+
+# A stiff task's gradient methods besides those: the implicit methods' exact gradients, direct and checkpointed.
+WP_IMPLICIT_GRADIENTS = [("hand", "backward-euler"), ("hand", "kvaerno3"), ("hand-checkpoint", "kvaerno3")]
 
 
 def transfer_solvers(steps: int) -> list[dict]:
@@ -176,7 +182,7 @@ def build(profile: str) -> dict[str, list[Job]]:
         raise KeyError(f"unknown profile {profile!r}; choose one of: {', '.join(PROFILES)}")
     spec = copy.deepcopy(SPEC[profile])
     ex: dict[str, list[Job]] = {}
-    ex["main"] = _train_jobs(spec, [(v, {}) for v in variants.VARIANTS if v not in spec["main_cut"]], spec["main_seeds"],
+    ex["main"] = _train_jobs(spec, [(v, {}) for v in applicable("spiral") if v not in spec["main_cut"]], spec["main_seeds"],
                              {}, spec["main_seed_overrides"])
     ex["steps"] = _train_jobs(spec, [(m, {"steps": n}) for m, ns in spec["steps"].items() for n in ns], spec["sweep_seeds"], {})
     ex["tolerance"] = _train_jobs(
@@ -313,7 +319,8 @@ def _task_train_jobs(task: str, spec: dict, variant_names, seeds: int, extra: di
         base = module.run_config(v, cfg, proto, 0, "cpu", extra)
         base.pop("seed")
         seed_list = list(range(spec.get("seed_overrides", {}).get(v, seeds)))
-        alone = cfg.adaptive or getattr(proto, "steer", 0)  # one step control per solve; STEER: each seed's end times
+        alone = cfg.adaptive or not cfg.batches_seeds or getattr(proto, "steer", 0)  # one step control (or Newton
+        # iteration) per solve; STEER: each seed's end times
         solvers = list(transfer or []) if cfg.model == "ode" else []
         jobs += ([Job("train", base, [s], transfer=solvers) for s in seed_list] if alone
                  else [Job("train", base, seed_list, transfer=solvers)])
@@ -323,7 +330,7 @@ def _task_train_jobs(task: str, spec: dict, variant_names, seeds: int, extra: di
 def applicable(task: str) -> list[str]:
     """The variants that apply to ``task``, in registry order."""
     module = tasks.get(task)
-    return [v for v, var in variants.VARIANTS.items() if module.not_applicable(var) is None]
+    return [v for v, var in variants.VARIANTS.items() if tasks.why_not(module, var) is None]
 
 
 def _workprecision_job(task: str, spec: dict, protocol) -> Job:
@@ -333,8 +340,10 @@ def _workprecision_job(task: str, spec: dict, protocol) -> Job:
               "reference_steps": WP_REFERENCE_STEPS, **wp, "reference_tol": WP_REFERENCE_TOL,
               "reference_gradient": "torchdiffeq-rk4-38",
               "engines": ",".join(engine_label(n) for n in FIELD_ENGINES)}
-    parts = ([{"what": "solution", "backend": b, "method": m} for b, m in wp_solvers()]
-             + [{"what": "gradient", "backend": b, "method": m} for b, m in WP_GRADIENTS])
+    implicit = getattr(module, "STIFF", False)
+    parts = ([{"what": "solution", "backend": b, "method": m} for b, m in wp_solvers(implicit)]
+             + [{"what": "gradient", "backend": b, "method": m} for b, m in WP_GRADIENTS
+                + (WP_IMPLICIT_GRADIENTS if implicit else [])])
     return Job("workprecision", config, [None], parts=parts)
 
 
@@ -347,9 +356,10 @@ def task_experiments(profile: str, spiral_protocol: dict) -> dict[str, list[Job]
                                  s["transfer_seeds"], {}, transfer=transfer_solvers(variant_config("euler").steps))
     ex["work-precision"] = [_workprecision_job("spiral", s, Protocol(**spiral_protocol).as_config())]
     ex["remedies"] = _remedy_jobs(tasks.DEFAULT, {**s, "protocol": spiral_protocol}, {})  # "none": main's runs
-    for task in tasks.TASKS:
-        ex[tasks.experiment(task, "task-bench")] = [Job("taskbench", taskbench_config(task, TASKBENCH_ROUNDS[profile]),
-                                                        [None])]
+    for task in tasks.TASKS:  # a stiff task's field blows up the explicit solves the bench times: none there
+        if not getattr(tasks.get(task), "STIFF", False):
+            ex[tasks.experiment(task, "task-bench")] = [Job("taskbench", taskbench_config(task, TASKBENCH_ROUNDS[profile]),
+                                                            [None])]
     for task in tasks.TASKS:
         if task == tasks.DEFAULT:
             continue

@@ -126,6 +126,12 @@ TASK_SPEC: dict[str, dict[str, dict]] = {
                    "wp": {"train_variant": "euler", "fields": ["trained"], "batch": 128,
                           "steps": [5, 10, 20, 40, 80, 160, 320], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8],
                           "repeats": 5}},
+        # the controls: the explicit fixed-step methods at step counts inside their stability limits (the field's
+        # spectral radius reaches 5,500 at r = 2: Euler needs h < 2/5500, 87 steps an interval; RK4 62)
+        "stiff": {"seeds": 5, "protocol": {}, "controls": [["euler", {"steps": 100}], ["rk4", {"steps": 70}]],
+                  "wp": {"train_variant": "backward-euler", "fields": ["initial", "trained"], "batch": 20,
+                         "steps": [3, 9, 27, 81, 243, 729], "tolerances": [1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7],
+                         "repeats": 5}},
     },
     "quick": {
         "spiral": {"transfer_variants": ["euler"], "transfer_seeds": 1,
@@ -145,5 +151,9 @@ TASK_SPEC: dict[str, dict[str, dict]] = {
                    "controls": [["no-flow", {"head": "mlp", "head_hidden": 203}]],
                    "wp": {"train_variant": "euler", "fields": ["trained"], "batch": 16, "steps": [5, 20],
                           "tolerances": [1e-3, 1e-5], "repeats": 1, "reference_steps": 128}},
+        "stiff": {"seeds": 1, "protocol": {"iterations": 4, "n_points": 60, "eval_every": 2, "grid": 16},
+                  "controls": [["euler", {"steps": 100}]],
+                  "wp": {"train_variant": "backward-euler", "fields": ["trained"], "batch": 8, "steps": [3, 27],
+                         "tolerances": [1e-3, 1e-5], "repeats": 1, "reference_steps": 128}},
     },
 }

@@ -18,7 +18,7 @@ import copy
 import re
 from dataclasses import dataclass
 
-from .config import ModelConfig
+from .config import METHODS, ModelConfig
 
 DOPRI5_TOL = 1e-3
 
@@ -111,6 +111,15 @@ VARIANTS: dict[str, Variant] = _entries(
             {"model": "ode", "backend": "hand-checkpoint", "method": "rk4", "steps": 20}),
     Variant("checkpoint-dopri5", "dopri5 (checkpointed)", "CkptDopri",
             {"model": "ode", "backend": "hand-checkpoint", "method": "dopri5", **_TOL}),
+    # the implicit methods (stiff tasks only): Newton on each stage, exact gradients by the implicit function
+    # theorem, directly through the accepted steps or checkpointed
+    Variant("backward-euler", "backward Euler (hand)", "BackEuler",
+            {"model": "ode", "backend": "hand", "method": "backward-euler", "steps": 20}),
+    Variant("trapezoid", "trapezoid (hand)", "Trapezoid",
+            {"model": "ode", "backend": "hand", "method": "trapezoid", "steps": 20}),
+    Variant("kvaerno3", "Kvaerno 3(2) (hand)", "Kvaerno", {"model": "ode", "backend": "hand", "method": "kvaerno3", **_TOL}),
+    Variant("checkpoint-kvaerno3", "Kvaerno 3(2) (checkpointed)", "CkptKvaerno",
+            {"model": "ode", "backend": "hand-checkpoint", "method": "kvaerno3", **_TOL}),
 )
 
 
@@ -158,6 +167,8 @@ def describe(name: str) -> dict:
         "model": cfg.model,
         "backend": cfg.backend if cfg.model == "ode" else "-",
         "method": solver,
+        "order": str(METHODS[cfg.method].order) if cfg.model == "ode" else "-",
+        "stability": METHODS[cfg.method].stability if cfg.model == "ode" else "-",
         "steps/tolerance": grid,
         "params": cfg.param_count(),
     }

@@ -91,13 +91,15 @@ class How:
 
 def is_solver_failure(exc: BaseException) -> bool:
     """The one failure rule: a solve that gave up (torchdiffeq's and the hand engine's ``underflow in dt`` and
-    ``max_num_steps exceeded`` assertions, an implicit method's Newton failure) is a result, recorded as the run's
+    ``max_num_steps exceeded`` assertions, the hand engine's ``step size overflow``, an implicit method's Newton
+    failure) is a result, recorded as the run's
     failure; any other exception is a bug."""
     from .implicit import NewtonFailure
 
     msg = str(exc)
     return isinstance(exc, NewtonFailure) or (
-        isinstance(exc, AssertionError) and ("underflow in dt" in msg or "max_num_steps exceeded" in msg))
+        isinstance(exc, AssertionError) and any(m in msg for m in ("underflow in dt", "max_num_steps exceeded",
+                                                                    "step size overflow")))
 
 
 class Count:
@@ -149,7 +151,7 @@ def _implicit(field, raw, y0, t0, t1, how: How, counter):
         out = field.differentiable(rows.view(S, B, d).transpose(1, 2), t, w)
         return out.transpose(1, 2).reshape(S * B, d)
 
-    stats = implicit.Stats()
+    stats = implicit.Stats(counter=counter)
     m = METHODS[how.method]
     rows = implicit.solve(f, tuple(x for x in raw if x is not None), y0.transpose(1, 2).reshape(S * B, d), t0, t1,
                           m.implicit, None if m.adaptive else how.steps, rtol=how.tol or 1e-6,

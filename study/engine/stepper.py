@@ -208,7 +208,12 @@ def _initial_step(F: RHS, t0: float, y0: State, f0: State, order: int, ctl: Cont
     return min(100 * h0, h1)
 
 
+STEP_OVERFLOW = 1e12  # a step this many times the interval is a controller running away, not a step
+
+
 def _next_step(dt: float, ratio: float, ctl: Control, order: int) -> float:
+    if ratio != ratio:  # a non-finite estimate (the trial step overflowed): rejected, the step shrinks as after
+        return dt * ctl.dfactor  # any large error (diffrax's rule; torchdiffeq's next step is NaN and it stops)
     if ratio == 0:
         return dt * ctl.ifactor
     dfactor = 1.0 if ratio < 1 else ctl.dfactor
@@ -265,6 +270,8 @@ def adaptive(F: RHS, pair: Embedded, y0: State, t0: float, t1: float, ctl: Contr
             raise AssertionError(f"max_num_steps exceeded ({n}>={ctl.max_num_steps})")
         if not direction * ((t + dt) - t) > 0:
             raise AssertionError(f"underflow in dt {dt}")
+        if not abs(dt) <= STEP_OVERFLOW * max(1.0, abs(t1 - t0)):  # also NaN: a vanishing or non-finite estimate
+            raise AssertionError(f"step size overflow: dt {dt}")
         y1, f1, err, ks = trial(step, pair, t, y, f0, dt)
         with torch.no_grad():
             ratio = _norm_ratio(err, y, y1, ctl, parts)

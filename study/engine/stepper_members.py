@@ -105,6 +105,7 @@ def _initial_step_m(F: RHS, t0: torch.Tensor, y0: State, f0: State, order: int, 
 def _next_step_m(dt: torch.Tensor, ratio: torch.Tensor, ctl: Control, order: int) -> torch.Tensor:
     dfactor = torch.where(ratio < 1, torch.ones_like(ratio), torch.full_like(ratio, ctl.dfactor))
     factor = torch.clamp(torch.maximum(ctl.safety / ratio ** (1.0 / order), dfactor), max=ctl.ifactor)
+    factor = torch.where(torch.isnan(ratio), torch.full_like(ratio, ctl.dfactor), factor)  # as _next_step
     return torch.where(ratio == 0, dt * ctl.ifactor, dt * factor)
 
 

@@ -32,7 +32,7 @@ import importlib
 from dataclasses import dataclass
 from types import ModuleType
 
-TASKS = ("spiral", "dynamics", "density", "digits")
+TASKS = ("spiral", "dynamics", "density", "digits", "stiff")
 DEFAULT = "spiral"  # configs made before there were tasks name none: they are the spiral's, version 1
 
 
@@ -139,6 +139,17 @@ def options() -> dict[str, tuple[Option, list[str]]]:
 def option(module: ModuleType, flag: str) -> Option | None:
     """Task ``module``'s option ``flag``, or None when it takes no such option."""
     return next((o for o in module.OPTIONS if o.flag == flag), None)
+
+
+def why_not(task, variant) -> str | None:
+    """Why ``variant`` does not apply to ``task`` (None: it does): an implicit method applies to a stiff task
+    alone (``STIFF``), then the task's own rule (``not_applicable``)."""
+    from ..config import METHODS
+
+    cfg = variant.model_config
+    if cfg.model == "ode" and METHODS[cfg.method].implicit and not getattr(task, "STIFF", False):
+        return "an implicit method is for stiff problems: it applies to the stiff tasks alone (study tasks)"
+    return task.not_applicable(variant)
 
 
 def get(name: str) -> ModuleType:

@@ -100,8 +100,10 @@ def model_fields(cfg: ModelConfig) -> dict:
 def engine_of(cfg: ModelConfig) -> str:
     """The engine a flow model's solves run on: the hand engine's one-node steps (direct and checkpointed), its
     continuous adjoint on one evaluation, or torchdiffeq."""
-    from ..config import engine_label
+    from ..config import METHODS, engine_label
 
+    if METHODS[cfg.method].implicit:
+        return engine_label("implicit")
     if cfg.backend in ("hand", "hand-checkpoint"):
         return engine_label("step")
     return engine_label("evaluation" if cfg.backend == "hand-adjoint" else "torchdiffeq")

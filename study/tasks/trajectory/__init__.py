@@ -53,6 +53,20 @@ class System:
     defaults: tuple = ()  # (field, value) pairs
     fields: Callable | None = field(default=None, compare=False)
     rng_key: int = 21  # the third entry of every random stream's seed
+    # A stiff system (:mod:`study.tasks.stiff`): truth and the metrics' reference rollouts by scipy's Radau
+    # (implicit, L-stable) in place of DOP853 and dopri5; the implicit methods apply (STIFF).
+    stiff: bool = False
+    known: "Known | None" = None  # a part of the true field the model is given (the network learns the rest)
+
+
+@dataclass(frozen=True)
+class Known:
+    """A known part of a field, in numpy (states ``(..., d)``) and in torch (the engine's layout ``(S, d, B)``):
+    a universal differential equation's physics (Rackauckas et al. 2020), the network learning what is left."""
+
+    name: str
+    numpy: Callable
+    torch: Callable
 
 
 class Trajectory:
@@ -64,10 +78,17 @@ class Trajectory:
     def __init__(self, system: System):
         if len(system.y0) < 1:
             raise ValueError(f"task {system.name}: y0 must be a state of at least one coordinate")
+        if system.fields is not None and system.known is not None:
+            raise ValueError(f"task {system.name}: a hand-written field has no known part: write it into the field")
         self.system = system
         self.NAME, self.VERSION, self.TITLE, self.SUMMARY = system.name, system.version, system.title, system.summary
         self.Protocol = protocol_class(dict(system.defaults))
         self.BENCH_BATCH = self.Protocol().batch_size  # the task bench's batch: the training batch
+
+    @property
+    def STIFF(self) -> bool:  # noqa: N802 - a task's constant
+        """Whether the implicit methods apply (:func:`study.tasks.why_not`)."""
+        return self.system.stiff
 
     @property
     def dim(self) -> int:
@@ -79,7 +100,7 @@ class Trajectory:
             return self.system.fields()
         from .fields import autograd_fields
 
-        return autograd_fields(self.dim)
+        return autograd_fields(self.dim, self.system.known)
 
     # -- which variants apply, and their configs ---------------------------------------------------------------
     def not_applicable(self, variant) -> str | None:

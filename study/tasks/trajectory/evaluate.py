@@ -17,14 +17,18 @@ ROLLOUT_MAX_STEPS = 200_000
 def reference_rollout(flow, weights: list, t: np.ndarray):
     """A member's field (float64 weights ``(1, ...)``) rolled out from ``y(0)`` at times ``t`` by torchdiffeq's
     dopri5 at :data:`ROLLOUT_TOL`: ``(states (len(t), d), NFE, failure or None)``."""
-    field = flow.plain
+    field, system = flow.plain, flow.task.system
     w = field.fold(weights)
-    return rollout(flow.task.system, lambda y: field.forward(y, 0.0, w)[0], t)
+    if system.stiff:  # Radau differentiates it
+        return rollout(system, lambda y: field.differentiable(y, 0.0, w), t)
+    return rollout(system, lambda y: field.forward(y, 0.0, w)[0], t)
 
 
 def rollout(system, field, t: np.ndarray):
     """Any field ``field(y)`` (``(1, d, 1)`` float64 tensors) rolled out from ``y(0)`` at times ``t`` by the
     reference solve: ``(states (len(t), d), NFE, failure or None)``."""
+    if system.stiff:
+        return _radau_rollout(system, field, t)
     import torch
     import torchdiffeq
 
@@ -46,6 +50,37 @@ def rollout(system, field, t: np.ndarray):
             raise
         return np.full((len(t), d), np.nan), nfe[0], str(exc)
     return ys[:, 0, :, 0].numpy(), nfe[0], None
+
+
+def _radau_rollout(system, field, t: np.ndarray):
+    """:func:`rollout` of a stiff system's learned field by scipy's Radau (implicit, order 5, L-stable) at
+    :data:`ROLLOUT_TOL`, with the field's Jacobian by autograd; NFE counts its evaluations and ``d`` per
+    Jacobian."""
+    import torch
+    from scipy.integrate import solve_ivp
+
+    d = len(system.y0)
+    nfe = [0]
+
+    def f(_, y):
+        nfe[0] += 1
+        with torch.no_grad():
+            return field(torch.as_tensor(y, dtype=torch.float64).view(1, d, 1)).view(d).numpy()
+
+    def jac(_, y):
+        nfe[0] += d
+        x = torch.as_tensor(y, dtype=torch.float64)
+        return torch.autograd.functional.jacobian(lambda z: field(z.view(1, d, 1)).view(d), x).numpy()
+
+    try:
+        with np.errstate(all="ignore"):
+            sol = solve_ivp(f, (0.0, float(t[-1])), np.asarray(system.y0, float), method="Radau",
+                            t_eval=np.asarray(t), rtol=ROLLOUT_TOL[0], atol=ROLLOUT_TOL[1], jac=jac)
+    except (ValueError, np.linalg.LinAlgError) as exc:  # a non-finite field or Jacobian: its solve fails
+        return np.full((len(t), d), np.nan), nfe[0], f"Radau failed: {exc}"
+    if not sol.success or sol.y.shape[1] != len(t) or not np.isfinite(sol.y).all():
+        return np.full((len(t), d), np.nan), nfe[0], f"Radau failed: {sol.message}"
+    return sol.y.T.copy(), nfe[0], None
 
 
 def own_rollout(flow, t: np.ndarray, cfg: ModelConfig | None = None):

@@ -15,6 +15,13 @@ def tanh_mlp(y, t, w):
     return torch.baddbmm(b2.unsqueeze(-1), W2, h)
 
 
-def autograd_fields(d: int) -> tuple:
-    """The field and its RNODE-regularised form (:func:`study.engine.autograd_field.regularised`)."""
-    return AutogradField("tanh-mlp", tanh_mlp), regularised("tanh-mlp-rnode", tanh_mlp, d)
+def autograd_fields(d: int, known=None) -> tuple:
+    """The field and its RNODE-regularised form (:func:`study.engine.autograd_field.regularised`); with a system's
+    ``known`` part (:class:`study.tasks.trajectory.Known`), the network plus that part."""
+    if known is None:
+        return AutogradField("tanh-mlp", tanh_mlp), regularised("tanh-mlp-rnode", tanh_mlp, d)
+
+    def fn(y, t, w):
+        return tanh_mlp(y, t, w) + known.torch(y)
+
+    return AutogradField(f"tanh-mlp+{known.name}", fn), regularised(f"tanh-mlp+{known.name}-rnode", fn, d)

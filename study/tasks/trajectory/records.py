@@ -66,6 +66,13 @@ def member_record(flow, h, s: int, P, config: dict, own, env: dict, counts) -> d
         "iterations_completed": e, "nfe_forward": counts["forward"][s], "nfe_backward": counts["backward"][s],
         "nfe_eval": counts["eval"][s], "accepted_steps": counts["accepted"][s], "rejected_steps": counts["rejected"][s],
         "wall_time_s": h.wall_s / h.S})
+    if flow.task.STIFF:  # the stiff tasks' records: the stiffness indicator and what the implicit solves did
+        from ...config import METHODS
+        from .stiffness import indicator
+
+        metrics["stiffness"] = indicator(flow.task, flow, s, P, counts["accepted"][s], e)
+        if METHODS[flow.cfg.method].implicit:
+            metrics.update(newton_iterations=int(counts["newton"][0]), linear_solves=int(counts["newton"][1]))
     timing = {"isolated": False, "ensemble_members": h.S, "ensemble_seeds": list(flow.seeds),
               "ensemble_wall_time_s": h.wall_s,
               "note": "wall_time_s is the ensemble's training-loop time divided by its members, measured while other "
@@ -84,6 +91,7 @@ def train(task, configs: list[dict], progress=None, transfer: list[dict] | None 
     seeds = [c["seed"] for c in configs]
     flow, h = fit(task, cfg, P, seeds, first.get("device", "cpu"), progress)
     counts = flow.counter.snapshot(len(seeds))  # training's evaluations; the rollouts below are not counted
+    counts["newton"] = getattr(flow.counter, "newton", 0), getattr(flow.counter, "linear_solves", 0)
     own, own_nfe = own_rollout(flow, data.times(P)[0])
     counts["eval"] = [own_nfe] * len(seeds)
     env = environment(first.get("device", "cpu"))
