@@ -1,6 +1,7 @@
 """The experiment registry and the executor's plan: shared runs, seeds, cost estimates, job descriptions."""
 from study import executor, store
-from study.experiments import build, plan
+from study import tasks
+from study.experiments import applicable, build, plan
 from study.tasks import spiral as train_runner
 
 
@@ -23,7 +24,7 @@ def test_plan_shares_runs_between_experiments():
     from study.variants import VARIANTS
 
     # every variant 5 seeds, but the dopri5 continuous adjoints (3 each) and the seminorm's (cut on the spiral)
-    assert sum(len(j.seeds) for j in full["main"]) == 5 * (len(VARIANTS) - 3) + 3 + 3
+    assert sum(len(j.seeds) for j in full["main"]) == 5 * (len(applicable("spiral")) - 3) + 3 + 3
     assert "adjoint-dopri5-seminorm" not in {j.config["variant"] for j in full["main"]}
     # fixed-step seeds train as one batched job, adaptive ones alone (batched, they would wait for the slowest)
     by_variant = {}
@@ -105,7 +106,7 @@ def test_a_new_solver_adds_transfer_runs_and_renames_none(monkeypatch):
     trained = {store.config_hash({**c["train"], "seed": c["seed"]}) for c in before.values() if c["kind"] == "transfer"}
     assert len(transfer) == len(trained) and all(c["solver"]["method"] == "heun" for c in transfer)
     wp = [c for c in added if c["kind"] == "workprecision"]
-    assert len(wp) == 4 and all(c["measure"] == {"what": "solution", "backend": "hand", "method": "heun"} for c in wp)
+    assert len(wp) == len(tasks.TASKS) and all(c["measure"] == {"what": "solution", "backend": "hand", "method": "heun"} for c in wp)
     assert [c["solver"] for c in added if c["kind"] == "convergence"] == ["hand-heun"]
     assert len(added) == len(transfer) + len(wp) + 1
 
