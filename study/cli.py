@@ -95,6 +95,11 @@ def _progress_bar(total: int, desc: str, unit: str):
 @_task_options
 @click.option("--steps", type=int, default=None,
               help=f"Fixed-step variants: solver steps / ResNet blocks (dynamics: per observation interval), 1 to {checks.STEPS_MAX:,}.")
+@click.option("--newton-tol", type=float, default=None,
+              help="Implicit methods: Newton's relative tolerance on each stage, 1e-14 to 0.01 (default 1e-10; never "
+                   "below 64 ulps of the state's precision).")
+@click.option("--newton-max-iter", type=int, default=None,
+              help="Implicit methods: Newton's iterations on a stage before the step fails, 1 to 100 (default 12).")
 @_runs_option
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, default=1, show_default=True, help="torch threads, at most the machine's cores (one is fastest here).")
@@ -110,8 +115,8 @@ def _progress_bar(total: int, desc: str, unit: str):
               help="Comma-separated seeds (including --seed) to train as one batched model, as run-all does: "
                    "reproduces a record whose timing.ensemble_seeds lists them.")
 @_new_store_option
-def run(variant, task_name, seed, steps, runs_dir, device, threads, kinetic, jacobian, steer, weight_decay,
-        batch_with, new_store, **protocol):
+def run(variant, task_name, seed, steps, newton_tol, newton_max_iter, runs_dir, device, threads, kinetic, jacobian,
+        steer, weight_decay, batch_with, new_store, **protocol):
     """Train one run of VARIANT on a task.
 
     The record goes to RUNS_DIR/single/, apart from the experiments' records.
@@ -146,8 +151,13 @@ def run(variant, task_name, seed, steps, runs_dir, device, threads, kinetic, jac
         raise UserError(f"--steps does not apply to {variant}: its steps are chosen by its tolerance "
                         f"(rtol = atol = {cfg.rtol:g})")
     cfg = task.model_config(variant, {"steps": steps} if steps else {})
+    cfg = _newton_options(variant, cfg, newton_tol, newton_max_iter)
     if len(seeds) > 1 and not cfg.batches_seeds:
-        raise UserError(f"{variant} has one step-size controller per solve: its seeds train one at a time (no --batch-with)")
+        from .config import METHODS
+
+        why = ("solves its stages by one Newton iteration over the whole batch" if METHODS[cfg.method].implicit
+               else "has one step-size controller per solve")
+        raise UserError(f"{variant} {why}: its seeds train one at a time (no --batch-with)")
     proto = task.Protocol(**{tasks.option(task, k).field: v for k, v in given.items()}, **remedies)
     if remedies.get("steer") and len(seeds) > 1:
         raise UserError("--steer draws each seed's own end times: its seeds train one at a time (no --batch-with)")
@@ -163,6 +173,25 @@ def run(variant, task_name, seed, steps, runs_dir, device, threads, kinetic, jac
     for line in task.summary(rec):
         click.echo(line)
     click.echo(f"  record: {path}")
+
+
+def _newton_options(variant: str, cfg, tol, max_iter):
+    """``cfg`` with ``--newton-tol`` and ``--newton-max-iter`` (an implicit method's options), checked."""
+    from dataclasses import replace
+
+    from .config import METHODS, NEWTON_MAX_ITER_MAX, NEWTON_TOL_RANGE
+
+    if tol is None and max_iter is None:
+        return cfg
+    if cfg.model != "ode" or not METHODS[cfg.method].implicit:
+        implicit = ", ".join(n for n, m in METHODS.items() if m.implicit)
+        raise UserError(f"--newton-tol and --newton-max-iter apply to the implicit methods ({implicit}); "
+                        f"{variant} is explicit")
+    if tol is not None and not NEWTON_TOL_RANGE[0] <= tol <= NEWTON_TOL_RANGE[1]:
+        raise UserError(f"--newton-tol must be from {NEWTON_TOL_RANGE[0]:g} to {NEWTON_TOL_RANGE[1]:g}, got {tol:g}")
+    checks.int_in("--newton-max-iter", max_iter, 1, NEWTON_MAX_ITER_MAX)
+    return replace(cfg, **({"newton_tol": float(tol)} if tol is not None else {}),
+                   **({"newton_max_iter": max_iter} if max_iter is not None else {}))
 
 
 def _store_usable(runs_dir: Path, new_store: bool = False) -> None:

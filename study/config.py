@@ -74,7 +74,9 @@ def engine_label(name: str) -> str:
 MODELS = ("ode", "resnet", "none")
 HEADS = ("mlp", "linear")
 # Model options added after the first records: stored in a config only when they differ from these.
-LATER_DEFAULTS = {"head": "mlp", "in_dim": 2, "classes": 2}
+LATER_DEFAULTS = {"head": "mlp", "in_dim": 2, "classes": 2, "newton_tol": 1e-10, "newton_max_iter": 12}
+NEWTON_TOL_RANGE = (1e-14, 1e-2)
+NEWTON_MAX_ITER_MAX = 100
 
 BACKENDS = ("hand", "torchdiffeq", "torchdiffeq-adjoint", "hand-adjoint", "hand-checkpoint")
 HAND_BACKENDS = ("hand", "hand-adjoint", "hand-checkpoint")  # the hand engine: direct, continuous adjoint, checkpointed
@@ -119,6 +121,8 @@ class ModelConfig:
     head: str = "mlp"  # "mlp": Linear(d, 64) - ReLU - Linear(64, classes); "linear": Linear(d, classes)
     in_dim: int = 2  # input features (the spiral's points: 2)
     classes: int = 2
+    newton_tol: float = 1e-10  # implicit methods: Newton's tolerance (relative; never below 64 ulps of the state)
+    newton_max_iter: int = 12  # implicit methods: Newton's iteration cap on a stage
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -157,6 +161,13 @@ class ModelConfig:
                 f"(backend hand or hand-checkpoint), got {self.backend!r}")
         if self.backend not in HAND_BACKENDS and method.torchdiffeq is None:
             bad(f"torchdiffeq has no {self.method!r} (its 'rk4' is our {torchdiffeq_method('rk4').name!r})")
+        if not (isinstance(self.newton_tol, float) and NEWTON_TOL_RANGE[0] <= self.newton_tol <= NEWTON_TOL_RANGE[1]):
+            bad(f"newton_tol must be a number from {NEWTON_TOL_RANGE[0]:g} to {NEWTON_TOL_RANGE[1]:g}, got {self.newton_tol!r}")
+        if (isinstance(self.newton_max_iter, bool) or not isinstance(self.newton_max_iter, int)
+                or not 1 <= self.newton_max_iter <= NEWTON_MAX_ITER_MAX):
+            bad(f"newton_max_iter must be an integer from 1 to {NEWTON_MAX_ITER_MAX}, got {self.newton_max_iter!r}")
+        if not method.implicit and (self.newton_tol, self.newton_max_iter) != (1e-10, 12):
+            bad(f"{self.method} is explicit: Newton's tolerance and cap are the implicit methods' options")
         if self.adjoint_norm not in (None, "seminorm"):
             bad(f"adjoint_norm must be null or 'seminorm', got {self.adjoint_norm!r}")
 

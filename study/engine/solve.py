@@ -38,6 +38,7 @@ class How:
     gradient: str = "direct"
     max_steps: int = 100_000
     atol: float | None = None
+    newton: tuple = (1e-10, 12)  # an implicit method's Newton tolerance and iteration cap
 
     def __post_init__(self):
         if self.implementation not in IMPLEMENTATIONS:
@@ -78,11 +79,12 @@ class How:
         if cfg.backend not in _BACKENDS:
             raise ValueError(f"unknown backend {cfg.backend!r}; choose one of {', '.join(_BACKENDS)}")
         implementation, gradient = _BACKENDS[cfg.backend]
+        newton = (cfg.newton_tol, cfg.newton_max_iter)
         if cfg.adaptive:
             if gradient == "adjoint" and cfg.adjoint_norm == "seminorm":
                 gradient = "seminorm"
-            return cls(implementation, cfg.method, None, cfg.rtol, gradient, cfg.max_num_steps, cfg.atol)
-        return cls(implementation, cfg.method, cfg.steps, None, gradient)
+            return cls(implementation, cfg.method, None, cfg.rtol, gradient, cfg.max_num_steps, cfg.atol, newton)
+        return cls(implementation, cfg.method, cfg.steps, None, gradient, newton=newton)
 
     @property
     def abs_tol(self) -> float | None:
@@ -156,6 +158,7 @@ def _implicit(field, raw, y0, t0, t1, how: How, counter):
     rows = implicit.solve(f, tuple(x for x in raw if x is not None), y0.transpose(1, 2).reshape(S * B, d), t0, t1,
                           m.implicit, None if m.adaptive else how.steps, rtol=how.tol or 1e-6,
                           atol=how.abs_tol or 1e-8, stats=stats, max_steps=how.max_steps,
+                          newton=implicit.Newton(tol=how.newton[0], max_iter=how.newton[1]),
                           checkpoint=how.gradient == "checkpoint")
     counter.counts[counter.phase] += stats.evaluations
     counter.accepted += stats.accepted

@@ -11,7 +11,7 @@ that a task module (and the report layer that reads its metrics) stays torch-fre
 """
 from __future__ import annotations
 
-from ..config import ModelConfig
+from ..config import LATER_DEFAULTS, ModelConfig
 
 
 class Ensemble:
@@ -90,6 +90,9 @@ def model_config(variant: str, overrides: dict | None, default_steps: int) -> Mo
 def model_fields(cfg: ModelConfig) -> dict:
     """The model options that apply to a flow task (steps only for fixed steps, tolerances only for adaptive)."""
     d = {k: getattr(cfg, k) for k in MODEL_FIELDS}
+    for k in ("newton_tol", "newton_max_iter"):  # an implicit method's, where not their defaults
+        if getattr(cfg, k) != LATER_DEFAULTS[k]:
+            d[k] = getattr(cfg, k)
     if cfg.adaptive:
         d.pop("steps")
     else:
