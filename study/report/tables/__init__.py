@@ -34,6 +34,7 @@ from .taskbench import EXPERIMENTS as TASKBENCH_EXPERIMENTS, taskbench_numbers
 from .headline import EXPERIMENTS as HEADLINE_EXPERIMENTS, headline_numbers
 from .cross_claims import EXPERIMENTS as CROSS_EXPERIMENTS, cross_claim_numbers
 from . import task_family
+from .seminorm import EXPERIMENTS as SEMINORM_EXPERIMENTS, seminorm_numbers
 
 __all__ = ["NUMBERS", "TABLES", "write_all", "CONTROL_ROWS", "ablation_numbers", "adjoint_numbers", "bench_markdown",
            "bench_numbers", "claim_numbers", "constant_numbers", "controls_numbers", "convergence_numbers",
@@ -57,6 +58,7 @@ TABLES = {  # file -> (builder, the experiments it reads); each builder adds its
     "taskbench": (taskbench_numbers, TASKBENCH_EXPERIMENTS),
     "headline": (headline_numbers, HEADLINE_EXPERIMENTS),
     "cross_claims": (cross_claim_numbers, CROSS_EXPERIMENTS),
+    "seminorm": (seminorm_numbers, SEMINORM_EXPERIMENTS),
     **task_family.builders(),  # every task's own table, from its description (task_<name>.tex)
 }
 NUMBERS = {  # numbers.tex parts without a table of their own

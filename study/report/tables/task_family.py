@@ -28,6 +28,7 @@ def task_table(view: View, task: str) -> str:
     experiment = tasks.experiment(task, "main")
     df = view.runs(experiment, "train")
     metrics = [m for m in tasks.get(task).METRICS if m.name in df]
+    extra = [c for c in EXTRA if c[0] in df]  # what only some tasks' records hold (a stiff task's)
     rows = []
     for v in style.ordered(df["variant"].unique()):
         d = df[df["variant"] == v]
@@ -35,11 +36,17 @@ def task_table(view: View, task: str) -> str:
         nfe = (ok["nfe_forward"].astype(float) + ok["nfe_backward"].astype(float)).median() if len(ok) else math.nan
         wall = ok["wall_time_s"].astype(float).median() if len(ok) else math.nan
         rows.append([style.label(v), f"{len(ok)}/{len(d)}"] + [_cell(ok[m.name], m.percent) for m in metrics]
-                    + [_num(nfe), _num(wall, "{:,.1f}")])
+                    + [_num(nfe), _num(wall, "{:,.1f}")] + [_cell(ok[c], False) for c, _ in extra])
     header = ["variant", "ok/seeds"] + [m.label + (" (\\%)" if m.percent else "") for m in metrics] + [
-        "train NFE", "wall s"]
+        "train NFE", "wall s"] + [label for _, label in extra]
+    notes = (" $h\\rho$: the training step times the field's largest Jacobian spectral radius on the data at the "
+             "end of training (explicit stability limits: Euler 2, RK4 2.79, dopri5 3.31); Newton: iterations in "
+             "training." if extra else "")
     return _table("l" + "r" * (len(header) - 1), header, rows,
-                  f"{task}: median [min, max] over the seeds that trained; $^1$: one seed.")
+                  f"{task}: median [min, max] over the seeds that trained; $^1$: one seed." + notes)
+
+
+EXTRA = (("stiffness.h_rho_end", "$h\\rho$ end"), ("newton_iterations", "Newton"))
 
 
 def builders() -> dict:
