@@ -154,9 +154,10 @@ def _train_jobs(spec: dict, runs: list[tuple[str, dict]], seeds: int, protocol: 
         base = run_config(cfg, proto, 0, "cpu", {"variant": variant, **({"probe": True} if probe else {}),
                                                  **(extra or {})})
         base.pop("seed")
-        seed_list = list(range((seed_overrides or {}).get(variant, seeds)))
+        n = (seed_overrides or {}).get(variant, seeds)
+        seed_list = list(n) if isinstance(n, list) else list(range(n))  # a count, or the seeds themselves
         solvers = list(transfer or []) if cfg.model == "ode" else []  # no flow of one field: nothing to transfer
-        if cfg.adaptive:  # each seed alone: batched, the members' step counts drift apart in training and every
+        if cfg.adaptive or not cfg.batches_seeds:  # each seed alone: batched, the members' step counts drift apart in training and every
             # iteration pays for all of them until the slowest is done (5 hand-dopri5 seeds batched: 1.3x alone)
             jobs += [Job("train", base, [s], transfer=solvers) for s in seed_list]
         else:
@@ -198,6 +199,8 @@ def build(profile: str) -> dict[str, list[Job]]:
     ex["controls"] = _train_jobs(spec, controls, spec["control_seeds"], {}, probe=True)
     ex["learning-rate"] = [j for lr in spec["learning_rates"] for j in _train_jobs(
         spec, [(v, {}) for v in spec["lr_variants"]], spec["lr_seeds"], {"lr": lr}, spec["lr_seed_overrides"])]
+    imp = spec["implicit"]  # the implicit method on the spiral (it applies to stiff tasks alone otherwise)
+    ex["implicit"] = _train_jobs(spec, [(v, {}) for v in imp["variants"]], imp["seeds"], imp.get("protocol", {}))
     ex["memory"] = _memory_jobs(spec)
     ex["convergence"] = [Job("convergence", {"kind": "convergence", "solver": s, "steps": spec["convergence_steps"],
                                              "problem": "cos", "t1": 2.0}, [None]) for s in convergence_solvers()]

@@ -105,11 +105,24 @@ class Stats:
     backward_evaluations: int = 0  # the backward pass's vector-Jacobian products of the field
     counter: object = None  # a study counter whose "backward" count the backward pass's products add to
 
+    def newton_step(self) -> None:
+        """One Newton iteration and its linear solve (counted on the counter too, by phase)."""
+        self.newton_iterations += 1
+        self.linear_solves += 1
+        self._tell("newton", "linear_solves")
+
     def backward_solve(self) -> None:
         """One transposed linear solve of the backward pass (counted on the counter too)."""
         self.linear_solves += 1
-        if self.counter is not None:
-            self.counter.linear_solves = getattr(self.counter, "linear_solves", 0) + 1
+        self._tell("linear_solves")
+
+    def _tell(self, *keys) -> None:
+        """Add one to each of the counter's ``keys`` (dicts by phase: ``counter.newton["forward"]``)."""
+        if self.counter is None:
+            return
+        for key in keys:
+            by_phase = self.counter.__dict__.setdefault(key, {})
+            by_phase[self.counter.phase] = by_phase.get(self.counter.phase, 0) + 1
 
     def backward_products(self, n: int = 1) -> None:
         self.backward_evaluations += n
@@ -148,8 +161,7 @@ def _stage(f, t, base: torch.Tensor, ha: float, guess: torch.Tensor, lu, newton:
             stats.jacobians += 1
         fy = f(t, Y)
         stats.evaluations += 1
-        stats.newton_iterations += 1
-        stats.linear_solves += 1
+        stats.newton_step()
         r = Y - base - ha * fy
         delta = torch.linalg.lu_solve(*lu, r.unsqueeze(-1)).squeeze(-1)
         Y = Y - delta

@@ -26,6 +26,26 @@ class _ReleaseAfterBackward(torch.autograd.Function):
         return grad, None
 
 
+class _PlainField:
+    """The dynamics network as a field of the solve entry's implicit methods: its evaluation in plain torch on the
+    engine's layout (``(S, d, B)``), not counted (the solve counts), differentiable by autograd in the module's
+    parameters (the raw weights it is given are those parameters)."""
+
+    def __init__(self, func):
+        self.func = func
+
+    def fold(self, raw):
+        return tuple(raw)
+
+    def differentiable(self, y, t, w):
+        b1, wt, a1, c2, a2, c3, a3 = self.func._prepare()
+        if wt is not None:
+            b1 = b1 + (t.to(y.dtype) if isinstance(t, torch.Tensor) else float(t)) * wt
+        s1 = torch.sigmoid(torch.baddbmm(b1, a1, y))
+        s2 = torch.sigmoid(torch.baddbmm(c2, a2, s1))
+        return torch.baddbmm(c3, a3, s2)
+
+
 class ODEBlock(nn.Module):
     """Integrates the dynamics over ``[0, 1]`` with the configured backend and method."""
 
@@ -72,12 +92,31 @@ class ODEBlock(nn.Module):
             finally:
                 if not torch.is_grad_enabled():
                     self.func.release_prepared()
+        if METHODS[self.cfg.method].implicit:
+            return self._implicit(y0, trajectory_points)
         if self.cfg.backend == "hand" and trajectory_points is None and not self.cfg.adaptive:
             return hand_solve.solve(self.func, y0, solvers.get_tableau(self.cfg.method), self.cfg.steps)
         if self.cfg.backend.startswith("hand") and trajectory_points is None:
             return self._hand_solve(y0)
         with self.func.prepared():
             return self._solve(y0, trajectory_points)
+
+    def _implicit(self, y0: torch.Tensor, trajectory_points: int | None) -> torch.Tensor:
+        """An implicit method through the one solve entry, on the network's plain-torch evaluation (its Jacobian
+        and VJPs by autograd); with ``trajectory_points`` the states at equally spaced times, one solve per
+        interval."""
+        from .solve import How, solve
+
+        how, f = How.of_model(self.cfg), self.func
+        field = _PlainField(f)
+        if trajectory_points is None:
+            return solve(field, f.raw(), y0.transpose(1, 2).contiguous(), 0.0, 1.0, how, f.counter).transpose(1, 2)
+        t = torch.linspace(0.0, 1.0, trajectory_points).tolist()
+        out, y = [y0], y0.transpose(1, 2).contiguous()
+        for t0, t1 in zip(t[:-1], t[1:]):
+            y = solve(field, f.raw(), y, t0, t1, how, f.counter)
+            out.append(y.transpose(1, 2))
+        return torch.stack(out)
 
     def _hand_solve(self, y0: torch.Tensor) -> torch.Tensor:
         """The hand engine on the evaluation building block: adaptive, checkpointed or adjoint solves."""

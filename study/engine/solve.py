@@ -141,7 +141,8 @@ def _hand(field, raw, y0, t0, t1, how: How, counter):
 
 def _implicit(field, raw, y0, t0, t1, how: How, counter):
     """An implicit method (:mod:`study.engine.implicit`) on the field's differentiable forward: the engine's
-    ``(S, d, B)`` state as ``S B`` independent rows; evaluations, Newton iterations and linear solves counted."""
+    ``(S, d, B)`` state as ``S B`` independent rows; evaluations counted, and Newton iterations and linear solves
+    on ``counter.newton`` and ``counter.linear_solves`` (dicts by the counter's phase)."""
     from . import implicit
 
     if not hasattr(field, "differentiable"):
@@ -163,8 +164,6 @@ def _implicit(field, raw, y0, t0, t1, how: How, counter):
     counter.counts[counter.phase] += stats.evaluations
     counter.accepted += stats.accepted
     counter.rejected += stats.rejected
-    counter.newton = getattr(counter, "newton", 0) + stats.newton_iterations
-    counter.linear_solves = getattr(counter, "linear_solves", 0) + stats.linear_solves
     return rows.view(S, B, d).transpose(1, 2)
 
 

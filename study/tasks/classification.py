@@ -234,6 +234,7 @@ def _member_activation_bytes(h: History, s: int, d: Data, P: Protocol) -> int | 
     counter = single.counter
     counter.phase = "forward"
     before = dict(counter.counts), counter.accepted, counter.rejected
+    implicit = {k: dict(getattr(counter, k)) for k in ("newton", "linear_solves") if hasattr(counter, k)}
     try:
         act = activation_bytes(single, d.xtr[s : s + 1, : P.batch_size], d.ytr[s : s + 1, : P.batch_size])
     except AssertionError as exc:
@@ -243,6 +244,7 @@ def _member_activation_bytes(h: History, s: int, d: Data, P: Protocol) -> int | 
     if single is model:  # the measuring step is not training
         counter.counts.update(before[0])
         counter.accepted, counter.rejected = before[1], before[2]
+        counter.__dict__.update(implicit)
     return act
 
 

@@ -152,7 +152,7 @@ def test_the_solve_entry_runs_the_implicit_methods_on_any_module_field():
     for _ in range(4):
         want = step @ want
     assert torch.allclose(field.to_user(y1), want.T, rtol=1e-10, atol=1e-12)
-    assert counter.newton > 0 and counter.linear_solves > 0 and counter.counts["forward"] > 0
+    assert counter.newton["forward"] > 0 and counter.linear_solves["forward"] > 0 and counter.counts["forward"] > 0
     run = lambda Aw: field.to_user(solve(field, (Aw,), field.to_engine(y0), 0.0, 1.0, How("hand", "kvaerno3", None, 1e-4)))  # noqa: E731
     assert torch.autograd.gradcheck(lambda Aw: run(Aw).sum(0), (module.A.detach().clone().requires_grad_(),),
                                     eps=1e-6, atol=1e-5)

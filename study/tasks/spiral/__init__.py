@@ -98,6 +98,10 @@ def _record(h: History, s: int, config: dict, env: dict) -> dict:
         "wall_time_s": h.wall_s / S,
         "activation_bytes": h.activation_bytes[s],
     }
+    if getattr(h.model.counter, "newton", None):  # an implicit method's (one seed a job): training's Newton work
+        from ..trajectory.records import training_newton
+
+        metrics["newton_iterations"], metrics["linear_solves"] = training_newton(h.model.counter)
     timing = {"isolated": False, "ensemble_members": S, "ensemble_seeds": list(h.seeds), "ensemble_wall_time_s": h.wall_s,
               "note": "wall_time_s is the ensemble's training-loop time divided by its members, "
                       "measured while other runs may share the machine (contended)"}

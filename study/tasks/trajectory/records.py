@@ -50,6 +50,12 @@ def figure_data(flow, s: int, P, ref: np.ndarray, own) -> dict:
             "rollout_own": short(own[s][keep[keep < len(t_obs)]]), "quiver": short(np.concatenate([lattice, f], 1))}
 
 
+def training_newton(counter) -> tuple[int, int]:
+    """An implicit method's Newton iterations and linear solves in training (its forward and backward passes)."""
+    return tuple(sum(getattr(counter, key, {}).get(p, 0) for p in ("forward", "backward"))
+                 for key in ("newton", "linear_solves"))
+
+
 def member_record(flow, h, s: int, P, config: dict, own, env: dict, counts) -> dict:
     from ... import records
 
@@ -91,7 +97,7 @@ def train(task, configs: list[dict], progress=None, transfer: list[dict] | None 
     seeds = [c["seed"] for c in configs]
     flow, h = fit(task, cfg, P, seeds, first.get("device", "cpu"), progress)
     counts = flow.counter.snapshot(len(seeds))  # training's evaluations; the rollouts below are not counted
-    counts["newton"] = getattr(flow.counter, "newton", 0), getattr(flow.counter, "linear_solves", 0)
+    counts["newton"] = training_newton(flow.counter)
     own, own_nfe = own_rollout(flow, data.times(P)[0])
     counts["eval"] = [own_nfe] * len(seeds)
     env = environment(first.get("device", "cpu"))
