@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..config import METHODS
+
 FIXED = ("euler", "midpoint", "rk4-38")  # RK4 by the 3/8 rule: the one both implementations have
 GRADIENTS = {"hand": ("direct", "checkpoint", "adjoint"), "torchdiffeq": ("direct", "adjoint")}
 # The explicit methods' stability limits on the negative real axis (|h lambda| at the boundary of the stability
-# region): Euler and the explicit midpoint rule 2, classical RK4 2.785, dopri5 3.307 (Hairer and Wanner, IV.2).
-STABILITY = {"euler": 2.0, "midpoint": 2.0, "rk4": 2.785, "rk4-38": 2.785, "dopri5": 3.307}
+# region; Hairer and Wanner, IV.2), from the method table (config.Method.real_limit, tested against each tableau)
+STABILITY = {name: m.real_limit for name, m in METHODS.items() if m.real_limit is not None}
 
 
 @dataclass(frozen=True)
