@@ -1,17 +1,16 @@
 """Training: the article's protocol, plain and linear.
 
-:func:`fit` builds the data and the model, loops over epochs and mini-batches,
-evaluates and returns a :class:`History`; turning it into records is the
-``train`` runner's job.  Several seeds of a fixed-step variant train together
-as one ensemble model (stacked weights); each member sees its own data,
+:func:`fit` builds the data and the model, loops over epochs of mini-batches
+(the one training loop of every task, :mod:`study.tasks.loop`), evaluates and
+returns a :class:`History`; turning it into records is the ``train`` runner's
+job.  Several seeds of a fixed-step variant train together as one ensemble
+model (stacked weights); each member sees its own data,
 shuffling and initialisation, exactly as if it were trained alone, and a
 member that diverges stops where it would have stopped alone.
 """
 from __future__ import annotations
 
-import math
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
@@ -24,13 +23,10 @@ from ..engine.loss import member_losses
 from ..engine.models import Classifier
 from ..engine.rnode import RegularisedMLP
 from ..engine.solve import is_solver_failure  # noqa: F401 - the one failure rule (re-exported)
+from . import loop
 from .spiral import data
 
 CURVES = ("loss", "train_acc", "nfe_forward", "nfe_backward", "accepted_steps", "rejected_steps")
-
-
-class Diverged(Exception):
-    """A run that cannot go on: non-finite loss, step-size underflow, too many steps."""
 
 
 @torch.no_grad()
@@ -69,38 +65,34 @@ class Data:
                    [data.rng(s, data.STREAM_SHUFFLE) for s in seeds])
 
 
-@dataclass
-class History:
-    """What training did: per-epoch curves (loss and accuracies per member), test curve, divergence, finals."""
+class History(loop.History):
+    """What training did (:class:`study.tasks.loop.History`, rounds are epochs): per-epoch curves (loss and
+    accuracies per member), the test curve, divergence, finals."""
 
-    model: Classifier
-    seeds: list[int]
-    curves: dict = field(default_factory=lambda: {k: [] for k in CURVES})
-    test_epochs: list[int] = field(default_factory=list)
-    test_curve: list[list[float]] = field(default_factory=list)  # per evaluation, per member
-    diverged: dict[int, str] = field(default_factory=dict)  # member -> reason
-    stopped: dict[int, int] = field(default_factory=dict)  # member -> last epoch it completed
-    no_eval_at_stop: set[int] = field(default_factory=set)  # members that alone would not evaluate that epoch
-    epochs_done: int = 0
-    wall_s: float = 0.0
-    train_acc: list[float] = field(default_factory=list)
-    test_acc: list[float] = field(default_factory=list)
-    nfe_final_eval: list[int] = field(default_factory=list)  # per member
-    activation_bytes: list[int | None] = field(default_factory=list)
-    snapshots: dict[int, dict] = field(default_factory=dict)  # epoch -> the weights after it (0: initial)
-    snapshot_epochs: frozenset = frozenset()
+    def __init__(self, model: Classifier, seeds: list[int], snapshot_epochs=frozenset()):
+        super().__init__(len(seeds), CURVES, "epoch")
+        self.model, self.seeds = model, seeds
+        self.test_epochs: list[int] = []
+        self.test_curve: list[list[float]] = []  # per evaluation, per member
+        self.no_eval_at_stop: set[int] = set()  # members that alone would not evaluate the epoch they stopped in
+        self.train_acc: list[float] = []
+        self.test_acc: list[float] = []
+        self.nfe_final_eval: list[int] = []  # per member
+        self.activation_bytes: list[int | None] = []
+        self.snapshots: dict[int, dict] = {}  # epoch -> the weights after it (0: initial)
+        self.snapshot_epochs = frozenset(snapshot_epochs)
+
+    @property
+    def epochs_done(self) -> int:
+        return self.done
 
     def snapshot(self, epoch: int) -> None:
         if epoch in self.snapshot_epochs:
             self.snapshots[epoch] = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
 
-    def diverge(self, member: int, reason: str, epoch: int) -> None:
-        self.diverged.setdefault(member, reason)
-        self.stopped.setdefault(member, epoch)
-
     def last_epoch(self, member: int) -> int:
         """The last epoch member ``member`` completed (a diverged member stops there)."""
-        return self.stopped.get(member, self.epochs_done)
+        return self.stopped.get(member, self.done)
 
     def test_evaluations(self, member: int) -> int:
         """How many test-curve points member ``member`` would have alone."""
@@ -169,43 +161,23 @@ def _run_epoch(model: Classifier, opt, d: Data, P: Protocol, remedies: Remedies 
     return (loss_sum / P.n_train).tolist(), (correct / P.n_train).tolist()
 
 
-def _delta(after: dict, before: dict, key: str) -> list[int]:
-    return [a - b for a, b in zip(after[key], before[key])]
-
-
 def _train_epochs(h: History, opt, sched, d: Data, P: Protocol, progress, remedies: Remedies | None = None) -> None:
-    """The epoch loop; stops when every member has diverged.  The NFE and step curves are per member
-    (equal for every member unless their solves have per-member step control)."""
-    counter, S = h.model.counter, len(h.seeds)
-    for epoch in range(1, P.epochs + 1):
-        before = counter.snapshot(S)
+    """The epochs, by the one training loop (:func:`study.tasks.loop.run`): a curve point every epoch, the test
+    curve every ``eval_every`` epochs while a member trains.  The NFE and step curves are per member (equal for
+    every member unless their solves have per-member step control)."""
+
+    def epoch():
         losses, accs = _run_epoch(h.model, opt, d, P, remedies)
-        sched.step()
-        h.epochs_done = epoch
-        h.snapshot(epoch)
-        after = counter.snapshot(S)
-        c = h.curves
-        c["loss"].append(losses)
-        c["train_acc"].append(accs)
-        c["nfe_forward"].append(_delta(after, before, "forward"))
-        c["nfe_backward"].append(_delta(after, before, "backward"))
-        c["accepted_steps"].append(_delta(after, before, "accepted"))
-        c["rejected_steps"].append(_delta(after, before, "rejected"))
-        for s, why in list(counter.failures.items()):  # a member's own solver failure (per-member control)
-            if s not in h.diverged:
-                h.diverge(s, f"solver failure in epoch {epoch}: {why}", epoch)
-                h.no_eval_at_stop.add(s)
-        for s, loss in enumerate(losses):
-            if s not in h.diverged and not math.isfinite(loss):
-                h.diverge(s, f"non-finite training loss in epoch {epoch}", epoch)
-                h.no_eval_at_stop.add(s)  # alone, it would stop before this epoch's evaluation
-        if len(h.diverged) == S:
-            raise Diverged(h.diverged[0])
-        if epoch % P.eval_every == 0 or epoch == P.epochs:
-            h.test_epochs.append(epoch)
+        h.snapshot(h.done + 1)
+        return losses, {"train_acc": accs}
+
+    def test(epoch_done: int) -> None:
+        if epoch_done % P.eval_every == 0 or epoch_done == P.epochs:
+            h.test_epochs.append(epoch_done)
             h.test_curve.append(evaluate(h.model, d.xte[:, : P.curve_test_points], d.yte[:, : P.curve_test_points]))
-        if progress:
-            progress(epoch, float(np.nanmean(losses)) if any(map(math.isfinite, losses)) else float("nan"))
+
+    loop.run(h, h.model.counter, epoch, P.epochs, 1, loop.CLASSIFIERS, sched, progress, after_point=test,
+             on_stop=h.no_eval_at_stop.add)  # alone, a member that stops would not evaluate that epoch
 
 
 def _final_evaluation(h: History, d: Data) -> None:
@@ -279,18 +251,8 @@ def fit(model_cfg: ModelConfig, protocol: Protocol, seeds: Sequence[int], device
     model.counter.reset()
     h = History(model, seeds, snapshot_epochs=frozenset(snapshots))
     h.snapshot(0)
-    t_start = time.perf_counter()
-    try:
-        _train_epochs(h, opt, sched, d, protocol, progress,
-                      Remedies(seeds, protocol, model_cfg.lift_dim) if protocol.remedied else None)
-    except Diverged:
-        pass
-    except AssertionError as exc:
-        if not is_solver_failure(exc):
-            raise
-        for s in range(len(seeds)):
-            h.diverge(s, f"solver failure after epoch {h.epochs_done}: {exc}", h.epochs_done)
-    h.wall_s = time.perf_counter() - t_start
+    _train_epochs(h, opt, sched, d, protocol, progress,
+                  Remedies(seeds, protocol, model_cfg.lift_dim) if protocol.remedied else None)
     _final_evaluation(h, d)
     h.activation_bytes = [None if s in h.diverged else _member_activation_bytes(h, s, d, protocol)
                           for s in range(len(seeds))]

@@ -5,8 +5,9 @@ import math
 
 import numpy as np
 
-from .. import ensemble
-from ..ensemble import History, is_solver_failure
+from .. import loop
+from ..ensemble import is_solver_failure
+from ..loop import History
 from ...config import ModelConfig
 from .data import STREAM_BATCHES, STREAM_STEER, _rng, data
 from .field import CNFField, EXACT, Flow, log_normal, member
@@ -135,10 +136,9 @@ def fit(cfg: ModelConfig, P: Protocol, seeds, device: str = "cpu", progress=None
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.iterations)
     h = History(len(seeds), CURVES)
     val = data(P, "val")
-    ensemble.train(h, flow.counter, lambda: _iterate(flow, opt, batches, P),
-                   lambda: {"val_nll": [_finite(evaluate_nll(member(flow, s), val, t_end=P.t_end)[0])
-                                        for s in range(h.S)]},
-                   P.iterations, P.eval_every, sched, progress)
+    loop.run(h, flow.counter, lambda: _iterate(flow, opt, batches, P), P.iterations, P.eval_every, loop.FLOWS,
+             sched, progress, evaluate=lambda: {"val_nll": [_finite(evaluate_nll(member(flow, s), val, t_end=P.t_end)[0])
+                                                            for s in range(h.S)]})
     flow.field = EXACT
     return flow, h
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 
-from ..ensemble import History
+from ..loop import History
 from .data import entropy
 from .evaluate import member_metrics, transfer_rows
 from .field import Flow, member

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import data
-from .. import ensemble
-from ..ensemble import History
+from .. import loop
+from ..loop import History
 from ...config import ModelConfig
 
 CURVES = ("loss", "field_err", "nfe_forward", "nfe_backward", "accepted_steps", "rejected_steps")
@@ -86,7 +86,7 @@ def fit(task, cfg: ModelConfig, P, seeds, device: str = "cpu", progress=None):
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.iterations) if P.optimizer == "adam" else None
     h = History(len(seeds), CURVES)
     points = data.field_grid(system, P)
-    ensemble.train(h, flow.counter, lambda: iterate(flow, opt, obs, gens, t_rel, P),
-                   lambda: {"field_err": [data.field_error(system, v, points) for v in flow.values(points)]},
-                   P.iterations, P.eval_every, sched, progress)
+    loop.run(h, flow.counter, lambda: iterate(flow, opt, obs, gens, t_rel, P), P.iterations, P.eval_every, loop.FLOWS,
+             sched, progress, evaluate=lambda: {"field_err": [data.field_error(system, v, points)
+                                                              for v in flow.values(points)]})
     return flow, h
