@@ -35,6 +35,7 @@ from .headline import EXPERIMENTS as HEADLINE_EXPERIMENTS, headline_numbers
 from .cross_claims import EXPERIMENTS as CROSS_EXPERIMENTS, cross_claim_numbers
 from . import task_family
 from .seminorm import EXPERIMENTS as SEMINORM_EXPERIMENTS, seminorm_numbers
+from .stiff import EXPERIMENTS as STIFF_EXPERIMENTS, IMPLICIT_EXPERIMENTS, implicit_numbers, stiff_numbers
 
 __all__ = ["NUMBERS", "TABLES", "write_all", "CONTROL_ROWS", "ablation_numbers", "adjoint_numbers", "bench_markdown",
            "bench_numbers", "claim_numbers", "constant_numbers", "controls_numbers", "convergence_numbers",
@@ -59,6 +60,8 @@ TABLES = {  # file -> (builder, the experiments it reads); each builder adds its
     "headline": (headline_numbers, HEADLINE_EXPERIMENTS),
     "cross_claims": (cross_claim_numbers, CROSS_EXPERIMENTS),
     "seminorm": (seminorm_numbers, SEMINORM_EXPERIMENTS),
+    "stiff": (stiff_numbers, STIFF_EXPERIMENTS),
+    "implicit": (implicit_numbers, IMPLICIT_EXPERIMENTS),
     **task_family.builders(),  # every task's own table, from its description (task_<name>.tex)
 }
 NUMBERS = {  # numbers.tex parts without a table of their own

@@ -115,4 +115,12 @@ def summary(record: dict) -> list[str]:
     return [f"  trajectory error {fmt(m['traj_err'])} (reference solve; training solver {fmt(m['traj_err_own'])})   "
             f"extrapolation error {fmt(m['extrap_err'])}   field error {fmt(m['field_err'])} (relative)",
             f"  params {m['params']:,}   final loss {fmt(m['final_loss'])}   iterations {m['iterations_completed']:,}",
-            f"  NFE forward {m['nfe_forward']:,}   backward {m['nfe_backward']:,}   wall {m['wall_time_s']:.1f} s"]
+            f"  NFE forward {m['nfe_forward']:,}   backward {m['nfe_backward']:,}   wall {m['wall_time_s']:.1f} s"
+            ] + ([f"  Newton iterations {m['newton_iterations']:,}   linear solves {m['linear_solves']:,}"]
+                 if "newton_iterations" in m else []) + ([_stiffness_line(m["stiffness"])] if "stiffness" in m else [])
+
+
+def _stiffness_line(s: dict) -> str:
+    fmt = lambda v: "n/a" if v is None else f"{v:.4g}"  # noqa: E731
+    return (f"  stiffness: rho {fmt(s['rho_start'])} at the start, {fmt(s['rho_end'])} at the end; h rho "
+            f"{fmt(s['h_rho_end'])} (explicit limits: Euler 2, RK4 2.785, dopri5 3.307)")
