@@ -20,10 +20,24 @@ from ..results import View
 from .common import _need, _plt, seed_scatter
 
 
-def _main(view: View, task: str) -> pd.DataFrame:
+def _main(view: View, task: str, every: bool = False) -> pd.DataFrame:
+    """The task's ``main`` runs that trained (``every``: failed ones too)."""
     experiment = tasks.experiment(task, "main")
     df = _need(view.runs(experiment, "train"), experiment)
-    return df[df["status"] == "ok"].copy()
+    return df.copy() if every else df[df["status"] == "ok"].copy()
+
+
+def _failures(ax, every: pd.DataFrame, order: list) -> None:
+    """Each variant's failed seeds, written where its dots would be (a variant that failed on every seed has
+    none)."""
+    if (every["status"] != "ok").any():
+        ax.set_xlim(-0.7, len(order) - 0.3)  # the first and the last label inside
+    for i, v in enumerate(order):
+        d = every[every["variant"] == v]
+        failed = int((d["status"] != "ok").sum())
+        if failed:
+            ax.text(i, 0.03, f"{failed}/{len(d)} failed", transform=ax.get_xaxis_transform(), rotation=90,
+                    ha="center", va="bottom", fontsize=5, color="#b2182b")
 
 
 def _values(df: pd.DataFrame, metric) -> pd.Series:
@@ -35,9 +49,10 @@ def _label(metric) -> str:
 
 
 def fig_results(view: View, out: Path, task: str):
-    df = _main(view, task)
-    metrics = [m for m in tasks.get(task).METRICS if m.name in df]
-    order = style.ordered(df["variant"].unique())
+    every = _main(view, task, every=True)
+    df = every[every["status"] == "ok"]
+    metrics = [m for m in tasks.get(task).METRICS if m.name in every]
+    order = style.ordered(every["variant"].unique())
     plt = _plt()
     fig, axes = plt.subplots(len(metrics), 1, figsize=(style.TEXT, 1.5 * len(metrics) + 0.9), squeeze=False,
                              sharex=True)
@@ -55,8 +70,10 @@ def fig_results(view: View, out: Path, task: str):
         ax.set_ylabel("%" if m.percent else (m.unit or "value"), fontsize=6)
         ax.set_title(f"{m.label}: {m.direction}" + ("  [primary]" if m.name == tasks.get(task).PRIMARY else ""),
                      fontsize=7)
+        _failures(ax, every, order)
     axes[-1, 0].set_xticks(range(len(order)), [style.label(v) for v in order], rotation=60, ha="right", fontsize=6)
-    fig.suptitle(f"{task}: every metric of every variant (dots: seeds; marks: medians)", fontsize=8)
+    failed = " (red: seeds whose training failed)" if (every["status"] != "ok").any() else ""
+    fig.suptitle(f"{task}: every metric of every variant (dots: seeds; marks: medians){failed}", fontsize=8)
     fig.tight_layout()
     return fig
 

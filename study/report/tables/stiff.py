@@ -95,8 +95,7 @@ def implicit_numbers(view: View, N: Numbers) -> str:
         N.add(f"ImplicitSeed{S}Epochs", int(kv["epochs_completed"]), "{:d}")
         N.add(f"ImplicitSeed{S}DopriEpochs", int(dq["epochs_completed"]), "{:d}")
         N.add(f"ImplicitSeed{S}Status", "trained" if kv["status"] == "ok" else "failed", "{}")
-        if kv["status"] == "ok":
-            N.add(f"ImplicitSeed{S}TestAcc", 100 * float(kv["test_acc"]), "{:.1f}")
+        N.add(f"ImplicitSeed{S}TestAcc", 100 * float(kv["test_acc"]) if kv["status"] == "ok" else None, "{:.1f}")
         N.add(f"ImplicitSeed{S}NfeRatio", nfe(kv) / max(1.0, nfe(dq)) * dq["epochs_completed"] / max(
             1, kv["epochs_completed"]), "{:.1f}")
         N.add(f"ImplicitSeed{S}WallRatio", float(kv["wall_time_s"]) / float(dq["wall_time_s"]) * float(
