@@ -234,7 +234,7 @@ def timing_configs(repeats: int, device: str = "cpu") -> list[dict]:
     """The ``timing`` experiment: each variant's training step, alone and with 5 seeds batched."""
     return [{"kind": "timing", "variant": v, "batch_size": 128, "repeats": repeats, "warmup": 5, "members": 5,
              "seed": 0, "device": device, "engine": variant_config(v).engine, "reference": TIMING_REFERENCE,
-             "reference_engine": variant_config(TIMING_REFERENCE).engine} for v in variants.VARIANTS]
+             "reference_engine": variant_config(TIMING_REFERENCE).engine} for v in applicable("spiral")]
 
 
 BENCH_SUITE = 6  # which rows the bench measures: 2 added the hand engine's adaptive, adjoint and checkpointed rows,
@@ -242,9 +242,13 @@ BENCH_SUITE = 6  # which rows the bench measures: 2 added the hand engine's adap
 # 5 torchode's dopri5, 6 the one-node steps (step-*) in place of the evaluation rows
 
 
+EXPLICIT_ENGINES = tuple(sorted(n for n in ENGINES if n != "implicit"))  # what the bench and transfer run
+
+
 def all_engines() -> str:
-    """Every engine with its version: what the bench, which runs them all, depends on."""
-    return ",".join(engine_label(name) for name in sorted(ENGINES))
+    """Every engine of the explicit methods with its version: what the bench, which runs them all, and a transfer
+    run, which solves with explicit methods alone, depend on (the implicit methods' engine is a training run's)."""
+    return ",".join(engine_label(name) for name in EXPLICIT_ENGINES)
 
 
 # The variants the gradient diagnostics run on a trained model's weights, besides the trained variant

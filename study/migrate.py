@@ -9,6 +9,9 @@ same numbers, each noting where it came from (``migration``), instead of being m
   test trains with and without it); its rows become ``transfer`` records, one per (trained run, solver)
   (:func:`study.experiments.transfer_config`), and the training record keeps its name but for the list.
 
+* ``transfer-engines-explicit``: a transfer run's ``engines`` listed the implicit methods' engine too, which its
+  explicit solves never use; it lists the explicit engines alone.
+
 ``study migrate`` applies every migration to a store; it is idempotent, and a store that needs none is left as
 it is.  Torch-free.
 """
@@ -138,7 +141,41 @@ def _old_workprecision(path: Path) -> dict | None:
 WORKPRECISION = "workprecision-by-part"
 _WHY_WP = ("a work-precision record listed every solver and gradient method it measured, so a new method renamed "
            "it; it became one record per measured part, same rows")
-MIGRATIONS = {TRANSFER: transfer_out_of_training, WORKPRECISION: workprecision_by_part}
+ENGINES = "transfer-engines-explicit"
+_WHY_ENGINES = ("a transfer run's engines listed the implicit methods' engine, which its explicit solves never use, so "
+                "a change to it renamed every transfer record; the list became the explicit engines alone")
+
+
+def transfer_engines_explicit(runs_dir: Path | str) -> tuple[int, int]:
+    """Move every transfer record whose config's ``engines`` lists the implicit engine to the name without it.
+    Returns ``(records moved, records moved)``."""
+    from .experiments import EXPLICIT_ENGINES
+
+    runs_dir, moved = Path(runs_dir), 0
+    folder = runs_dir / "transfer"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            rec = store.read_placed(path, tasks.record_schema)
+        except store.CorruptRecord:
+            continue  # status reports it; run-all moves it aside
+        engines = rec["config"].get("engines")
+        if not isinstance(engines, str):
+            continue
+        kept = [e for e in engines.split(",") if e.rsplit("-", 1)[0] in EXPLICIT_ENGINES]
+        if kept == engines.split(","):
+            continue
+        new = {**rec, "config": {**rec["config"], "engines": ",".join(kept)},
+               "migration": {"name": ENGINES, "from": f"transfer/{path.stem}", "why": _WHY_ENGINES}}
+        target = store.record_path(runs_dir, "transfer", new["config"])
+        if not target.exists():
+            store.write_atomic(target, new)
+        os.unlink(path)
+        moved += 1
+    return moved, moved
+
+
+MIGRATIONS = {TRANSFER: transfer_out_of_training, WORKPRECISION: workprecision_by_part,
+              ENGINES: transfer_engines_explicit}
 
 
 def migrate(runs_dir: Path | str) -> dict[str, tuple[int, int]]:

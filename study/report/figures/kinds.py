@@ -25,11 +25,11 @@ def metric_words(task: str) -> tuple[bool, str]:
 
 def transfer_matrix(df: pd.DataFrame) -> pd.DataFrame:
     """Median over seeds of each trained variant's metric under each transfer solver (rows: variants in registry
-    order; columns: solvers in the records' order)."""
+    order; columns: solvers in the records' order, one that failed on every model a column of NaN)."""
     ok = df[df["status"] == "ok"]
     solvers = list(dict.fromkeys(ok["solver"]))
     table = ok.pivot_table(index="variant", columns="solver", values="value", aggfunc="median")
-    return table.loc[style.ordered(table.index), solvers]
+    return table.reindex(index=style.ordered(table.index), columns=solvers)  # a solver that failed everywhere: NaN
 
 
 def _ink(im, value: float) -> str:
@@ -78,6 +78,9 @@ def fig_transfer(view: View, out: Path):
     return fig
 
 
+WP_CLIP = 1e3  # relative errors above this are drawn at it: a blown-up solve's size says nothing more
+
+
 def _wp_panel(ax, d: pd.DataFrame, what: str, title: str) -> None:
     backends = {"hand": "-", "torchdiffeq": "--", "hand-checkpoint": (0, (5, 1)), "hand-adjoint": ":",
                 "torchdiffeq-adjoint": "-."}
@@ -87,11 +90,17 @@ def _wp_panel(ax, d: pd.DataFrame, what: str, title: str) -> None:
         if g.empty:
             continue
         cost = g["nfe"] + (g["nfe_backward"].fillna(0) if what == "gradient" else 0)
-        ax.plot(cost, g["error"], color=style.method_colour(method), ls=backends.get(backend, "-"), marker="o",
+        err = g["error"].clip(upper=WP_CLIP)  # a blown-up solve (a stiff field's explicit steps) at the top edge
+        ax.plot(cost, err, color=style.method_colour(method), ls=backends.get(backend, "-"), marker="o",
                 ms=2.5, label=f"{method} ({backend})")
+        over = g["error"] > WP_CLIP
+        if over.any():
+            ax.scatter(cost[over], err[over], marker="^", s=14, color=style.method_colour(method), zorder=3)
+            ax.set_title(title + f" (triangles: above {WP_CLIP:.0e})")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_title(title)
+    if not ax.get_title():
+        ax.set_title(title)
     ax.set_xlabel("NFE" if what == "solution" else "NFE, forward + backward")
 
 
