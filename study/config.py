@@ -71,6 +71,15 @@ def engine_label(name: str) -> str:
     return f"{name}-{ENGINES[name]}"
 
 
+EXPLICIT_ENGINES = tuple(sorted(n for n in ENGINES if n != "implicit"))  # what the bench and transfer run
+
+
+def all_engines() -> str:
+    """Every engine of the explicit methods with its version: what the bench, which runs them all, and a transfer
+    run, which solves with explicit methods alone, depend on (the implicit methods' engine is a training run's)."""
+    return ",".join(engine_label(name) for name in EXPLICIT_ENGINES)
+
+
 MODELS = ("ode", "resnet", "none")
 HEADS = ("mlp", "linear")
 # Model options added after the first records: stored in a config only when they differ from these.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from .config import ENGINES, FIXED_METHODS, METHODS, Protocol, engine_label, run_config
+from .config import EXPLICIT_ENGINES, FIXED_METHODS, METHODS, Protocol, all_engines, engine_label, run_config  # noqa: F401
 from .store import config_hash
 from . import tasks, variants
 from .profiles import REMEDY_ARMS, SPEC, TASK_SPEC  # noqa: F401 - the profiles, as plain data (REMEDY_ARMS re-exported)
@@ -240,15 +240,6 @@ def timing_configs(repeats: int, device: str = "cpu") -> list[dict]:
 BENCH_SUITE = 6  # which rows the bench measures: 2 added the hand engine's adaptive, adjoint and checkpointed rows,
 # 3 the fixed-step solve on the evaluation building block (what the fused path buys), 4 adaptive seeds batched,
 # 5 torchode's dopri5, 6 the one-node steps (step-*) in place of the evaluation rows
-
-
-EXPLICIT_ENGINES = tuple(sorted(n for n in ENGINES if n != "implicit"))  # what the bench and transfer run
-
-
-def all_engines() -> str:
-    """Every engine of the explicit methods with its version: what the bench, which runs them all, and a transfer
-    run, which solves with explicit methods alone, depend on (the implicit methods' engine is a training run's)."""
-    return ",".join(engine_label(name) for name in EXPLICIT_ENGINES)
 
 
 # The variants the gradient diagnostics run on a trained model's weights, besides the trained variant

@@ -149,7 +149,7 @@ _WHY_ENGINES = ("a transfer run's engines listed the implicit methods' engine, w
 def transfer_engines_explicit(runs_dir: Path | str) -> tuple[int, int]:
     """Move every transfer record whose config's ``engines`` lists the implicit engine to the name without it.
     Returns ``(records moved, records moved)``."""
-    from .experiments import EXPLICIT_ENGINES
+    from .config import EXPLICIT_ENGINES
 
     runs_dir, moved = Path(runs_dir), 0
     folder = runs_dir / "transfer"
