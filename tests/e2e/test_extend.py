@@ -13,7 +13,7 @@ from tests.helpers import ENV, ROOT
 
 TABLEAU = '''        _tableau("heun", [0, 1], [[], [1]], [F(1, 2), F(1, 2)], order=2),  # Heun's method (explicit trapezoid)
 '''
-METHOD = '''    Method("heun", 2, 2, "Heun", "Heun", tableau="heun"),
+METHOD = '''    Method("heun", 2, 2, "Heun", "Heun", tableau="heun", real_limit=2.0),
 '''
 VARIANT = '''    Variant("heun", "Heun (hand)", "Heun", {"model": "ode", "backend": "hand", "method": "heun", "steps": 20}),
 '''
@@ -29,8 +29,8 @@ def _heun_package(tmp_path):
     pkg = tmp_path / "pkg"
     shutil.copytree(ROOT / "study", pkg / "study", ignore=shutil.ignore_patterns("__pycache__"))
     _insert_after(pkg / "study/engine/solvers.py", '        _tableau("euler", [0], [[]], [1], order=1),\n', TABLEAU)
-    _insert_after(pkg / "study/config.py", '    Method("euler", 1, 1, "Euler", "Euler", tableau="euler", torchdiffeq="euler"),\n',
-                  METHOD)
+    _insert_after(pkg / "study/config.py", '    Method("euler", 1, 1, "Euler", "Euler", tableau="euler", torchdiffeq="euler", '
+                                           'real_limit=2.0),\n', METHOD)
     _insert_after(pkg / "study/variants.py", '''    Variant("euler", "Euler (hand)", "Euler", {"model": "ode", "backend": "hand", "method": "euler", "steps": 20}),
 ''', VARIANT)
     return pkg
@@ -47,9 +47,9 @@ def _pendulum_package(tmp_path):
     assert len((folder / "__init__.py").read_text().splitlines()) <= 60
     path = pkg / "study/tasks/__init__.py"
     source = path.read_text()
-    anchor = 'TASKS = ("spiral", "dynamics", "density", "digits")'
+    anchor = 'TASKS = ("spiral", "dynamics", "density", "digits", "stiff")'
     assert source.count(anchor) == 1
-    path.write_text(source.replace(anchor, 'TASKS = ("spiral", "dynamics", "density", "digits", "pendulum")'))
+    path.write_text(source.replace(anchor, 'TASKS = ("spiral", "dynamics", "density", "digits", "stiff", "pendulum")'))
     lines: dict = {}
     exec((EXAMPLE / "pendulum_profiles.py").read_text(), lines)
     path = pkg / "study/profiles.py"
@@ -69,7 +69,7 @@ def _study(pkg, *args, timeout=600):
 def test_a_new_solver_and_a_new_task_add_runs_to_the_shipped_store_and_rename_none(tmp_path):
     pkg = _pendulum_package(tmp_path)
     r = _study(pkg, "variants")
-    assert r.returncode == 0 and re.search(r"^heun\s+ode\s+hand\s+heun\s+20 steps", r.stdout, re.M), r.stdout + r.stderr
+    assert r.returncode == 0 and re.search(r"^heun\s+ode\s+hand\s+heun\s+2\s+explicit\s+20 steps", r.stdout, re.M), r.stdout + r.stderr
     r = _study(pkg, "status", "--runs-dir", str(ROOT / "runs"))
     assert r.returncode == 0, r.stderr
     table = {line.split()[0]: [int(x) for x in line.split()[1:]] for line in r.stdout.splitlines()[1:] if line.strip()}
@@ -82,12 +82,13 @@ def test_a_new_solver_and_a_new_task_add_runs_to_the_shipped_store_and_rename_no
     # Heun solution on every task and its convergence run: nothing else
     for name in ("main", "transfer", "convergence", "work-precision", "dynamics/main", "dynamics/transfer",
                  "dynamics/work-precision", "density/main", "density/transfer", "density/work-precision",
-                 "digits/main", "digits/transfer", "digits/work-precision"):
+                 "digits/main", "digits/transfer", "digits/work-precision", "stiff/main", "stiff/transfer",
+                 "stiff/work-precision"):
         assert missing.pop(name, 0) > 0, (name, r.stdout)
     assert missing.pop("timing", 0) == 1  # the timing experiment times every variant: the new one's step
     assert not missing, missing
     assert table["work-precision"][2] == 1 and table["convergence"][2] == 1
-    assert [table[f"{t}main"][2] for t in ("", "dynamics/", "density/", "digits/")] == [5] * 4  # its seeds
+    assert [table[f"{t}main"][2] for t in ("", "dynamics/", "density/", "digits/", "stiff/")] == [5] * 5  # its seeds
     assert table["transfer"][2] == 20  # the spiral's 4 transferred variants x 5 seeds, solved by Heun
     r = _study(pkg, "run", "heun", "--epochs", "1", "--runs-dir", str(tmp_path / "runs"))
     assert r.returncode == 0 and "heun on spiral, seed 0: ok" in r.stdout, r.stderr
