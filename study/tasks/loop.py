@@ -3,7 +3,7 @@ and the flows' iterations (:mod:`study.tasks.ensemble`) are the same loop with t
 
 A job trains ``S`` members at once (one per seed).  Each round ``step()`` trains every member once (an epoch of
 mini-batches, or one iteration) and returns each member's loss; a member whose own solve fails (the counter's
-per-member failures) or whose loss is not finite stops there, its record ending where it stopped; a solver that
+per-member failures) or whose loss is not finite, or beyond :data:`LOSS_LIMIT`, stops there, its record ending where it stopped; a solver that
 gives up by raising stops every member still training, in that round.  Curve points record the mean losses since
 the last point and the evaluations and steps taken since then, per member, and what ``evaluate()`` returns.
 Torch-free: the tasks' steps import it."""
@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+LOSS_LIMIT = 1e6  # a training loss beyond it is a blown-up solve, not a measurement (records.NLL_BOUND)
 STEP_CURVES = (("forward", "nfe_forward"), ("backward", "nfe_backward"), ("accepted", "accepted_steps"),
                ("rejected", "rejected_steps"))
 
@@ -111,6 +112,11 @@ def _failures(h: History, counter, loss, r: int, words: Words, on_stop) -> None:
             h.diverge(s, f"non-finite training loss in {words.unit} {r}", words.stop(r))
             if on_stop:
                 on_stop(s)
+        elif s not in h.diverged and abs(value) > LOSS_LIMIT:
+            h.diverge(s, f"training loss {value:.3g} in {words.unit} {r}, beyond {LOSS_LIMIT:g}: a blown-up solve",
+                      words.stop(r))
+            if on_stop:
+                on_stop(s)
 
 
 def _point(h: History, counter, r: int, losses: list, before: dict, evaluated: dict) -> None:
@@ -119,7 +125,8 @@ def _point(h: History, counter, r: int, losses: list, before: dict, evaluated: d
     after = counter.snapshot(h.S)
     c = h.curves
     c[h.index].append(r)
-    c["loss"].append([float(np.mean(col)) for col in zip(*losses)])
+    means = [float(np.mean(col)) for col in zip(*losses)]
+    c["loss"].append([m if abs(m) <= LOSS_LIMIT else math.nan for m in means])  # beyond it: no measurement
     for name, values in evaluated.items():
         c[name].append(values)
     for key, name in STEP_CURVES:

@@ -53,3 +53,12 @@ def test_a_solver_that_raises_stops_every_member_and_every_member_stopped_ends_t
     assert h.diverged[0] == "solver failure after epoch 2: underflow in dt 0.0"
     h, _ = _run([[math.nan, math.nan]] + [[1.0, 1.0]] * 3, loop.FLOWS, curve_every=1)
     assert h.done == 1 and h.curves["iteration"] == [1]  # nobody left to train
+
+
+def test_a_loss_beyond_the_records_domain_stops_its_member_and_is_no_measurement():
+    from study import records
+
+    assert loop.LOSS_LIMIT == records.NLL_BOUND
+    h, seen = _run([[1.0, 7.1e6], [1.0, 1.0]], loop.CLASSIFIERS, curve_every=1)
+    assert h.diverged[1].startswith("training loss 7.1e+06 in epoch 1") and h.stopped == {1: 1} and seen == [1]
+    assert h.curves["loss"][0][0] == 1.0 and math.isnan(h.curves["loss"][0][1])
