@@ -12,7 +12,9 @@ import pytest
 from study import executor, store, tasks
 from study.experiments import Job
 from study.results import load
-from study.variants import VARIANTS
+from study.experiments import applicable
+
+MAIN = applicable("spiral")  # the spiral's main: one quick run a variant that applies to it
 from tests.helpers import ENV, interruptible, study
 from tests.helpers import strip as comparable
 
@@ -52,7 +54,7 @@ def test_resume_after_kill_9(tmp_path, reference):
     os.kill(proc.pid, signal.SIGKILL)  # the run-all process; its workers die with it
     proc.wait()
     partial = records(d)
-    assert 1 <= len(partial) < len(VARIANTS)  # stopped part-way; whatever is there is complete and valid
+    assert 1 <= len(partial) < len(MAIN)  # stopped part-way; whatever is there is complete and valid
     r = study("run-all", "--profile", "quick", "--experiments", "main", "--runs-dir", str(d), "--workers", "2")
     assert r.returncode == 0, r.stderr
     assert f"{len(partial)} already done" in r.stdout
@@ -89,7 +91,7 @@ def test_two_concurrent_forced_run_alls_redo_each_record_once(tmp_path, referenc
     outs = [p.communicate(timeout=600)[0] for p in (a, b)]
     assert a.returncode == 0 and b.returncode == 0
     ran = [int(line.split()[1]) for out in outs for line in out.splitlines() if line.startswith("run-all:") and " run," in line]
-    assert sum(ran) == len(VARIANTS)  # every record redone (quick main: one seed a variant), by exactly one of them
+    assert sum(ran) == len(MAIN)  # every record redone (quick main: one seed a variant), by exactly one of them
     after = records(d)
     assert all(os.stat(d / k).st_mtime > os.stat(reference / k).st_mtime for k in after)
 
@@ -107,7 +109,7 @@ def test_a_full_disk_is_reported_per_run_and_loses_nothing(tmp_path):
         assert failed and all("No space left on device" in line for line in failed)
         assert re.search(r"^run-all: \d+ run, 0 skipped \(already done\), 0 diverged, \d+ failed", r.stdout, re.M)
         written = records(d)  # whatever was written is complete and valid; nothing half-written is left
-        assert len(written) + len(failed) == len(VARIANTS) and not list(d.rglob("*.tmp"))
+        assert len(written) + len(failed) == len(MAIN) and not list(d.rglob("*.tmp"))
         r = study("figures", "--profile", "quick", "--runs-dir", str(d), "--out", str(d / "f"), "--tables-out", str(d / "g"))
         assert r.returncode in (1, 3) and "Traceback" not in r.stderr
         assert all(p.stat().st_size > 0 for p in (d / "f").glob("*")) if (d / "f").exists() else True
@@ -125,7 +127,7 @@ def test_two_concurrent_run_alls(tmp_path, reference):
     out_b, _ = b.communicate(timeout=600)
     assert a.returncode == 0 and b.returncode == 0
     ran = [int(line.split()[1]) for out in (out_a, out_b) for line in out.splitlines() if line.startswith("run-all:") and " run," in line]
-    assert sum(ran) == len(VARIANTS)  # each run executed by exactly one of them
+    assert sum(ran) == len(MAIN)  # each run executed by exactly one of them
     after, ref = records(d), records(reference)
     assert sorted(after) == sorted(ref)
     for key in ref:
@@ -151,10 +153,10 @@ def test_corrupt_and_foreign_records_are_reported_and_redone(tmp_path, reference
     assert f"corrupt: {victim}: not valid JSON" in r.stderr
     assert "0123456789abcdef.json: missing field 'schema'" in r.stderr
     main_row = next(line for line in r.stdout.splitlines() if line.startswith("main"))
-    n = str(len(VARIANTS))
-    assert main_row.split()[1:] == [n, str(len(VARIANTS) - 1), "0", "0", "0", "0", "1"]
+    n = str(len(MAIN))
+    assert main_row.split()[1:] == [n, str(len(MAIN) - 1), "0", "0", "0", "0", "1"]
     view = load(d, "quick")
-    assert len(view.problems) == 2 and len(view.runs("main")) == len(VARIANTS) - 1  # corrupt files are never used
+    assert len(view.problems) == 2 and len(view.runs("main")) == len(MAIN) - 1  # corrupt files are never used
     r = study("run-all", "--profile", "quick", "--experiments", "main", "--runs-dir", str(d))
     assert r.returncode == 0 and "corrupt record moved aside and rerun" in r.stderr
     assert comparable(store.read_record(victim)) == comparable(store.read_record(reference / victim.relative_to(d)))
