@@ -7,7 +7,7 @@ import pytest
 
 from study import results
 from study.report import figures, style
-from study.variants import VARIANTS
+from study.experiments import applicable
 from tests.helpers import ENV, ROOT, study
 
 
@@ -54,7 +54,7 @@ def test_missing_runs_skip_a_figure_with_one_line(tmp_path, quick_store):
               "--tables-out", str(tmp_path / "g"))
     assert r.returncode == 3
     assert (tmp_path / "f" / "fig08_convergence.pdf").exists()
-    assert (f"fig02_main: skipped: experiment 'main' has 0 of {len(VARIANTS)} runs; complete it with: "
+    assert (f"fig02_main: skipped: experiment 'main' has 0 of {len(applicable('spiral'))} runs; complete it with: "
             f"study run-all --experiments main --profile quick --runs-dir {partial}") in r.stdout
     assert not (tmp_path / "f" / "fig02_main.pdf").exists()
 
@@ -105,7 +105,7 @@ def test_view_selects_the_profiles_runs_only(quick_store, tmp_path):
     shutil.copy(some, single / some.name)  # a `study run` record with the same hash
     quick = results.load(mixed, "quick")
     full = results.load(mixed, "full")
-    assert len(quick.runs("main")) == len(VARIANTS) and quick.runs("main")["hash"].is_unique
+    assert len(quick.runs("main")) == len(applicable("spiral")) and quick.runs("main")["hash"].is_unique
     assert full.runs("main").empty and full.convergence().empty and full.trajectories().empty
     assert not quick.convergence().empty and set(quick.convergence()["solver"]) == {
         "hand-euler", "hand-midpoint", "hand-rk4", "hand-rk4-38", "tdq-euler", "tdq-midpoint", "tdq-rk4"}
