@@ -51,8 +51,22 @@ def _row(label: str, d) -> list[str]:
     return [label, f"{len(ok)}/{len(d)}", err, _num(nfe), _num(newton), _num(wall, "{:,.1f}"), where or "--"]
 
 
+def _constants(N: Numbers) -> None:
+    """The stiff system's and the methods' constants the text names (the system's from its module)."""
+    from ...tasks import stiff
+
+    N.add("StiffK", stiff.K, "{:.0f}")
+    N.add("StiffCircleEig", 2 * stiff.K, "{:.0f}")
+    N.add("StiffStartEig", stiff.K * (3 * stiff.R0 ** 2 - 1), "{:.0f}")
+    N.add("StiffObservations", tasks.get("stiff").Protocol().n_points, "{:d}")
+    N.add("KvaernoLabel", METHODS["kvaerno3"].label, "{}")
+    for name, m in (("Euler", "euler"), ("Rk", "rk4"), ("Dopri", "dopri5")):
+        N.add(f"{name}RealLimit", METHODS[m].real_limit, "{:.3g}")
+
+
 def stiff_numbers(view: View, N: Numbers) -> str:
     rows = []
+    _constants(N)
     for task in STIFF:
         T = task.title()
         main = view.runs(tasks.experiment(task, "main"), "train")
@@ -79,6 +93,8 @@ def stiff_numbers(view: View, N: Numbers) -> str:
             ok = d[d["status"] == "ok"]
             m = re.sub(r"[^A-Za-z]", "", v.title())
             N.add(f"{T}Control{m}Trained", len(ok), "{:d}")
+            N.add(f"{T}Control{m}Seeds", len(d), "{:d}")
+            N.add(f"{T}Control{m}Steps", int(steps), "{:d}")
             if len(ok):
                 N.add(f"{T}Control{m}Wall", float(np.median(ok["wall_time_s"].astype(float))), "{:.0f}")
     return _table("l r l r r r l", ["run", "trained", "trajectory error per seed", "train NFE", "Newton", "wall s",
